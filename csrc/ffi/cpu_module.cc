@@ -1,0 +1,158 @@
+// XLA FFI handler for the CPU truncated SVD, and the `_cpu` Python module that exports it.
+//
+// Handler chain: TruncatedSvdImpl<T> (typed call into the core) <- TruncatedSvdDispatch (shape,
+// k and dtype checks) <- XLA_FFI_DEFINE_HANDLER_SYMBOL <- NB_MODULE(_cpu), which exposes
+// `registrations()` and `set_lapack(...)`.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "cpu/lapack.h"
+#include "cpu/truncated_svd.h"
+#include "ffi/ffi_helpers.h"
+#include "nanobind/nanobind.h"
+#include "nanobind/stl/string.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace nb = nanobind;
+namespace ffi = xla::ffi;
+
+namespace rrae_fast {
+namespace {
+
+// ===========================================================================================
+// Handler
+// ===========================================================================================
+
+template <typename T>
+ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch& shape,
+                            int64_t k, ffi::AnyBuffer a, ffi::Result<ffi::AnyBuffer> u,
+                            ffi::Result<ffi::AnyBuffer> s, ffi::Result<ffi::AnyBuffer> vt,
+                            cpu::Fault fault) {
+  const cpu::LapackTable& lapack = cpu::GlobalLapack();
+  if (!lapack.Complete()) {
+    return ffi::Error::Internal("rrae_fast: LAPACK pointers were not set; import rrae_fast");
+  }
+  // The calling thread plus the pool's threads.
+  const int64_t workers = 1 + pool.num_threads();
+  Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
+  Status status = cpu::TruncatedSvd<T>(
+      lapack, shape.batch, shape.m, shape.n, k, reinterpret_cast<const T*>(a.untyped_data()),
+      reinterpret_cast<T*>(u->untyped_data()), reinterpret_cast<T*>(s->untyped_data()),
+      reinterpret_cast<T*>(vt->untyped_data()), schedule, workers, fault);
+  return ffi_helpers::ToFfiError(status);
+}
+
+ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a,
+                                ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
+                                ffi::Result<ffi::AnyBuffer> vt, int64_t k, int64_t fault) {
+  auto shape = ffi_helpers::SplitBatch(a.dimensions(), "input a");
+  if (shape.has_error()) return shape.error();
+  const int64_t m = shape->m, n = shape->n;
+  if (k < 1 || k > std::min(m, n)) {
+    return ffi::Error::InvalidArgument("k must be in [1, min(m, n)] = [1, " +
+                                       std::to_string(std::min(m, n)) + "], got " +
+                                       std::to_string(k));
+  }
+  if (!cpu::SizesFitLapack(m, n)) {
+    return ffi::Error::InvalidArgument("matrix of " + std::to_string(m) + " x " +
+                                       std::to_string(n) + " is too large for 32-bit LAPACK");
+  }
+  if (fault < 0 || fault > 2) return ffi::Error::InvalidArgument("unknown fault code");
+  if (auto e = ffi_helpers::CheckShape(u->dimensions(), a.dimensions(), m, k, "u"); e.failure())
+    return e;
+  if (auto e = ffi_helpers::CheckShape(s->dimensions(), a.dimensions(), k, -1, "s"); e.failure())
+    return e;
+  if (auto e = ffi_helpers::CheckShape(vt->dimensions(), a.dimensions(), k, n, "vt");
+      e.failure())
+    return e;
+  const ffi::DataType dtype = a.element_type();
+  if (u->element_type() != dtype || s->element_type() != dtype || vt->element_type() != dtype) {
+    return ffi::Error::InvalidArgument("outputs must have the input's dtype");
+  }
+  const auto f = static_cast<cpu::Fault>(fault);
+  switch (dtype) {
+    case ffi::DataType::F32:
+      return TruncatedSvdImpl<float>(pool, *shape, k, a, u, s, vt, f);
+    case ffi::DataType::F64:
+      return TruncatedSvdImpl<double>(pool, *shape, k, a, u, s, vt, f);
+    default:
+      return ffi::Error::InvalidArgument("rrae_fast_truncated_svd supports float32 and float64");
+  }
+}
+
+}  // namespace
+}  // namespace rrae_fast
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispatch,
+                              xla::ffi::Ffi::Bind()
+                                  .Ctx<xla::ffi::ThreadPool>()            // pool
+                                  .Arg<xla::ffi::AnyBuffer>()             // a [..., m, n]
+                                  .Ret<xla::ffi::AnyBuffer>()             // u [..., m, k]
+                                  .Ret<xla::ffi::AnyBuffer>()             // s [..., k]
+                                  .Ret<xla::ffi::AnyBuffer>()             // vt [..., k, n]
+                                  .Attr<int64_t>("k")                     // k
+                                  .Attr<int64_t>("fault"));               // fault (tests only)
+
+// =============================================================================================
+// Python module
+// =============================================================================================
+
+namespace {
+
+// The function pointer inside a Cython `__pyx_capi__` capsule (whatever the capsule's name).
+void* CapsulePointer(nb::handle capsule, const char* what) {
+  PyObject* obj = capsule.ptr();
+  if (!PyCapsule_CheckExact(obj)) {
+    throw nb::type_error((std::string(what) + " is not a capsule").c_str());
+  }
+  void* ptr = PyCapsule_GetPointer(obj, PyCapsule_GetName(obj));
+  if (ptr == nullptr) throw nb::python_error();
+  return ptr;
+}
+
+// OpenBLAS's per-thread thread count, looked up in the library that holds `symbol_in_blas`.
+rrae_fast::cpu::SetThreadsLocalFn* FindSetThreadsLocal(void* symbol_in_blas) {
+  Dl_info info;
+  if (dladdr(symbol_in_blas, &info) == 0 || info.dli_fname == nullptr) return nullptr;
+  void* lib = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+  if (lib == nullptr) return nullptr;
+  void* fn = dlsym(lib, "openblas_set_num_threads_local");
+  dlclose(lib);  // balanced with the RTLD_NOLOAD open; the library stays loaded
+  return reinterpret_cast<rrae_fast::cpu::SetThreadsLocalFn*>(fn);
+}
+
+}  // namespace
+
+NB_MODULE(_cpu, m) {
+  m.doc() = "rrae_fast CPU kernels (XLA FFI handlers).";
+  m.def(
+      "registrations",
+      []() {
+        nb::dict d;
+        d["rrae_fast_truncated_svd"] =
+            nb::capsule(reinterpret_cast<void*>(RraeFastTruncatedSvd), "xla._CUSTOM_CALL_TARGET");
+        return d;
+      },
+      "FFI targets of this module: a dict from target name to handler capsule.");
+  m.def(
+      "set_lapack",
+      [](nb::handle sgesdd, nb::handle dgesdd, nb::handle sgesvd, nb::handle dgesvd) {
+        auto& t = rrae_fast::cpu::GlobalLapack();
+        t.f32.gesdd = reinterpret_cast<rrae_fast::cpu::GesddFn<float>*>(
+            CapsulePointer(sgesdd, "sgesdd"));
+        t.f64.gesdd = reinterpret_cast<rrae_fast::cpu::GesddFn<double>*>(
+            CapsulePointer(dgesdd, "dgesdd"));
+        t.f32.gesvd = reinterpret_cast<rrae_fast::cpu::GesvdFn<float>*>(
+            CapsulePointer(sgesvd, "sgesvd"));
+        t.f64.gesvd = reinterpret_cast<rrae_fast::cpu::GesvdFn<double>*>(
+            CapsulePointer(dgesvd, "dgesvd"));
+        t.set_threads_local = FindSetThreadsLocal(reinterpret_cast<void*>(t.f32.gesdd));
+        return t.set_threads_local != nullptr;
+      },
+      nb::arg("sgesdd"), nb::arg("dgesdd"), nb::arg("sgesvd"), nb::arg("dgesvd"),
+      "Hand over LAPACK entry points (Cython capsules). Returns whether OpenBLAS's per-thread "
+      "thread control was found.");
+}

@@ -1,0 +1,12 @@
+"""rrae_fast: truncated SVD for JAX on native kernels, with exact, stable gradients."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._svd import rank_reduce as rank_reduce, truncated_svd as truncated_svd
+
+try:
+    __version__ = version("rrae_fast")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = ["rank_reduce", "truncated_svd", "__version__"]

@@ -1,0 +1,69 @@
+"""Input validation for the SVD ops: clear exceptions at trace time, finiteness checks."""
+
+from __future__ import annotations
+
+import operator
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+GRADIENT_MODES = ("exact", "tangent")
+
+# Half-precision inputs are computed in float32 and cast back: LAPACK has no half routines and
+# float32 costs little more to move through memory.
+_UPCAST = {jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)}
+_NATIVE = {jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)}
+
+
+def check_matrix(a, fn: str) -> tuple[Array, jnp.dtype]:
+    """Validates ``a`` of shape [..., m, n]; returns it in a kernel dtype and the output dtype."""
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        a = jnp.asarray(a)
+    dtype = jnp.dtype(a.dtype)
+    if dtype not in _NATIVE and dtype not in _UPCAST:
+        raise TypeError(
+            f"{fn}: expected a floating-point array (float32, float64, float16 or bfloat16), "
+            f"got dtype {dtype}"
+        )
+    if a.ndim < 2:
+        raise ValueError(f"{fn}: expected an array of shape [..., m, n], got shape {a.shape}")
+    if any(d == 0 for d in a.shape):
+        raise ValueError(f"{fn}: every axis must be non-empty, got shape {a.shape}")
+    a = jnp.asarray(a)
+    if dtype in _UPCAST:
+        a = a.astype(jnp.float32)
+    return a, dtype
+
+
+def check_k(k, shape: tuple[int, ...], fn: str) -> int:
+    """Returns ``k`` as a Python int in ``[1, min(m, n)]`` or raises."""
+    if isinstance(k, (bool, np.bool_)):
+        raise TypeError(f"{fn}: k must be an int, got a bool")
+    if isinstance(k, jax.core.Tracer):
+        raise TypeError(f"{fn}: k must be a concrete Python int, got a traced value")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise TypeError(f"{fn}: k must be an int, got {type(k).__name__}") from None
+    r = min(shape[-2:])
+    if not 1 <= k <= r:
+        raise ValueError(f"{fn}: k must satisfy 1 <= k <= min(m, n) = {r}, got k={k}")
+    return k
+
+
+def check_gradient(gradient: str, fn: str) -> str:
+    if gradient not in GRADIENT_MODES:
+        raise ValueError(f"{fn}: gradient must be one of {GRADIENT_MODES}, got {gradient!r}")
+    return gradient
+
+
+def check_finite(a: Array, fn: str) -> Array:
+    """Raises if ``a`` has a NaN or Inf: at once when concrete, at run time when traced."""
+    if isinstance(a, jax.core.Tracer):
+        return eqx.error_if(a, ~jnp.all(jnp.isfinite(a)), f"{fn}: input has NaN or Inf entries")
+    if not bool(jnp.all(jnp.isfinite(a))):
+        raise ValueError(f"{fn}: input has NaN or Inf entries (check_finite=True)")
+    return a

@@ -1,0 +1,45 @@
+"""The one module that touches the compiled extensions.
+
+Imports ``_cpu`` (always built), hands it SciPy's LAPACK entry points, and registers its XLA FFI
+targets with JAX once. ``_cuda`` is optional and imported lazily when it exists.
+"""
+
+from __future__ import annotations
+
+import jax
+import scipy.linalg.cython_lapack as _cython_lapack
+
+from . import _cpu
+
+TRUNCATED_SVD_TARGET = "rrae_fast_truncated_svd"
+
+_LAPACK_ROUTINES = ("sgesdd", "dgesdd", "sgesvd", "dgesvd")
+
+
+def _lapack_capsules() -> dict[str, object]:
+    capi = _cython_lapack.__pyx_capi__
+    capsules = {name: capi[name] for name in _LAPACK_ROUTINES}
+    # The kernels call LAPACK with 32-bit integers. SciPy's Cython signatures spell the integer
+    # type out; refuse a 64-bit-integer LAPACK rather than pass it wrong-sized arguments.
+    signature = repr(capsules["sgesdd"])
+    if "int *" not in signature or "int64" in signature:
+        raise ImportError(
+            "rrae_fast needs SciPy's LAPACK with 32-bit integers (LP64); found " + signature
+        )
+    return capsules
+
+
+_HAS_THREAD_CONTROL: bool = _cpu.set_lapack(**_lapack_capsules())
+
+for _name, _capsule in _cpu.registrations().items():
+    jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")
+
+
+def blas_thread_control() -> bool:
+    """Whether the BLAS in use lets the kernel pin one BLAS thread per batch member."""
+    return _HAS_THREAD_CONTROL
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA module was built. Always False until the CUDA backend exists."""
+    return False

@@ -1,0 +1,145 @@
+"""Stable derivatives of the truncated SVD and of the rank-k approximation (pure ``jnp``).
+
+Derivation (paper, Appendix A; the project's gradient notes). Let ``A = Σ_i σ_i u_i v_iᵀ`` with
+factors ``U_c, σ_c, V_c`` of ``c ≥ k`` columns, ordered by decreasing σ. The first ``k`` form the
+kept set K, the next ``c − k`` the discarded set D; everything orthogonal to the ``c`` columns is
+treated as null space of A. With ``c = min(m, n)`` (all singular triplets) the formulas below are
+exact; with ``c = k`` they are the cheap "tangent" approximation, exact when ``rank(A) ≤ k``.
+
+With ``Ω = U_cᵀ dA V_c`` and ``F_ij = 1 / (σ_j² − σ_i²)`` (``F_ii = 0``), for ``i ∈ K``:
+
+    dσ_i = Ω_ii
+    du_i = Σ_j u_j F_ji (Ω_ji σ_i + σ_j Ω_ij) + (I − U_c U_cᵀ) dA v_i / σ_i
+    dv_i = Σ_j v_j F_ji (σ_j Ω_ji + Ω_ij σ_i) + (I − V_c V_cᵀ) dAᵀ u_i / σ_i
+
+which is the derivative of the full thin SVD restricted to the kept columns (the discarded
+triplets enter through ``F`` for ``j ∈ D``). For ``A_k = U_K Σ_K V_Kᵀ``, rotations inside K or D
+cancel and only cross-gap terms remain (``i ∈ K``, ``j ∈ D``, ``g_ij = σ_i / (σ_i² − σ_j²)``):
+
+    dA_k = U_K Ω_KK V_Kᵀ
+         + Σ u_j g_ij (σ_i Ω_ji + σ_j Ω_ij) v_iᵀ + Σ u_i g_ij (σ_i Ω_ij + σ_j Ω_ji) v_jᵀ
+         + (I − U_c U_cᵀ) dA V_K V_Kᵀ + U_K U_Kᵀ dA (I − V_c V_cᵀ)
+
+This map is self-adjoint and linear in ``dA``, so reverse mode follows by transposition.
+
+Stabilisation (paper Appendix A, made scale-invariant):
+
+* singular values ``σ_i ≤ ζ·σ_1`` are treated as exact zeros, ``ζ = max(1e-11, ε·max(m, n))``
+  (1e-11 is the paper's threshold; ``ε·max(m, n)`` is the numerical-rank floor of the dtype);
+* a pair with ``|σ_i² − σ_j²| ≤ τ·σ_1²`` is a tie and its coupling is set to 0,
+  ``τ = max(1e-9, 100·ε)`` (the paper masks ``|Δ| ≤ 1e-9`` in absolute terms);
+* ``1/σ_i`` of a zero singular value is replaced by 0.
+
+Ties inside K or inside D then give finite derivatives; a tie across the cut (``σ_k ≈ σ_{k+1}``),
+where truncation is genuinely not differentiable, gives a finite value that drops that coupling.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array
+
+ZERO_RTOL_FLOOR = 1e-11  # the paper's threshold for "exactly zero" singular values
+TIE_RTOL_FLOOR = 1e-9  # the paper's threshold for tied squared singular values
+
+
+def _tolerances(dtype, m: int, n: int) -> tuple[float, float]:
+    eps = float(jnp.finfo(dtype).eps)
+    return max(ZERO_RTOL_FLOOR, eps * max(m, n)), max(TIE_RTOL_FLOOR, 100.0 * eps)
+
+
+def _stable_parts(s: Array, m: int, n: int) -> tuple[Array, Array, Array, Array]:
+    """Thresholded σ, squared σ, the tie threshold on squares, and the guarded 1/σ."""
+    zero_tol, tie_tol = _tolerances(s.dtype, m, n)
+    top = s[..., :1]
+    st = jnp.where(s > zero_tol * top, s, jnp.zeros_like(s))
+    sinv = jnp.where(st > 0, 1 / jnp.where(st > 0, st, 1), 0)
+    return st, st * st, tie_tol * top * top, sinv
+
+
+def _inverse_gaps(sq_rows: Array, sq_cols: Array, tie: Array) -> Array:
+    """``1 / (sq_cols[j] − sq_rows[i])`` as a [..., i, j] matrix, 0 where the pair is tied."""
+    d = sq_cols[..., None, :] - sq_rows[..., :, None]
+    ok = jnp.abs(d) > tie[..., None]
+    return jnp.where(ok, 1 / jnp.where(ok, d, 1), 0)
+
+
+def _mT(x: Array) -> Array:
+    return jnp.swapaxes(x, -1, -2)
+
+
+def truncated_svd_jvp(
+    u: Array, s: Array, vt: Array, da: Array, k: int
+) -> tuple[Array, Array, Array]:
+    """Tangent of the top-k factors from factors with ``c ≥ k`` columns.
+
+    Args:
+        u: [..., m, c] left singular vectors (orthonormal columns).
+        s: [..., c] singular values, descending.
+        vt: [..., c, n] right singular vectors (orthonormal rows).
+        da: [..., m, n] tangent of the input.
+        k: number of kept triplets, ``k ≤ c``.
+
+    Returns:
+        ``(du, ds, dvt)`` of shapes [..., m, k], [..., k], [..., k, n].
+    """
+    m, n = da.shape[-2:]
+    st, sq, tie, sinv = _stable_parts(s, m, n)
+    v = _mT(vt)
+    omega = _mT(u) @ da @ v  # [..., c, c]
+    omega_k = omega[..., :, :k]  # Ω_jk: column i of Ω for i in K
+    f = _inverse_gaps(sq[..., :k], sq, tie)  # [..., i∈K, j] = 1/(σ_j² − σ_i²)
+    ft = _mT(f)  # [..., j, i]
+    s_k, sinv_k = st[..., :k], sinv[..., :k]
+    # u-rotation coefficients: F_ji (Ω_ji σ_i + σ_j Ω_ij); F_ji = 1/(σ_i² − σ_j²) = −ft.
+    omega_t_k = _mT(omega[..., :k, :])  # [..., j, i] = Ω_ij
+    rot_u = -ft * (omega_k * s_k[..., None, :] + st[..., :, None] * omega_t_k)
+    rot_v = -ft * (st[..., :, None] * omega_k + omega_t_k * s_k[..., None, :])
+    v_k = v[..., :, :k]
+    u_k = u[..., :, :k]
+    du = u @ rot_u + (da @ v_k - u @ omega_k) * sinv_k[..., None, :]
+    dv = v @ rot_v + (_mT(da) @ u_k - v @ omega_t_k) * sinv_k[..., None, :]
+    ds = jnp.diagonal(omega, axis1=-2, axis2=-1)[..., :k]
+    return du, ds, _mT(dv)
+
+
+def rank_reduce_jvp(u: Array, s: Array, vt: Array, da: Array, k: int) -> Array:
+    """Tangent of ``A_k = U_K Σ_K V_Kᵀ`` from factors with ``c ≥ k`` columns.
+
+    Args:
+        u: [..., m, c] left singular vectors.
+        s: [..., c] singular values, descending.
+        vt: [..., c, n] right singular vectors.
+        da: [..., m, n] tangent (or, the map being self-adjoint, cotangent) of the input.
+        k: rank kept.
+
+    Returns:
+        [..., m, n] tangent of the rank-k approximation.
+    """
+    m, n = da.shape[-2:]
+    st, sq, tie, _ = _stable_parts(s, m, n)
+    v = _mT(vt)
+    u_k, v_k, vt_k = u[..., :, :k], v[..., :, :k], vt[..., :k, :]
+    u_d, vt_d = u[..., :, k:], vt[..., k:, :]
+    omega = _mT(u) @ da @ v  # [..., c, c]
+    om_kk = omega[..., :k, :k]
+    om_kd = omega[..., :k, k:]  # Ω_ij, i ∈ K, j ∈ D
+    om_dk = omega[..., k:, :k]  # Ω_ji
+    s_k, s_d = st[..., :k], st[..., k:]
+    # g_ij = σ_i / (σ_i² − σ_j²) for i ∈ K, j ∈ D; _inverse_gaps gives 1/(σ_j² − σ_i²).
+    g = -_inverse_gaps(sq[..., :k], sq[..., k:], tie) * s_k[..., :, None]  # [..., i, j]
+    # Coefficient of u_j v_iᵀ: g_ij (σ_i Ω_ji + σ_j Ω_ij), arranged as [..., j, i].
+    c_left = _mT(g) * (s_k[..., None, :] * om_dk + s_d[..., :, None] * _mT(om_kd))
+    # Coefficient of u_i v_jᵀ: g_ij (σ_i Ω_ij + σ_j Ω_ji), arranged as [..., i, j].
+    c_right = g * (s_k[..., :, None] * om_kd + s_d[..., None, :] * _mT(om_dk))
+    da_v = da @ v_k  # [..., m, k]
+    ut_da = _mT(u_k) @ da  # [..., k, n]
+    null_left = (da_v - u @ omega[..., :, :k]) @ vt_k  # (I − U_c U_cᵀ) dA V_K V_Kᵀ
+    null_right = u_k @ (ut_da - omega[..., :k, :] @ vt)  # U_K U_Kᵀ dA (I − V_c V_cᵀ)
+    return (
+        u_k @ om_kk @ vt_k
+        + u_d @ c_left @ vt_k
+        + u_k @ c_right @ vt_d
+        + null_left
+        + null_right
+    )
