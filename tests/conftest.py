@@ -1,0 +1,56 @@
+"""Test setup: float64 enabled (float32 is an explicit parameter), strict promotion, markers."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def _cuda_devices() -> list:
+    try:
+        return jax.devices("cuda")
+    except RuntimeError:
+        return []
+
+
+def pytest_collection_modifyitems(config, items):
+    from rrae_fast import _native
+
+    reason = None
+    if not _native.cuda_available():
+        reason = "rrae_fast was built without its CUDA module"
+    elif not _cuda_devices():
+        reason = "no CUDA device is visible"
+    if reason is None:
+        return
+    require = os.environ.get("RRAE_FAST_REQUIRE_GPU") == "1"
+    for item in items:
+        if "gpu" in item.keywords:
+            if require:
+                item.fixturenames.insert(0, "_fail_gpu_required")
+            else:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def _fail_gpu_required():
+    """Turns the skip of a `gpu` test into a failure when RRAE_FAST_REQUIRE_GPU=1."""
+    pytest.fail("RRAE_FAST_REQUIRE_GPU=1, but GPU tests cannot run here")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def getkey():
+    keys = iter(jax.random.split(jax.random.key(0), 1000))
+    return lambda: next(keys)
