@@ -2,11 +2,15 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._svd import rank_reduce as rank_reduce, truncated_svd as truncated_svd
+from ._svd import (
+    diagnose as diagnose,
+    rank_reduce as rank_reduce,
+    truncated_svd as truncated_svd,
+)
 
 try:
     __version__ = version("rrae_fast")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["rank_reduce", "truncated_svd", "__version__"]
+__all__ = ["diagnose", "rank_reduce", "truncated_svd", "__version__"]

@@ -11,6 +11,7 @@ import numpy as np
 from jax import Array
 
 GRADIENT_MODES = ("exact", "tangent")
+METHODS = ("auto", "dense", "iterative")
 
 # Half-precision inputs are computed in float32 and cast back: LAPACK has no half routines and
 # float32 costs little more to move through memory.
@@ -67,3 +68,35 @@ def check_finite(a: Array, fn: str) -> Array:
     if not bool(jnp.all(jnp.isfinite(a))):
         raise ValueError(f"{fn}: input has NaN or Inf entries (check_finite=True)")
     return a
+
+
+def check_method(method: str, fn: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+def check_init(init, a: Array, fn: str) -> Array | None:
+    """Validates a warm-start basis: [..., m, c] (or [m, c] for every member), 1 <= c <= min(m, n).
+
+    Returns it broadcast to a's batch shape and cast to a's dtype.
+    """
+    if init is None:
+        return None
+    init = jnp.asarray(init)
+    if not jnp.issubdtype(init.dtype, jnp.floating):
+        raise TypeError(f"{fn}: init must be floating point, got dtype {init.dtype}")
+    *batch, m, n = a.shape
+    if init.ndim < 2 or init.shape[-2] != m:
+        raise ValueError(f"{fn}: init must have shape [..., m={m}, c], got {init.shape}")
+    c = init.shape[-1]
+    if not 1 <= c <= min(m, n):
+        raise ValueError(
+            f"{fn}: init must have 1 <= c <= min(m, n) = {min(m, n)} columns, got {c}"
+        )
+    try:
+        return jnp.broadcast_to(init, (*batch, m, c)).astype(a.dtype)
+    except ValueError:
+        raise ValueError(
+            f"{fn}: init of shape {init.shape} does not broadcast to the batch {tuple(batch)}"
+        ) from None

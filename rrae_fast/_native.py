@@ -7,18 +7,23 @@ targets with JAX once. ``_cuda`` is optional and imported lazily when it exists.
 from __future__ import annotations
 
 import jax
+import scipy.linalg.cython_blas as _cython_blas
 import scipy.linalg.cython_lapack as _cython_lapack
 
 from . import _cpu
 
 TRUNCATED_SVD_TARGET = "rrae_fast_truncated_svd"
 
-_LAPACK_ROUTINES = ("sgesdd", "dgesdd", "sgesvd", "dgesvd")
+_BLAS_ROUTINES = ("gemm", "syrk", "trsm")
+_LAPACK_ROUTINES = ("gesdd", "gesvd", "potrf", "geqrf", "orgqr")
 
 
 def _lapack_capsules() -> dict[str, object]:
-    capi = _cython_lapack.__pyx_capi__
-    capsules = {name: capi[name] for name in _LAPACK_ROUTINES}
+    capsules = {}
+    for module, routines in ((_cython_blas, _BLAS_ROUTINES), (_cython_lapack, _LAPACK_ROUTINES)):
+        for routine in routines:
+            for prefix in "sd":
+                capsules[prefix + routine] = module.__pyx_capi__[prefix + routine]
     # The kernels call LAPACK with 32-bit integers. SciPy's Cython signatures spell the integer
     # type out; refuse a 64-bit-integer LAPACK rather than pass it wrong-sized arguments.
     signature = repr(capsules["sgesdd"])
@@ -29,7 +34,7 @@ def _lapack_capsules() -> dict[str, object]:
     return capsules
 
 
-_HAS_THREAD_CONTROL: bool = _cpu.set_lapack(**_lapack_capsules())
+_HAS_THREAD_CONTROL: bool = _cpu.set_lapack(_lapack_capsules())
 
 for _name, _capsule in _cpu.registrations().items():
     jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")

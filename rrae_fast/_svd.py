@@ -23,16 +23,35 @@ from . import _checks, _native, _svd_grad
 # ===========================================================================================
 
 
-def _ffi_factors(a: Array, k: int, fault: int = 0) -> tuple[Array, Array, Array]:
-    """Top-k factors from the native kernel (CPU). ``fault`` is a test hook; 0 otherwise."""
+METHODS = {"auto": 0, "dense": 1, "iterative": 2}
+PATHS = ("dense", "iterative", "iterative_then_dense", "non_finite")
+
+
+def _ffi_call(
+    a: Array, k: int, init: Array | None, method: str, fault: int = 0
+) -> tuple[Array, Array, Array, Array]:
+    """The native kernel (CPU): top-k factors and a per-matrix ``info`` [..., 2] (path, iters).
+
+    ``fault`` is a test hook that makes LAPACK calls report failure; 0 otherwise.
+    """
     *batch, m, n = a.shape
+    if init is None:
+        init = jnp.zeros((*batch, m, 0), a.dtype)
     out = (
         jax.ShapeDtypeStruct((*batch, m, k), a.dtype),
         jax.ShapeDtypeStruct((*batch, k), a.dtype),
         jax.ShapeDtypeStruct((*batch, k, n), a.dtype),
+        jax.ShapeDtypeStruct((*batch, 2), jnp.int32),
     )
     call = jax.ffi.ffi_call(_native.TRUNCATED_SVD_TARGET, out, vmap_method="broadcast_all")
-    return call(a, k=np.int64(k), fault=np.int64(fault))
+    return call(a, init, k=np.int64(k), method=np.int64(METHODS[method]), fault=np.int64(fault))
+
+
+def _ffi_factors(
+    a: Array, k: int, init: Array | None = None, method: str = "auto", fault: int = 0
+) -> tuple[Array, Array, Array]:
+    """Top-k factors from the native kernel (CPU)."""
+    return _ffi_call(a, k, init, method, fault)[:3]
 
 
 def _sign_convention(u: Array, vt: Array) -> tuple[Array, Array]:
@@ -57,9 +76,13 @@ def _xla_factors(a: Array, k: int) -> tuple[Array, Array, Array]:
     )
 
 
-def _factors(a: Array, k: int) -> tuple[Array, Array, Array]:
+def _factors(
+    a: Array, k: int, init: Array | None = None, method: str = "auto"
+) -> tuple[Array, Array, Array]:
     return jax.lax.platform_dependent(
-        a, cpu=functools.partial(_ffi_factors, k=k), default=functools.partial(_xla_factors, k=k)
+        a,
+        cpu=lambda x: _ffi_factors(x, k, init, method),
+        default=lambda x: _xla_factors(x, k),  # XLA's SVD: no method choice, no warm start
     )
 
 
@@ -69,20 +92,24 @@ def _factors(a: Array, k: int) -> tuple[Array, Array, Array]:
 
 
 def _full_factors(a: Array) -> tuple[Array, Array, Array]:
-    return _factors(a, min(a.shape[-2:]))
+    return _factors(a, min(a.shape[-2:]), method="dense")
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _tsvd(a: Array, k: int, gradient: str) -> tuple[Array, Array, Array]:
-    return _factors(a, k)
+def _jvp_factors(a, k, init, method, gradient):
+    # Exact mode needs every singular triplet (the coupling with the discarded spectrum);
+    # tangent mode treats everything beyond k as null space.
+    return _full_factors(a) if gradient == "exact" else _factors(a, k, init, method)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 3, 4))
+def _tsvd(a: Array, k: int, init, method: str, gradient: str) -> tuple[Array, Array, Array]:
+    return _factors(a, k, init, method)
 
 
 @_tsvd.defjvp
-def _tsvd_jvp(k, gradient, primals, tangents):
-    (a,), (da,) = primals, tangents
-    # Exact mode needs every singular triplet (the coupling with the discarded spectrum);
-    # tangent mode treats everything beyond k as null space.
-    u, s, vt = _full_factors(a) if gradient == "exact" else _factors(a, k)
+def _tsvd_jvp(k, method, gradient, primals, tangents):
+    (a, init), (da, _) = primals, tangents  # the warm start carries no derivative
+    u, s, vt = _jvp_factors(a, k, init, method, gradient)
     du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, k)
     return (u[..., :k], s[..., :k], vt[..., :k, :]), (du, ds, dvt)
 
@@ -91,27 +118,30 @@ def _product(u: Array, s: Array, vt: Array) -> Array:
     return (u * s[..., None, :]) @ vt
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _rank_reduce(a: Array, k: int, gradient: str) -> Array:
-    return _product(*_factors(a, k))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 3, 4))
+def _rank_reduce(a: Array, k: int, init, method: str, gradient: str) -> Array:
+    return _product(*_factors(a, k, init, method))
 
 
 @_rank_reduce.defjvp
-def _rank_reduce_jvp(k, gradient, primals, tangents):
-    (a,), (da,) = primals, tangents
-    u, s, vt = _full_factors(a) if gradient == "exact" else _factors(a, k)
+def _rank_reduce_jvp(k, method, gradient, primals, tangents):
+    (a, init), (da, _) = primals, tangents  # the warm start carries no derivative
+    u, s, vt = _jvp_factors(a, k, init, method, gradient)
     primal = _product(u[..., :k], s[..., :k], vt[..., :k, :])
     return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, k)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "gradient"))
-def _truncated_svd_jit(a: Array, k: int, gradient: str) -> tuple[Array, Array, Array]:
-    return _tsvd(a, k, gradient)
+_STATIC = ("k", "method", "gradient")
 
 
-@functools.partial(jax.jit, static_argnames=("k", "gradient"))
-def _rank_reduce_jit(a: Array, k: int, gradient: str) -> Array:
-    return _rank_reduce(a, k, gradient)
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _truncated_svd_jit(a, init, k, method, gradient) -> tuple[Array, Array, Array]:
+    return _tsvd(a, k, jax.lax.stop_gradient(init), method, gradient)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _rank_reduce_jit(a, init, k, method, gradient) -> Array:
+    return _rank_reduce(a, k, jax.lax.stop_gradient(init), method, gradient)
 
 
 # ===========================================================================================
@@ -123,6 +153,8 @@ def truncated_svd(
     a: Float[ArrayLike, "*batch m n"],
     k: int,
     *,
+    method: str = "auto",
+    init: Float[ArrayLike, "*batch m c"] | None = None,
     gradient: str = "exact",
     check_finite: bool = False,
 ) -> tuple[Float[Array, "*batch m k"], Float[Array, "*batch k"], Float[Array, "*batch k n"]]:
@@ -152,6 +184,14 @@ def truncated_svd(
         a: [..., m, n] float32 or float64 (float16/bfloat16 are computed in float32 and cast
             back). Leading axes are a batch.
         k: number of triplets, a Python int with ``1 <= k <= min(m, n)``.
+        method: ``"auto"`` (default) picks per shape between ``"dense"`` (LAPACK's SVD, cost
+            independent of k) and ``"iterative"`` (randomized subspace iteration stopped by a
+            residual test that enforces the contract above, falling back to dense if it does
+            not converge within its budget). :func:`diagnose` shows the choice.
+        init: optional warm start, [..., m, c] (or [m, c] for every batch member) with
+            ``1 <= c <= min(m, n)``, e.g. the previous training step's ``u``. It only seeds the
+            iterative path; the results meet the contract whatever it holds (a NaN or
+            degenerate basis is ignored or repaired). It carries no derivative.
         gradient: ``"exact"`` (default) or ``"tangent"``.
         check_finite: raise if ``a`` has NaN or Inf entries. By default a matrix with such
             entries gets NaN in all its outputs and the other batch members are unaffected.
@@ -173,13 +213,8 @@ def truncated_svd(
         >>> u.shape, s.tolist(), vt.shape
         ((3, 1), [3.0], (1, 2))
     """
-    fn = "truncated_svd"
-    a, dtype = _checks.check_matrix(a, fn)
-    k = _checks.check_k(k, a.shape, fn)
-    gradient = _checks.check_gradient(gradient, fn)
-    if check_finite:
-        a = _checks.check_finite(a, fn)
-    u, s, vt = _truncated_svd_jit(a, k, gradient)
+    a, init, dtype, static = _prepare("truncated_svd", a, k, method, init, gradient, check_finite)
+    u, s, vt = _truncated_svd_jit(a, init, **static)
     return u.astype(dtype), s.astype(dtype), vt.astype(dtype)
 
 
@@ -187,6 +222,8 @@ def rank_reduce(
     a: Float[ArrayLike, "*batch m n"],
     k: int,
     *,
+    method: str = "auto",
+    init: Float[ArrayLike, "*batch m c"] | None = None,
     gradient: str = "exact",
     check_finite: bool = False,
 ) -> Float[Array, "*batch m n"]:
@@ -201,6 +238,8 @@ def rank_reduce(
     Args:
         a: [..., m, n] float32 or float64 (float16/bfloat16 computed in float32).
         k: rank, a Python int with ``1 <= k <= min(m, n)``.
+        method: as in :func:`truncated_svd`.
+        init: warm start, as in :func:`truncated_svd`.
         gradient: ``"exact"`` (default) or ``"tangent"``: the projection
             ``P_U G + G P_V − P_U G P_V``, exact only when ``rank(A) ≤ k``.
         check_finite: raise if ``a`` has NaN or Inf entries (default: NaN output for that
@@ -219,10 +258,46 @@ def rank_reduce(
         >>> rrae_fast.rank_reduce(a, 1).tolist()
         [[3.0, 0.0], [0.0, 0.0]]
     """
-    fn = "rank_reduce"
+    a, init, dtype, static = _prepare("rank_reduce", a, k, method, init, gradient, check_finite)
+    return _rank_reduce_jit(a, init, **static).astype(dtype)
+
+
+def diagnose(
+    a: Float[ArrayLike, "*batch m n"],
+    k: int,
+    *,
+    method: str = "auto",
+    init: Float[ArrayLike, "*batch m c"] | None = None,
+) -> dict[str, np.ndarray]:
+    """Which path the CPU kernel takes for each matrix, and how many iterations it needed.
+
+    Runs the forward kernel eagerly on CPU with the same arguments as :func:`truncated_svd`.
+
+    Args:
+        a: [..., m, n] input, as for :func:`truncated_svd`.
+        k: number of triplets.
+        method: ``"auto"``, ``"dense"`` or ``"iterative"``.
+        init: optional warm start [..., m, c].
+
+    Returns:
+        ``{"path": [...] array of str, "iterations": [...] int array}`` where a path is one of
+        ``"dense"``, ``"iterative"``, ``"iterative_then_dense"`` (did not converge within its
+        budget; the dense result was returned) or ``"non_finite"`` (NaN output).
+    """
+    a, init, _, static = _prepare("diagnose", a, k, method, init, "exact", False)
+    cpu = jax.devices("cpu")[0]
+    a = jax.device_put(a, cpu)
+    init = None if init is None else jax.device_put(init, cpu)
+    info = np.asarray(_ffi_call(a, static["k"], init, static["method"])[3])
+    return {"path": np.array(PATHS)[info[..., 0]], "iterations": info[..., 1]}
+
+
+def _prepare(fn, a, k, method, init, gradient, check_finite):
     a, dtype = _checks.check_matrix(a, fn)
     k = _checks.check_k(k, a.shape, fn)
+    method = _checks.check_method(method, fn)
     gradient = _checks.check_gradient(gradient, fn)
+    init = _checks.check_init(init, a, fn)
     if check_finite:
         a = _checks.check_finite(a, fn)
-    return _rank_reduce_jit(a, k, gradient).astype(dtype)
+    return a, init, dtype, {"k": k, "method": method, "gradient": gradient}

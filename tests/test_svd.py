@@ -15,6 +15,7 @@ from rrae_fast import _svd
 
 SHAPES = [(7, 4), (4, 7), (6, 6), (1, 5), (5, 1), (2, 2), (200, 64), (513, 300), (3, 2, 9, 5)]
 DTYPES = [np.float32, np.float64]
+METHODS = ["auto", "dense", "iterative"]
 
 
 def _ks(shape):
@@ -30,11 +31,12 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("shape,k,dtype,spectrum", CASES)
-def test_contract(rng, shape, k, dtype, spectrum):
-    """Every shape × dtype × spectrum × k meets the accuracy contract and sign convention."""
+def test_contract(rng, shape, k, dtype, spectrum, method):
+    """Every shape × dtype × spectrum × k × path meets the accuracy contract and signs."""
     a = helpers.make_matrix(rng, shape, spectrum).astype(dtype)
-    u, s, vt = rrae_fast.truncated_svd(a, k)
+    u, s, vt = rrae_fast.truncated_svd(a, k, method=method)
     assert u.dtype == s.dtype == vt.dtype == dtype
     helpers.assert_contract(a, u, s, vt, k)
 
@@ -42,15 +44,16 @@ def test_contract(rng, shape, k, dtype, spectrum):
 SCALES = {np.float32: (1e30, 1e-30), np.float64: (1e200, 1e-200)}
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("which", [0, 1])
 @pytest.mark.parametrize("spectrum", ["flat", "decaying"])
-def test_extreme_scales(rng, dtype, which, spectrum):
+def test_extreme_scales(rng, dtype, which, spectrum, method):
     """Matrices scaled by 1e±30 (float32) and 1e±200 (float64) meet the contract."""
     scale = SCALES[dtype][which]
     a = (helpers.make_matrix(rng, (40, 25), spectrum) * scale).astype(dtype)
     assert np.all(np.isfinite(a)) and np.any(a != 0)
-    u, s, vt = rrae_fast.truncated_svd(a, 7)
+    u, s, vt = rrae_fast.truncated_svd(a, 7, method=method)
     helpers.assert_contract(a, u, s, vt, 7)
 
 

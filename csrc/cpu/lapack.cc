@@ -1,7 +1,35 @@
-// Storage for the process-wide LAPACK table (see lapack.h).
+// The process-wide LAPACK table (see lapack.h).
 #include "cpu/lapack.h"
 
 namespace rrae_fast::cpu {
+
+namespace {
+
+template <typename T>
+bool SetRoutine(Lapack<T>& la, const std::string& routine, void* fn) {
+  // clang-format off
+  if (routine == "gemm") la.gemm = reinterpret_cast<typename Lapack<T>::GemmFn*>(fn);
+  else if (routine == "syrk") la.syrk = reinterpret_cast<typename Lapack<T>::SyrkFn*>(fn);
+  else if (routine == "trsm") la.trsm = reinterpret_cast<typename Lapack<T>::TrsmFn*>(fn);
+  else if (routine == "gesdd") la.gesdd = reinterpret_cast<typename Lapack<T>::GesddFn*>(fn);
+  else if (routine == "gesvd") la.gesvd = reinterpret_cast<typename Lapack<T>::GesvdFn*>(fn);
+  else if (routine == "potrf") la.potrf = reinterpret_cast<typename Lapack<T>::PotrfFn*>(fn);
+  else if (routine == "geqrf") la.geqrf = reinterpret_cast<typename Lapack<T>::GeqrfFn*>(fn);
+  else if (routine == "orgqr") la.orgqr = reinterpret_cast<typename Lapack<T>::OrgqrFn*>(fn);
+  else return false;
+  // clang-format on
+  return true;
+}
+
+}  // namespace
+
+bool LapackTable::Set(const std::string& name, void* fn) {
+  if (name.size() < 2) return false;
+  const std::string routine = name.substr(1);
+  if (name[0] == 's') return SetRoutine(f32, routine, fn);
+  if (name[0] == 'd') return SetRoutine(f64, routine, fn);
+  return false;
+}
 
 LapackTable& GlobalLapack() {
   static LapackTable table;

@@ -1,48 +1,70 @@
 // BLAS/LAPACK entry points used by the CPU kernels, resolved at run time.
 //
 // The pointers are handed over once, at import, by the Python module (they come from SciPy's
-// `cython_lapack` capsules, the same OpenBLAS that jaxlib's own CPU linear algebra uses), so the
-// extension links no BLAS of its own and shares one thread pool with the rest of the process.
-// LAPACK integers are 32-bit (LP64); the module checks this before handing pointers over.
+// `cython_blas` / `cython_lapack` capsules: the same OpenBLAS that jaxlib's own CPU linear algebra
+// uses), so the extension links no BLAS of its own and shares one thread pool with the rest of
+// the process. Integers are 32-bit (LP64); the module checks this before handing pointers over.
 #ifndef RRAE_FAST_CPU_LAPACK_H_
 #define RRAE_FAST_CPU_LAPACK_H_
+
+#include <string>
 
 namespace rrae_fast::cpu {
 
 using lapack_int = int;
 
 template <typename T>
-using GesddFn = void(char* jobz, lapack_int* m, lapack_int* n, T* a, lapack_int* lda, T* s, T* u,
-                     lapack_int* ldu, T* vt, lapack_int* ldvt, T* work, lapack_int* lwork,
-                     lapack_int* iwork, lapack_int* info);
+struct Lapack {
+  // BLAS
+  using GemmFn = void(char* transa, char* transb, lapack_int* m, lapack_int* n, lapack_int* k,
+                      T* alpha, T* a, lapack_int* lda, T* b, lapack_int* ldb, T* beta, T* c,
+                      lapack_int* ldc);
+  using SyrkFn = void(char* uplo, char* trans, lapack_int* n, lapack_int* k, T* alpha, T* a,
+                      lapack_int* lda, T* beta, T* c, lapack_int* ldc);
+  using TrsmFn = void(char* side, char* uplo, char* transa, char* diag, lapack_int* m,
+                      lapack_int* n, T* alpha, T* a, lapack_int* lda, T* b, lapack_int* ldb);
+  // LAPACK
+  using GesddFn = void(char* jobz, lapack_int* m, lapack_int* n, T* a, lapack_int* lda, T* s,
+                       T* u, lapack_int* ldu, T* vt, lapack_int* ldvt, T* work,
+                       lapack_int* lwork, lapack_int* iwork, lapack_int* info);
+  using GesvdFn = void(char* jobu, char* jobvt, lapack_int* m, lapack_int* n, T* a,
+                       lapack_int* lda, T* s, T* u, lapack_int* ldu, T* vt, lapack_int* ldvt,
+                       T* work, lapack_int* lwork, lapack_int* info);
+  using PotrfFn = void(char* uplo, lapack_int* n, T* a, lapack_int* lda, lapack_int* info);
+  using GeqrfFn = void(lapack_int* m, lapack_int* n, T* a, lapack_int* lda, T* tau, T* work,
+                       lapack_int* lwork, lapack_int* info);
+  using OrgqrFn = void(lapack_int* m, lapack_int* n, lapack_int* k, T* a, lapack_int* lda,
+                       T* tau, T* work, lapack_int* lwork, lapack_int* info);
 
-template <typename T>
-using GesvdFn = void(char* jobu, char* jobvt, lapack_int* m, lapack_int* n, T* a, lapack_int* lda,
-                     T* s, T* u, lapack_int* ldu, T* vt, lapack_int* ldvt, T* work,
-                     lapack_int* lwork, lapack_int* info);
+  GemmFn* gemm = nullptr;
+  SyrkFn* syrk = nullptr;
+  TrsmFn* trsm = nullptr;
+  GesddFn* gesdd = nullptr;
+  GesvdFn* gesvd = nullptr;
+  PotrfFn* potrf = nullptr;
+  GeqrfFn* geqrf = nullptr;
+  OrgqrFn* orgqr = nullptr;
+
+  bool Complete() const {
+    return gemm && syrk && trsm && gesdd && gesvd && potrf && geqrf && orgqr;
+  }
+  // The LAPACK name of a routine for this type, e.g. Name("gesdd") -> "sgesdd", for messages.
+  static std::string Name(const char* routine);
+};
+
+template <>
+inline std::string Lapack<float>::Name(const char* routine) {
+  return std::string("s") + routine;
+}
+template <>
+inline std::string Lapack<double>::Name(const char* routine) {
+  return std::string("d") + routine;
+}
 
 // OpenBLAS's per-thread thread count (`openblas_set_num_threads_local`, OpenBLAS >= 0.3.27):
 // sets the number of threads BLAS calls made from the calling thread may use and returns the
 // previous value. Null when the BLAS in use does not provide it.
 using SetThreadsLocalFn = int(int);
-
-template <typename T>
-struct Lapack {
-  GesddFn<T>* gesdd = nullptr;
-  GesvdFn<T>* gesvd = nullptr;
-  // LAPACK routine names, for error messages.
-  static const char* GesddName();
-  static const char* GesvdName();
-};
-
-template <>
-inline const char* Lapack<float>::GesddName() { return "sgesdd"; }
-template <>
-inline const char* Lapack<double>::GesddName() { return "dgesdd"; }
-template <>
-inline const char* Lapack<float>::GesvdName() { return "sgesvd"; }
-template <>
-inline const char* Lapack<double>::GesvdName() { return "dgesvd"; }
 
 struct LapackTable {
   Lapack<float> f32;
@@ -51,13 +73,19 @@ struct LapackTable {
 
   template <typename T>
   const Lapack<T>& Get() const;
-  bool Complete() const { return f32.gesdd && f32.gesvd && f64.gesdd && f64.gesvd; }
+  bool Complete() const { return f32.Complete() && f64.Complete(); }
+  // Stores the pointer for a routine named like "sgemm" or "dgesdd"; false for unknown names.
+  bool Set(const std::string& name, void* fn);
 };
 
 template <>
-inline const Lapack<float>& LapackTable::Get<float>() const { return f32; }
+inline const Lapack<float>& LapackTable::Get<float>() const {
+  return f32;
+}
 template <>
-inline const Lapack<double>& LapackTable::Get<double>() const { return f64; }
+inline const Lapack<double>& LapackTable::Get<double>() const {
+  return f64;
+}
 
 // The process-wide table, filled by the module at import.
 LapackTable& GlobalLapack();

@@ -1,23 +1,19 @@
-// Dense truncated SVD on the CPU: LAPACK gesdd on each batch member, top k kept.
-//
-// The row-major m x n matrix A is, byte for byte, the column-major n x m matrix Aᵀ. Running
-// gesdd on Aᵀ = W Σ Zᵀ gives A = Z Σ Wᵀ, so LAPACK's left factor W (column-major n x r) is our
-// Vt (row-major r x n) as it lies in memory, and LAPACK's right factor Zᵀ (column-major r x m)
-// holds our U. No transposition of the input is needed.
+// Batched driver: path selection, non-finite members, sign convention, threads.
 #include "cpu/truncated_svd.h"
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "cpu/subspace_svd.h"
+
 namespace rrae_fast::cpu {
 
 // ===========================================================================================
-// Helpers
+// Sizes and the selector
 // ===========================================================================================
 
 bool SizesFitLapack(int64_t m, int64_t n) {
@@ -29,7 +25,34 @@ bool SizesFitLapack(int64_t m, int64_t n) {
   return m <= INT_MAX && n <= INT_MAX && m * n <= INT_MAX && lwork <= INT_MAX;
 }
 
+int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k) {
+  // Oversampling: a few columns beyond k make the iteration converge like (σ_{b+1}/σ_k)^2
+  // instead of (σ_{k+1}/σ_k)^2; 8 + k/8 keeps the extra GEMM work near 12% for large k.
+  return std::min(std::min(m, n), k + 8 + k / 8);
+}
+
+bool PreferIterative(int64_t m, int64_t n, int64_t k) {
+  const int64_t r = std::min(m, n);
+  // Below a few hundred the dense SVD is cache-resident and hard to beat; above, iterating on
+  // a block of width b pays while b is a small fraction of r.
+  return r >= 256 && 4 * SubspaceWidth(m, n, k) <= r;
+}
+
 namespace {
+
+SubspaceOptions IterativeOptions(int64_t m, int64_t n, int64_t k, double eps) {
+  SubspaceOptions opt;
+  opt.block = SubspaceWidth(m, n, k);
+  // Budget: about a tenth of a dense SVD (~8·m·n·r flops) spent on iterations (4·m·n·b each)
+  // before falling back, so a spectrum that converges slowly costs at most ~1.1x dense.
+  const double r = double(std::min(m, n));
+  opt.max_iters = std::clamp<int64_t>(static_cast<int64_t>(0.2 * r / double(opt.block)), 2, 30);
+  // A quarter of the accuracy contract's residual bound (20·√max(m, n)·ε·‖A‖₂).
+  opt.tol = 5.0 * std::sqrt(double(std::max(m, n))) * eps;
+  // Same start for every member of a batch, so batched and unbatched calls agree bit for bit.
+  opt.seed = static_cast<uint64_t>(m) * 1000003u + static_cast<uint64_t>(n) * 1009u + k;
+  return opt;
+}
 
 template <typename T>
 bool AllFinite(const T* a, int64_t count) {
@@ -39,118 +62,9 @@ bool AllFinite(const T* a, int64_t count) {
   return true;
 }
 
+// Flips (u_j, vt_j) so that the largest-magnitude entry of u_j is positive.
 template <typename T>
-void FillNan(T* p, int64_t count) {
-  std::fill(p, p + count, std::numeric_limits<T>::quiet_NaN());
-}
-
-// Per-worker scratch, reused across the batch members one worker handles.
-template <typename T>
-struct Scratch {
-  std::vector<T> a;        // copy of the input, destroyed by LAPACK
-  std::vector<T> w;        // LAPACK's left factor: n x r, column-major (our Vt)
-  std::vector<T> zt;       // LAPACK's right factor: r x m, column-major (our U, transposed)
-  std::vector<T> s;        // all r singular values
-  std::vector<T> work;     // LAPACK workspace
-  std::vector<lapack_int> iwork;
-};
-
-// Queries and sizes the LAPACK workspace of one routine; returns false on a query failure.
-template <typename T>
-lapack_int QueryGesdd(const Lapack<T>& la, lapack_int m, lapack_int n, Scratch<T>& sc) {
-  char jobz = 'S';
-  lapack_int lda = m, ldu = m, ldvt = std::min(m, n), lwork = -1, info = 0;
-  T size = 0;
-  la.gesdd(&jobz, &m, &n, sc.a.data(), &lda, sc.s.data(), sc.w.data(), &ldu, sc.zt.data(), &ldvt,
-           &size, &lwork, sc.iwork.data(), &info);
-  return info == 0 ? static_cast<lapack_int>(size) : -1;
-}
-
-template <typename T>
-lapack_int QueryGesvd(const Lapack<T>& la, lapack_int m, lapack_int n, Scratch<T>& sc) {
-  char job = 'S';
-  lapack_int lda = m, ldu = m, ldvt = std::min(m, n), lwork = -1, info = 0;
-  T size = 0;
-  la.gesvd(&job, &job, &m, &n, sc.a.data(), &lda, sc.s.data(), sc.w.data(), &ldu, sc.zt.data(),
-           &ldvt, &size, &lwork, &info);
-  return info == 0 ? static_cast<lapack_int>(size) : -1;
-}
-
-// Thin SVD of the column-major lm x ln matrix in sc.a (which it destroys) into sc.w, sc.s, sc.zt.
-// gesdd first; if its divide-and-conquer step fails to converge, QR iteration (gesvd) on a
-// fresh copy of the input. Fails only when both fail.
-template <typename T>
-Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, Scratch<T>& sc,
-               Fault fault) {
-  const int64_t count = static_cast<int64_t>(lm) * ln;
-  const lapack_int r = std::min(lm, ln);
-  lapack_int lda = lm, ldu = lm, ldvt = r, info = 0;
-
-  std::memcpy(sc.a.data(), a, sizeof(T) * count);
-  lapack_int lwork = QueryGesdd(la, lm, ln, sc);
-  if (lwork < 0) return Status::Error(std::string(la.GesddName()) + " workspace query failed");
-  sc.work.resize(std::max<lapack_int>(lwork, 1));
-  char jobz = 'S';
-  if (fault == Fault::kNone) {
-    la.gesdd(&jobz, &lm, &ln, sc.a.data(), &lda, sc.s.data(), sc.w.data(), &ldu, sc.zt.data(),
-             &ldvt, sc.work.data(), &lwork, sc.iwork.data(), &info);
-  } else {
-    info = 1;
-  }
-  if (info < 0) {
-    return Status::Error(std::string(la.GesddName()) + ": illegal value in argument " +
-                         std::to_string(-info));
-  }
-  if (info == 0) return Status::Ok();
-  const lapack_int gesdd_info = info;
-
-  std::memcpy(sc.a.data(), a, sizeof(T) * count);
-  lwork = QueryGesvd(la, lm, ln, sc);
-  if (lwork < 0) return Status::Error(std::string(la.GesvdName()) + " workspace query failed");
-  sc.work.resize(std::max<lapack_int>(lwork, 1));
-  char job = 'S';
-  info = 0;
-  if (fault != Fault::kAllFail) {
-    la.gesvd(&job, &job, &lm, &ln, sc.a.data(), &lda, sc.s.data(), sc.w.data(), &ldu,
-             sc.zt.data(), &ldvt, sc.work.data(), &lwork, &info);
-  } else {
-    info = 1;
-  }
-  if (info == 0) return Status::Ok();
-  return Status::Error(std::string(la.GesddName()) + " failed to converge (info=" +
-                       std::to_string(gesdd_info) + ") and so did the fallback " +
-                       la.GesvdName() + " (info=" + std::to_string(info) + ")");
-}
-
-// One matrix: a is m x n row-major; u m x k, s k, vt k x n row-major.
-template <typename T>
-Status OneMatrix(const Lapack<T>& la, int64_t m, int64_t n, int64_t k, const T* a, T* u, T* s,
-                 T* vt, Scratch<T>& sc, Fault fault) {
-  if (!AllFinite(a, m * n)) {
-    FillNan(u, m * k);
-    FillNan(s, k);
-    FillNan(vt, k * n);
-    return Status::Ok();
-  }
-  // LAPACK sees Aᵀ: lm = n rows, ln = m columns.
-  const lapack_int lm = static_cast<lapack_int>(n), ln = static_cast<lapack_int>(m);
-  const int64_t r = std::min(m, n);
-  sc.a.resize(m * n);
-  sc.w.resize(n * r);
-  sc.zt.resize(r * m);
-  sc.s.resize(r);
-  sc.iwork.resize(8 * r);
-  Status status = ThinSvd(la, a, lm, ln, sc, fault);
-  if (!status.ok) return status;
-
-  // W (n x r column-major) is Vt (r x n row-major): its first k rows are contiguous.
-  std::memcpy(vt, sc.w.data(), sizeof(T) * k * n);
-  std::memcpy(s, sc.s.data(), sizeof(T) * k);
-  // Zᵀ (r x m column-major, ld r) holds U[q, j] at q * r + j.
-  for (int64_t q = 0; q < m; ++q) {
-    std::memcpy(u + q * k, sc.zt.data() + q * r, sizeof(T) * k);
-  }
-  // Sign convention: the largest-magnitude entry of each column of U is positive.
+void ApplySignConvention(int64_t m, int64_t n, int64_t k, T* u, T* vt) {
   for (int64_t j = 0; j < k; ++j) {
     int64_t best = 0;
     T best_abs = -1;
@@ -166,6 +80,49 @@ Status OneMatrix(const Lapack<T>& la, int64_t m, int64_t n, int64_t k, const T* 
       for (int64_t p = 0; p < n; ++p) vt[j * n + p] = -vt[j * n + p];
     }
   }
+}
+
+template <typename T>
+struct Scratch {
+  DenseScratch<T> dense;
+  SubspaceScratch<T> subspace;
+};
+
+template <typename T>
+Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, const T* a,
+                 const T* init, int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
+                 Scratch<T>& sc, const SvdOptions& options) {
+  const Lapack<T>& la = table.Get<T>();
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  info[1] = 0;
+  if (!AllFinite(a, m * n)) {
+    std::fill(u, u + m * k, nan);
+    std::fill(s, s + k, nan);
+    std::fill(vt, vt + k * n, nan);
+    info[0] = static_cast<int32_t>(Path::kNonFinite);
+    return Status::Ok();
+  }
+  const bool iterate = options.method == Method::kIterative ||
+                       (options.method == Method::kAuto && PreferIterative(m, n, k));
+  if (iterate && options.fault == Fault::kNone) {
+    SubspaceResult result;
+    const SubspaceOptions opt =
+        IterativeOptions(m, n, k, double(std::numeric_limits<T>::epsilon()));
+    Status st = SubspaceSvd(table, m, n, k, a, init, init_cols, u, s, vt, sc.subspace, opt, &result);
+    if (!st.ok) return st;
+    info[1] = static_cast<int32_t>(result.iterations);
+    if (result.converged) {
+      info[0] = static_cast<int32_t>(Path::kIterative);
+      ApplySignConvention(m, n, k, u, vt);
+      return Status::Ok();
+    }
+    info[0] = static_cast<int32_t>(Path::kIterativeThenDense);
+  } else {
+    info[0] = static_cast<int32_t>(Path::kDense);
+  }
+  Status st = DenseSvd(la, m, n, k, a, u, s, vt, sc.dense, options.fault);
+  if (!st.ok) return st;
+  ApplySignConvention(m, n, k, u, vt);
   return Status::Ok();
 }
 
@@ -177,10 +134,10 @@ Status OneMatrix(const Lapack<T>& la, int64_t m, int64_t n, int64_t k, const T* 
 
 template <typename T>
 Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t k,
-                    const T* a, T* u, T* s, T* vt, const Scheduler& schedule, int64_t workers,
-                    Fault fault) {
+                    const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,
+                    int32_t* info, const Scheduler& schedule, int64_t workers,
+                    const SvdOptions& options) {
   if (batch == 0) return Status::Ok();
-  const Lapack<T>& la = lapack.Get<T>();
   // Several members at once: one BLAS thread per member, members spread over the workers, so
   // that OpenBLAS's own threads never compete with XLA's. One member: BLAS keeps its threads.
   const bool parallel = batch > 1 && workers > 1 && lapack.set_threads_local != nullptr;
@@ -189,8 +146,9 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   std::vector<Status> status(batch);
   ParallelFor(batch, workers, schedule, [&](int64_t worker, int64_t b) {
     const int previous = parallel ? lapack.set_threads_local(1) : 0;
-    status[b] = OneMatrix(la, m, n, k, a + b * m * n, u + b * m * k, s + b * k, vt + b * k * n,
-                          scratch[worker], fault);
+    const T* seed = init_cols > 0 ? init + b * m * init_cols : nullptr;
+    status[b] = OneMatrix(lapack, m, n, k, a + b * m * n, seed, init_cols, u + b * m * k, s + b * k,
+                          vt + b * k * n, info + 2 * b, scratch[worker], options);
     if (parallel) lapack.set_threads_local(previous);
   });
   for (int64_t b = 0; b < batch; ++b) {
@@ -202,10 +160,11 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
 }
 
 template Status TruncatedSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
-                                    const float*, float*, float*, float*, const Scheduler&,
-                                    int64_t, Fault);
+                                    const float*, const float*, int64_t, float*, float*, float*,
+                                    int32_t*, const Scheduler&, int64_t, const SvdOptions&);
 template Status TruncatedSvd<double>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
-                                     const double*, double*, double*, double*, const Scheduler&,
-                                     int64_t, Fault);
+                                     const double*, const double*, int64_t, double*, double*,
+                                     double*, int32_t*, const Scheduler&, int64_t,
+                                     const SvdOptions&);
 
 }  // namespace rrae_fast::cpu

@@ -1,9 +1,12 @@
 // rrae_fast::cpu::TruncatedSvd: the top-k singular triplets of a batch of row-major matrices.
 //
-// Pure C++ over LAPACK: nothing here knows of XLA or Python. Shapes follow the Python op:
-// a is [batch, m, n], u is [batch, m, k], s is [batch, k], vt is [batch, k, n], all row-major.
+// Pure C++ over BLAS/LAPACK: nothing here knows of XLA or Python. Shapes follow the Python op:
+// a is [batch, m, n], u is [batch, m, k], s is [batch, k], vt is [batch, k, n], all row-major;
+// init (optional) is [batch, m, init_cols]; info is [batch, 2] (path taken, iterations).
 //
-// Guarantees, per batch member:
+// Two paths per matrix: the dense path (LAPACK gesdd, gesvd fallback) and the iterative path
+// (randomized subspace iteration, stopped by a residual test, dense fallback when it does not
+// converge within its budget). Guarantees, per batch member, whatever the path:
 //   * s is descending and >= 0; columns of u and rows of vt are orthonormal;
 //   * sign convention: the entry of largest magnitude in each column of u is positive (the first
 //     such entry on a tie), with the matching row of vt flipped alongside;
@@ -16,25 +19,40 @@
 
 #include "common/parallel.h"
 #include "common/status.h"
+#include "cpu/dense_svd.h"
 #include "cpu/lapack.h"
 
 namespace rrae_fast::cpu {
 
-// Test hook: make the LAPACK calls report failure without running them, so that the recovery
-// and error paths can be exercised. kNone in every normal call.
-enum class Fault : int64_t {
-  kNone = 0,
-  kGesddFails = 1,  // gesdd reports non-convergence; the gesvd fallback runs
-  kAllFail = 2,     // gesdd and the gesvd fallback both report non-convergence
+enum class Method : int64_t { kAuto = 0, kDense = 1, kIterative = 2 };
+
+// What happened to one batch member (first entry of its `info` row).
+enum class Path : int32_t {
+  kDense = 0,               // LAPACK's thin SVD
+  kIterative = 1,           // subspace iteration, converged
+  kIterativeThenDense = 2,  // subspace iteration did not converge; dense path used
+  kNonFinite = 3,           // NaN/Inf input: outputs are NaN
 };
 
-// Largest m or n the kernel accepts: LAPACK takes 32-bit sizes.
+struct SvdOptions {
+  Method method = Method::kAuto;
+  Fault fault = Fault::kNone;
+};
+
+// Largest sizes the kernel accepts: LAPACK takes 32-bit sizes.
 bool SizesFitLapack(int64_t m, int64_t n);
+
+// The automatic choice: true when the iterative path is expected to beat the dense one.
+bool PreferIterative(int64_t m, int64_t n, int64_t k);
+
+// Subspace width used for rank k (k plus oversampling, at most min(m, n)).
+int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k);
 
 template <typename T>
 Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t k,
-                    const T* a, T* u, T* s, T* vt, const Scheduler& schedule, int64_t workers,
-                    Fault fault);
+                    const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,
+                    int32_t* info, const Scheduler& schedule, int64_t workers,
+                    const SvdOptions& options);
 
 }  // namespace rrae_fast::cpu
 

@@ -28,9 +28,10 @@ namespace {
 
 template <typename T>
 ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch& shape,
-                            int64_t k, ffi::AnyBuffer a, ffi::Result<ffi::AnyBuffer> u,
-                            ffi::Result<ffi::AnyBuffer> s, ffi::Result<ffi::AnyBuffer> vt,
-                            cpu::Fault fault) {
+                            int64_t k, int64_t init_cols, ffi::AnyBuffer a, ffi::AnyBuffer init,
+                            ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
+                            ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
+                            const cpu::SvdOptions& options) {
   const cpu::LapackTable& lapack = cpu::GlobalLapack();
   if (!lapack.Complete()) {
     return ffi::Error::Internal("rrae_fast: LAPACK pointers were not set; import rrae_fast");
@@ -40,14 +41,17 @@ ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch
   Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
   Status status = cpu::TruncatedSvd<T>(
       lapack, shape.batch, shape.m, shape.n, k, reinterpret_cast<const T*>(a.untyped_data()),
+      reinterpret_cast<const T*>(init.untyped_data()), init_cols,
       reinterpret_cast<T*>(u->untyped_data()), reinterpret_cast<T*>(s->untyped_data()),
-      reinterpret_cast<T*>(vt->untyped_data()), schedule, workers, fault);
+      reinterpret_cast<T*>(vt->untyped_data()), reinterpret_cast<int32_t*>(info->untyped_data()),
+      schedule, workers, options);
   return ffi_helpers::ToFfiError(status);
 }
 
-ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a,
+ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer init,
                                 ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
-                                ffi::Result<ffi::AnyBuffer> vt, int64_t k, int64_t fault) {
+                                ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
+                                int64_t k, int64_t method, int64_t fault) {
   auto shape = ffi_helpers::SplitBatch(a.dimensions(), "input a");
   if (shape.has_error()) return shape.error();
   const int64_t m = shape->m, n = shape->n;
@@ -61,6 +65,13 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a,
                                        std::to_string(n) + " is too large for 32-bit LAPACK");
   }
   if (fault < 0 || fault > 2) return ffi::Error::InvalidArgument("unknown fault code");
+  if (method < 0 || method > 2) return ffi::Error::InvalidArgument("unknown method code");
+  auto init_dims = init.dimensions();
+  const int64_t init_cols = init_dims.size() == a.dimensions().size() ? init_dims.back() : -1;
+  if (auto e = ffi_helpers::CheckShape(init_dims, a.dimensions(), m, init_cols, "init");
+      init_cols < 0 || e.failure()) {
+    return ffi::Error::InvalidArgument("init must have shape [..., m, c] matching a");
+  }
   if (auto e = ffi_helpers::CheckShape(u->dimensions(), a.dimensions(), m, k, "u"); e.failure())
     return e;
   if (auto e = ffi_helpers::CheckShape(s->dimensions(), a.dimensions(), k, -1, "s"); e.failure())
@@ -68,16 +79,27 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a,
   if (auto e = ffi_helpers::CheckShape(vt->dimensions(), a.dimensions(), k, n, "vt");
       e.failure())
     return e;
+  if (auto e = ffi_helpers::CheckShape(info->dimensions(), a.dimensions(), 2, -1, "info");
+      e.failure())
+    return e;
   const ffi::DataType dtype = a.element_type();
-  if (u->element_type() != dtype || s->element_type() != dtype || vt->element_type() != dtype) {
-    return ffi::Error::InvalidArgument("outputs must have the input's dtype");
+  if (init.element_type() != dtype || u->element_type() != dtype ||
+      s->element_type() != dtype || vt->element_type() != dtype) {
+    return ffi::Error::InvalidArgument("init and the outputs must have the input's dtype");
   }
-  const auto f = static_cast<cpu::Fault>(fault);
+  if (info->element_type() != ffi::DataType::S32) {
+    return ffi::Error::InvalidArgument("info must be int32");
+  }
+  cpu::SvdOptions options;
+  options.method = static_cast<cpu::Method>(method);
+  options.fault = static_cast<cpu::Fault>(fault);
   switch (dtype) {
     case ffi::DataType::F32:
-      return TruncatedSvdImpl<float>(pool, *shape, k, a, u, s, vt, f);
+      return TruncatedSvdImpl<float>(pool, *shape, k, init_cols, a, init, u, s, vt, info,
+                                     options);
     case ffi::DataType::F64:
-      return TruncatedSvdImpl<double>(pool, *shape, k, a, u, s, vt, f);
+      return TruncatedSvdImpl<double>(pool, *shape, k, init_cols, a, init, u, s, vt, info,
+                                      options);
     default:
       return ffi::Error::InvalidArgument("rrae_fast_truncated_svd supports float32 and float64");
   }
@@ -90,10 +112,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispa
                               xla::ffi::Ffi::Bind()
                                   .Ctx<xla::ffi::ThreadPool>()            // pool
                                   .Arg<xla::ffi::AnyBuffer>()             // a [..., m, n]
+                                  .Arg<xla::ffi::AnyBuffer>()             // init [..., m, c]
                                   .Ret<xla::ffi::AnyBuffer>()             // u [..., m, k]
                                   .Ret<xla::ffi::AnyBuffer>()             // s [..., k]
                                   .Ret<xla::ffi::AnyBuffer>()             // vt [..., k, n]
+                                  .Ret<xla::ffi::AnyBuffer>()             // info [..., 2] int32
                                   .Attr<int64_t>("k")                     // k
+                                  .Attr<int64_t>("method")                // 0 auto, 1 dense, 2 iter
                                   .Attr<int64_t>("fault"));               // fault (tests only)
 
 // =============================================================================================
@@ -139,20 +164,19 @@ NB_MODULE(_cpu, m) {
       "FFI targets of this module: a dict from target name to handler capsule.");
   m.def(
       "set_lapack",
-      [](nb::handle sgesdd, nb::handle dgesdd, nb::handle sgesvd, nb::handle dgesvd) {
-        auto& t = rrae_fast::cpu::GlobalLapack();
-        t.f32.gesdd = reinterpret_cast<rrae_fast::cpu::GesddFn<float>*>(
-            CapsulePointer(sgesdd, "sgesdd"));
-        t.f64.gesdd = reinterpret_cast<rrae_fast::cpu::GesddFn<double>*>(
-            CapsulePointer(dgesdd, "dgesdd"));
-        t.f32.gesvd = reinterpret_cast<rrae_fast::cpu::GesvdFn<float>*>(
-            CapsulePointer(sgesvd, "sgesvd"));
-        t.f64.gesvd = reinterpret_cast<rrae_fast::cpu::GesvdFn<double>*>(
-            CapsulePointer(dgesvd, "dgesvd"));
-        t.set_threads_local = FindSetThreadsLocal(reinterpret_cast<void*>(t.f32.gesdd));
-        return t.set_threads_local != nullptr;
+      [](nb::dict capsules) {
+        auto& table = rrae_fast::cpu::GlobalLapack();
+        for (auto [name, capsule] : capsules) {
+          const std::string routine = nb::cast<std::string>(name);
+          if (!table.Set(routine, CapsulePointer(capsule, routine.c_str()))) {
+            throw nb::value_error(("unknown BLAS/LAPACK routine " + routine).c_str());
+          }
+        }
+        if (!table.Complete()) throw nb::value_error("incomplete set of BLAS/LAPACK routines");
+        table.set_threads_local = FindSetThreadsLocal(reinterpret_cast<void*>(table.f32.gemm));
+        return table.set_threads_local != nullptr;
       },
-      nb::arg("sgesdd"), nb::arg("dgesdd"), nb::arg("sgesvd"), nb::arg("dgesvd"),
-      "Hand over LAPACK entry points (Cython capsules). Returns whether OpenBLAS's per-thread "
-      "thread control was found.");
+      nb::arg("capsules"),
+      "Hand over BLAS/LAPACK entry points: a dict from routine name (e.g. 'sgemm') to a Cython "
+      "capsule. Returns whether OpenBLAS's per-thread thread control was found.");
 }

@@ -1,0 +1,48 @@
+// Iterative path: randomized subspace iteration for the top k triplets of one matrix.
+#ifndef RRAE_FAST_CPU_SUBSPACE_SVD_H_
+#define RRAE_FAST_CPU_SUBSPACE_SVD_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "cpu/lapack.h"
+
+namespace rrae_fast::cpu {
+
+struct SubspaceOptions {
+  int64_t block = 0;      // subspace width b, k <= b <= min(m, n)
+  int64_t max_iters = 0;  // iterations (each two passes over A) before giving up
+  double tol = 0;         // converged when every ‖Aᵀ u_i − σ_i v_i‖ <= tol · σ_1
+  uint64_t seed = 0;      // random start
+};
+
+template <typename T>
+struct SubspaceScratch {
+  std::vector<T> q, w, y;         // m x b, n x b, n x b column-major blocks
+  std::vector<T> r, g;            // b x b: triangular factors, Gram matrices
+  std::vector<double> rd, xd;     // float64 Gram/factor (b x b) and a float64 copy of a block
+  std::vector<double> colscale;   // column scaling of a block before its Gram matrix
+  std::vector<T> us, vst, sig;    // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b)
+  std::vector<T> ucol, res;       // U (m x k) and the residual block (n x k)
+  std::vector<T> tau, work;       // LAPACK scratch
+  std::vector<lapack_int> iwork;
+};
+
+struct SubspaceResult {
+  bool converged = false;
+  int64_t iterations = 0;
+};
+
+// Top-k triplets of the finite row-major m x n matrix `a` into u (m x k row-major), s (k) and
+// vt (k x n row-major), unsigned. `init` (row-major m x init_cols, may be null) seeds the first
+// columns of the subspace; non-finite or degenerate seeds are tolerated. Not converging is not
+// an error: `result.converged` is false and the caller falls back to the dense path.
+template <typename T>
+Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, const T* a,
+                   const T* init, int64_t init_cols, T* u, T* s, T* vt, SubspaceScratch<T>& sc,
+                   const SubspaceOptions& opt, SubspaceResult* result);
+
+}  // namespace rrae_fast::cpu
+
+#endif  // RRAE_FAST_CPU_SUBSPACE_SVD_H_
