@@ -30,7 +30,7 @@ PATHS = ("dense", "iterative", "iterative_then_dense", "non_finite")
 def _ffi_call(
     a: Array, k: int, init: Array | None, method: str, fault: int = 0
 ) -> tuple[Array, Array, Array, Array]:
-    """The native kernel (CPU): top-k factors and a per-matrix ``info`` [..., 2] (path, iters).
+    """The native kernel (CPU): top-k factors and a per-matrix ``info`` [..., 2] (path, passes).
 
     ``fault`` is a test hook that makes LAPACK calls report failure; 0 otherwise.
     """
@@ -269,7 +269,7 @@ def diagnose(
     method: str = "auto",
     init: Float[ArrayLike, "*batch m c"] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Which path the CPU kernel takes for each matrix, and how many iterations it needed.
+    """Which path the CPU kernel takes for each matrix, and how many products with A it used.
 
     Runs the forward kernel eagerly on CPU with the same arguments as :func:`truncated_svd`.
 
@@ -280,7 +280,10 @@ def diagnose(
         init: optional warm start [..., m, c].
 
     Returns:
-        ``{"path": [...] array of str, "iterations": [...] int array}`` where a path is one of
+        ``{"path": [...] array of str, "passes": [...] int array}``. ``passes`` counts the
+        iterative path's products with ``A`` or ``Aᵀ`` (its random sketch included; 0 on the
+        dense path); a cold start that converges at its first test needs 4, a warm start 2 or 3.
+        A path is one of
         ``"dense"``, ``"iterative"``, ``"iterative_then_dense"`` (did not converge within its
         budget; the dense result was returned) or ``"non_finite"`` (NaN output).
     """
@@ -289,7 +292,7 @@ def diagnose(
     a = jax.device_put(a, cpu)
     init = None if init is None else jax.device_put(init, cpu)
     info = np.asarray(_ffi_call(a, static["k"], init, static["method"])[3])
-    return {"path": np.array(PATHS)[info[..., 0]], "iterations": info[..., 1]}
+    return {"path": np.array(PATHS)[info[..., 0]], "passes": info[..., 1]}
 
 
 def _prepare(fn, a, k, method, init, gradient, check_finite):

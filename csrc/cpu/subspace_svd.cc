@@ -3,16 +3,20 @@
 // The row-major m x n input A is the column-major n x m matrix T = Aᵀ, so A·X = Tᵀ·X and
 // Aᵀ·X = T·X are plain GEMMs on the input as it lies in memory.
 //
-//   start:   Q = orth([init | A Ω]), W = AᵀQ                  (Ω pseudo-random)
-//   iterate: Q_W = orth(W)                                      (right subspace)
-//            A Q_W = Q_Y R_Y,  R_Y = X Σ Zᵀ                     (GEMM, QR, small b x b SVD)
-//            U = Q_Y X_k,  V = Q_W Z_k                          (Ritz vectors: A V = U Σ exactly)
-//            W = AᵀQ_Y                                          (GEMM)
-//            residual Aᵀ U − V Σ = W X_k − V Σ: stop once every column is <= tol·σ_1
+// The iteration alternates sides. It holds an orthonormal block B (left: m x b, or right:
+// n x b) and its product P with A (P = AᵀB or A B). Each pass:
 //
-// The W of the residual test is the next iteration's W, so a test costs no extra pass over A:
-// a cold start that converges at the first test reads A four times, each further iteration
-// twice. Workspace is O((m + n)·b + b²); no m x n temporary is formed.
+//   P = Q_P R_P,  R_P = X Σ Zᵀ           QR of the product, small b x b SVD
+//   Ritz vectors  B Z_k  and  Q_P X_k     (U = B Z, V = Q_P X on the left; swapped on the right)
+//   P' = op(Q_P)                          the next product: one GEMM with A
+//   residual      P' X_k − (B Z_k) Σ      = A V − U Σ (left) or Aᵀ U − V Σ (right); the other
+//                                           residual vanishes by construction
+//
+// and stops once every residual column is <= tol·σ_1; otherwise B = Q_P, P = P'. The start is
+// B = orth([init | A Ω]) with Ω pseudo-random. A cold start skips the test of its first pass (a
+// random sketch is never accurate enough for a noisy matrix), so it converges at the earliest
+// after four products with A; a warm start whose init already spans the answer converges after
+// two. Workspace is O((m + n)·b + b²); no m x n temporary is formed.
 #include "cpu/subspace_svd.h"
 
 #include <algorithm>
@@ -202,80 +206,99 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
                    const SubspaceOptions& opt, SubspaceResult* result) {
   const Lapack<T>& la = table.Get<T>();
   const int64_t b = opt.block;
-  sc.q.resize(m * b);
-  sc.w.resize(n * b);
-  sc.y.resize(n * b);
+  const int64_t big = std::max(m, n);
+  for (auto* buf : {&sc.block, &sc.prod, &sc.next}) buf->resize(big * b);
+  for (auto* buf : {&sc.bz, &sc.qx, &sc.res}) buf->resize(big * k);
   sc.r.resize(b * b);
   sc.us.resize(b * b);
   sc.vst.resize(b * b);
   sc.sig.resize(b);
-  sc.ucol.resize(m * k);
-  sc.res.resize(n * k);
   sc.iwork.resize(8 * b);
   *result = SubspaceResult{};
 
-  // ---- Start: Q = orth([init | A Ω]).
+  // A·X for a block X on the right (n rows), Aᵀ·X for a block on the left (m rows).
+  auto apply = [&](bool left, const T* x, T* out) {
+    if (left) {
+      blas::Gemm<T>(la, 'N', 'N', n, b, m, T(1), a, n, x, m, T(0), out, n);  // Aᵀ X: n x b
+    } else {
+      blas::Gemm<T>(la, 'T', 'N', m, b, n, T(1), a, n, x, n, T(0), out, m);  // A X: m x b
+    }
+  };
+
+  // ---- Start: B = orth([init | A Ω]) on the left, P = AᵀB.
   int64_t seeded = 0;
   if (init != nullptr && init_cols > 0 && AllFinite(init, m * init_cols)) {
     seeded = std::min(init_cols, b);
     for (int64_t q = 0; q < m; ++q) {
-      for (int64_t j = 0; j < seeded; ++j) sc.q[q + j * m] = init[q * init_cols + j];
+      for (int64_t j = 0; j < seeded; ++j) sc.block[q + j * m] = init[q * init_cols + j];
     }
   }
   if (seeded < b) {
     const int64_t fresh = b - seeded;
-    FillRandom(sc.w.data(), n * fresh, opt.seed);  // Ω, n x fresh, in W's storage
-    blas::Gemm<T>(la, 'T', 'N', m, fresh, n, T(1), a, n, sc.w.data(), n, T(0),
-                  sc.q.data() + seeded * m, m);
+    FillRandom(sc.prod.data(), n * fresh, opt.seed);  // Ω, n x fresh
+    blas::Gemm<T>(la, 'T', 'N', m, fresh, n, T(1), a, n, sc.prod.data(), n, T(0),
+                  sc.block.data() + seeded * m, m);
+    result->passes = 1;
   }
-  Status st = Orthonormalize(table, m, b, sc.q.data(), static_cast<T*>(nullptr), sc);
+  Status st = Orthonormalize(table, m, b, sc.block.data(), static_cast<T*>(nullptr), sc);
   if (!st.ok) return st;
+  bool left = true;  // the side of `block`
+  apply(left, sc.block.data(), sc.prod.data());
+  result->passes += 1;
 
-  // W = AᵀQ.
-  blas::Gemm<T>(la, 'N', 'N', n, b, m, T(1), a, n, sc.q.data(), m, T(0), sc.w.data(), n);
-  for (int64_t it = 1; it <= opt.max_iters; ++it) {
-    result->iterations = it;
-    // Right subspace Q_W = orth(W); Y = A Q_W = Q_Y R_Y.
-    st = Orthonormalize(table, n, b, sc.w.data(), static_cast<T*>(nullptr), sc);
+  // ---- Iterate. Each step: P = Q_P R_P, R_P = X Σ Zᵀ, Ritz vectors B Z_k and Q_P X_k, then
+  // P' = op(Q_P) tests them: the residual P' X_k − (B Z_k) Σ must be small.
+  for (int64_t pass = 0; pass < 2 * opt.max_iters; ++pass) {
+    const int64_t rows_b = left ? m : n, rows_p = left ? n : m;
+    // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
+    // test on a cold first pass (a warm start may already be converged).
+    const bool test = pass > 0 || seeded > 0;
+    st = Orthonormalize(table, rows_p, b, sc.prod.data(), test ? sc.r.data() : nullptr, sc);
     if (!st.ok) return st;
-    blas::Gemm<T>(la, 'T', 'N', m, b, n, T(1), a, n, sc.w.data(), n, T(0), sc.q.data(), m);
-    st = Orthonormalize(table, m, b, sc.q.data(), sc.r.data(), sc);
-    if (!st.ok) return st;
-    // Rayleigh–Ritz: R_Y = X Σ Zᵀ, so A Q_W = (Q_Y X) Σ Zᵀ: U = Q_Y X_k, V = Q_W Z_k.
-    if (!SmallSvd(la, b, sc)) return Status::Ok();  // let the caller take the dense path
-    blas::Gemm<T>(la, 'N', 'N', m, k, b, T(1), sc.q.data(), m, sc.us.data(), b, T(0),
-                  sc.ucol.data(), m);
-    blas::Gemm<T>(la, 'N', 'T', n, k, b, T(1), sc.w.data(), n, sc.vst.data(), b, T(0), vt, n);
-    // A V = U Σ holds by construction. The other residual, Aᵀ U − V Σ = (AᵀQ_Y) X_k − V Σ,
-    // needs AᵀQ_Y: the next iteration's W, computed here once for both uses.
-    blas::Gemm<T>(la, 'N', 'N', n, b, m, T(1), a, n, sc.q.data(), m, T(0), sc.y.data(), n);
-    for (int64_t j = 0; j < k; ++j) {
-      for (int64_t p = 0; p < n; ++p) sc.res[p + j * n] = vt[p + j * n] * sc.sig[j];
-    }
-    blas::Gemm<T>(la, 'N', 'N', n, k, b, T(1), sc.y.data(), n, sc.us.data(), b, T(-1),
-                  sc.res.data(), n);
-    // In units of σ_1, so that squares neither underflow nor overflow at extreme scales.
-    const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
-    double worst = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      double acc = 0;
-      for (int64_t p = 0; p < n; ++p) {
-        const double e = double(sc.res[p + j * n]) * unit;
-        acc += e * e;
+    apply(!left, sc.prod.data(), sc.next.data());
+    result->passes += 1;
+    if (test) {
+      if (!SmallSvd(la, b, sc)) return Status::Ok();  // let the caller take the dense path
+      // Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k].
+      blas::Gemm<T>(la, 'N', 'T', rows_b, k, b, T(1), sc.block.data(), rows_b, sc.vst.data(), b,
+                    T(0), sc.bz.data(), rows_b);
+      for (int64_t j = 0; j < k; ++j) {
+        for (int64_t i = 0; i < rows_b; ++i) {
+          sc.res[i + j * rows_b] = sc.bz[i + j * rows_b] * sc.sig[j];
+        }
       }
-      worst = std::max(worst, std::sqrt(acc));
+      blas::Gemm<T>(la, 'N', 'N', rows_b, k, b, T(1), sc.next.data(), rows_b, sc.us.data(), b,
+                    T(-1), sc.res.data(), rows_b);
+      // In units of σ_1, so that squares neither underflow nor overflow at extreme scales.
+      const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
+      double worst = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        double acc = 0;
+        for (int64_t i = 0; i < rows_b; ++i) {
+          const double e = double(sc.res[i + j * rows_b]) * unit;
+          acc += e * e;
+        }
+        worst = std::max(worst, std::sqrt(acc));
+      }
+      if (!std::isfinite(worst)) return Status::Ok();
+      if (worst <= (sc.sig[0] > 0 ? opt.tol : 0.0)) {
+        blas::Gemm<T>(la, 'N', 'N', rows_p, k, b, T(1), sc.prod.data(), rows_p, sc.us.data(), b,
+                      T(0), sc.qx.data(), rows_p);
+        const T* ucol = left ? sc.bz.data() : sc.qx.data();  // m x k
+        const T* vcol = left ? sc.qx.data() : sc.bz.data();  // n x k = row-major Vt
+        std::memcpy(vt, vcol, sizeof(T) * n * k);
+        for (int64_t q = 0; q < m; ++q) {
+          for (int64_t j = 0; j < k; ++j) u[q * k + j] = ucol[q + j * m];
+        }
+        std::memcpy(s, sc.sig.data(), sizeof(T) * k);
+        result->converged = true;
+        return Status::Ok();
+      }
     }
-    if (worst <= (sc.sig[0] > 0 ? opt.tol : 0.0)) {
-      result->converged = true;
-      break;
-    }
-    if (!std::isfinite(worst)) return Status::Ok();
-    std::swap(sc.w, sc.y);
-  }
-  if (!result->converged) return Status::Ok();
-  std::memcpy(s, sc.sig.data(), sizeof(T) * k);
-  for (int64_t q = 0; q < m; ++q) {
-    for (int64_t j = 0; j < k; ++j) u[q * k + j] = sc.ucol[q + j * m];
+    // Q_P becomes the block, P' the product; the side flips.
+    std::swap(sc.block, sc.prod);
+    std::swap(sc.prod, sc.next);
+    left = !left;
   }
   return Status::Ok();
 }

@@ -12,26 +12,26 @@ namespace rrae_fast::cpu {
 
 struct SubspaceOptions {
   int64_t block = 0;      // subspace width b, k <= b <= min(m, n)
-  int64_t max_iters = 0;  // iterations (each two passes over A) before giving up
+  int64_t max_iters = 0;  // iterations (two products with A each) before giving up
   double tol = 0;         // converged when every ‖Aᵀ u_i − σ_i v_i‖ <= tol · σ_1
   uint64_t seed = 0;      // random start
 };
 
 template <typename T>
 struct SubspaceScratch {
-  std::vector<T> q, w, y;         // m x b, n x b, n x b column-major blocks
+  std::vector<T> block, prod, next;  // max(m, n) x b column-major blocks: B, P, P'
+  std::vector<T> bz, qx, res;        // max(m, n) x k: Ritz vectors B Z_k, Q_P X_k, residual
   std::vector<T> r, g;            // b x b: triangular factors, Gram matrices
   std::vector<double> rd, xd;     // float64 Gram/factor (b x b) and a float64 copy of a block
   std::vector<double> colscale;   // column scaling of a block before its Gram matrix
   std::vector<T> us, vst, sig;    // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b)
-  std::vector<T> ucol, res;       // U (m x k) and the residual block (n x k)
   std::vector<T> tau, work;       // LAPACK scratch
   std::vector<lapack_int> iwork;
 };
 
 struct SubspaceResult {
   bool converged = false;
-  int64_t iterations = 0;
+  int64_t passes = 0;  // products with A (or Aᵀ), the random sketch included
 };
 
 // Top-k triplets of the finite row-major m x n matrix `a` into u (m x k row-major), s (k) and

@@ -110,7 +110,7 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, cons
         IterativeOptions(m, n, k, double(std::numeric_limits<T>::epsilon()));
     Status st = SubspaceSvd(table, m, n, k, a, init, init_cols, u, s, vt, sc.subspace, opt, &result);
     if (!st.ok) return st;
-    info[1] = static_cast<int32_t>(result.iterations);
+    info[1] = static_cast<int32_t>(result.passes);
     if (result.converged) {
       info[0] = static_cast<int32_t>(Path::kIterative);
       ApplySignConvention(m, n, k, u, vt);

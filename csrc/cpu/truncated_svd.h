@@ -2,7 +2,7 @@
 //
 // Pure C++ over BLAS/LAPACK: nothing here knows of XLA or Python. Shapes follow the Python op:
 // a is [batch, m, n], u is [batch, m, k], s is [batch, k], vt is [batch, k, n], all row-major;
-// init (optional) is [batch, m, init_cols]; info is [batch, 2] (path taken, iterations).
+// init (optional) is [batch, m, init_cols]; info is [batch, 2] (path taken, products with A).
 //
 // Two paths per matrix: the dense path (LAPACK gesdd, gesvd fallback) and the iterative path
 // (randomized subspace iteration, stopped by a residual test, dense fallback when it does not

@@ -1,0 +1,152 @@
+"""The kernel's two paths: selection, warm start, fallback; every path meets the contract."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import helpers
+import rrae_fast
+
+
+def rrae_like(rng, m, n, k, noise=1e-3, dtype=np.float32):
+    """Rank-k part with σ from 10 to 1 plus a residual of relative Frobenius size `noise`."""
+    low = helpers.planted(rng, m, n, np.linspace(10.0, 1.0, k))
+    e = rng.standard_normal((m, n))
+    e *= noise * np.linalg.norm(low) / np.linalg.norm(e)
+    return (low + e).astype(dtype)
+
+
+def test_auto_selects_by_shape(rng):
+    """auto: dense for small matrices or large k, iterative for k well below min(m, n)."""
+    big = rrae_like(rng, 600, 400, 10)
+    assert rrae_fast.diagnose(big, 10)["path"] == "iterative"
+    assert rrae_fast.diagnose(big, 200)["path"] == "dense"
+    assert rrae_fast.diagnose(big[:100, :64], 5)["path"] == "dense"
+    assert rrae_fast.diagnose(big, 10, method="dense")["path"] == "dense"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_iterative_converges_fast_on_rrae_like(rng, dtype):
+    """A rank-k-plus-noise matrix converges at the first residual test and meets the contract.
+
+    The test asks for residuals at the dtype's precision, so the noise that one power step
+    removes is smaller in float64.
+    """
+    noise = 1e-3 if dtype == np.float32 else 1e-7
+    a = rrae_like(rng, 500, 300, 12, noise=noise, dtype=dtype)
+    info = rrae_fast.diagnose(a, 12, method="iterative")
+    assert info["path"] == "iterative" and info["passes"] == 4
+    helpers.assert_contract(a, *rrae_fast.truncated_svd(a, 12, method="iterative"), 12)
+
+
+def test_slow_spectrum_falls_back_to_dense(rng):
+    """A flat spectrum does not converge within the budget: the dense result is returned."""
+    a = rng.standard_normal((600, 400)).astype(np.float32)
+    info = rrae_fast.diagnose(a, 10, method="iterative")
+    assert info["path"] == "iterative_then_dense" and info["passes"] >= 6
+    out = rrae_fast.truncated_svd(a, 10, method="iterative")
+    helpers.assert_contract(a, *out, 10)
+    for x, y in zip(out, rrae_fast.truncated_svd(a, 10, method="dense")):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_batch_mixes_paths_and_non_finite(rng):
+    """Each member reports its own path; a NaN member is flagged and the others are exact."""
+    a = np.stack([rrae_like(rng, 300, 260, 6), rng.standard_normal((300, 260)).astype(np.float32)])
+    a = np.concatenate([a, a[:1]])
+    a[2, 5, 5] = np.nan
+    info = rrae_fast.diagnose(a, 6, method="iterative")
+    assert list(info["path"]) == ["iterative", "iterative_then_dense", "non_finite"]
+    u, s, vt = rrae_fast.truncated_svd(a, 6, method="iterative")
+    helpers.assert_contract(a[:2], u[:2], s[:2], vt[:2], 6)
+    assert np.all(np.isnan(s[2]))
+
+
+def _warm_cases(rng, m, n, k, u_prev):
+    return {
+        "previous_basis": u_prev,
+        "random": rng.standard_normal((m, k)),
+        "nan": np.full((m, k), np.nan),
+        "zeros": np.zeros((m, k)),
+        "rank_one": np.outer(rng.standard_normal(m), np.ones(k)),
+        "wide": rng.standard_normal((m, 2 * k)),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["previous_basis", "random", "nan", "zeros", "rank_one", "wide"]
+)
+def test_warm_start_any_init_meets_contract(rng, case):
+    """Whatever init holds, results meet the contract; an exact basis converges at once."""
+    m, n, k = 400, 300, 8
+    a1 = rrae_like(rng, m, n, k)
+    u_prev = np.asarray(rrae_fast.truncated_svd(a1, k)[0])
+    init = _warm_cases(rng, m, n, k, u_prev)[case].astype(np.float32)
+    out = rrae_fast.truncated_svd(a1, k, method="iterative", init=init)
+    helpers.assert_contract(a1, *out, k)
+    info = rrae_fast.diagnose(a1, k, method="iterative", init=init)
+    assert info["path"] == "iterative"
+    cold = rrae_fast.diagnose(a1, k, method="iterative")["passes"]
+    if case == "previous_basis":  # a narrow sketch and two products: converged at once
+        assert info["passes"] == 3 < cold
+    ak = rrae_fast.rank_reduce(a1, k, init=init, method="iterative")
+    np.testing.assert_allclose(ak, rrae_fast.rank_reduce(a1, k, method="dense"), atol=2e-5)
+
+
+def test_warm_start_from_moved_basis(rng):
+    """A basis from a slightly different matrix (the previous batch) is a valid start."""
+    m, n, k = 400, 300, 8
+    a0 = rrae_like(rng, m, n, k)
+    a1 = (a0 + 1e-4 * rng.standard_normal((m, n))).astype(np.float32)
+    u_prev = rrae_fast.truncated_svd(a0, k)[0]
+    helpers.assert_contract(a1, *rrae_fast.truncated_svd(a1, k, init=u_prev), k)
+    warm = rrae_fast.diagnose(a1, k, method="iterative", init=u_prev)
+    cold = rrae_fast.diagnose(a1, k, method="iterative")
+    assert warm["path"] == "iterative" and warm["passes"] <= cold["passes"]
+
+
+def test_init_broadcasts_over_batch_and_works_under_jit(rng):
+    """A [m, c] init serves every batch member; init is a traced argument under jit."""
+    a = np.stack([rrae_like(rng, 300, 280, 5) for _ in range(3)])
+    init = rng.standard_normal((300, 5)).astype(np.float32)
+    f = jax.jit(lambda x, i: rrae_fast.truncated_svd(x, 5, method="iterative", init=i))
+    helpers.assert_contract(a, *f(a, init), 5)
+    g = jax.grad(lambda x, i: jnp.sum(rrae_fast.rank_reduce(x, 5, init=i) ** 2))(a[0], init)
+    np.testing.assert_allclose(g, 2 * rrae_fast.rank_reduce(a[0], 5), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "init,exc,match",
+    [
+        (np.ones((7, 2)), ValueError, r"shape \[\.\.\., m=8, c\]"),
+        (np.ones(8), ValueError, r"shape \[\.\.\., m=8, c\]"),
+        (np.ones((8, 0)), ValueError, "1 <= c <= min"),
+        (np.ones((8, 6)), ValueError, "1 <= c <= min"),
+        (np.ones((3, 8, 2)), ValueError, "does not broadcast"),
+        (np.ones((8, 2), np.int32), TypeError, "floating point"),
+    ],
+)
+def test_bad_init(init, exc, match):
+    """A malformed init raises at trace time."""
+    with pytest.raises(exc, match=match):
+        rrae_fast.truncated_svd(jnp.ones((2, 8, 5)), 2, init=init)
+
+
+def test_bad_method():
+    """Unknown method."""
+    with pytest.raises(ValueError, match="method must be one of"):
+        rrae_fast.rank_reduce(jnp.ones((8, 5)), 2, method="qr")
+
+
+@pytest.mark.parametrize("method", ["dense", "iterative"])
+def test_gradients_agree_across_paths(rng, method):
+    """The derivative rule does not depend on the forward path."""
+    a = rrae_like(rng, 300, 260, 6, dtype=np.float64)
+    t = rng.standard_normal((300, 260))
+    loss = lambda x, m: jnp.sum((rrae_fast.rank_reduce(x, 6, method=m) - t) ** 2)  # noqa: E731
+    np.testing.assert_allclose(
+        jax.grad(loss)(a, method), jax.grad(loss)(a, "auto"), rtol=1e-9, atol=1e-9
+    )
