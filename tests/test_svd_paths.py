@@ -105,7 +105,8 @@ def test_warm_start_from_moved_basis(rng):
     helpers.assert_contract(a1, *rrae_fast.truncated_svd(a1, k, init=u_prev), k)
     warm = rrae_fast.diagnose(a1, k, method="iterative", init=u_prev)
     cold = rrae_fast.diagnose(a1, k, method="iterative")
-    assert warm["path"] == "iterative" and warm["passes"] <= cold["passes"]
+    # Its first test (a sweep of width k) may fail where a cold start does not test at all.
+    assert warm["path"] == "iterative" and warm["passes"] <= cold["passes"] + 1
 
 
 def test_init_broadcasts_over_batch_and_works_under_jit(rng):

@@ -8,15 +8,17 @@
 //
 //   P = Q_P R_P,  R_P = X Σ Zᵀ           QR of the product, small b x b SVD
 //   Ritz vectors  B Z_k  and  Q_P X_k     (U = B Z, V = Q_P X on the left; swapped on the right)
-//   P' = op(Q_P)                          the next product: one GEMM with A
-//   residual      P' X_k − (B Z_k) Σ      = A V − U Σ (left) or Aᵀ U − V Σ (right); the other
+//   op(Q_P X_k)                           one product of width k with A (op = A or Aᵀ)
+//   residual      op(Q_P X_k) − (B Z_k) Σ = A V − U Σ (left) or Aᵀ U − V Σ (right); the other
 //                                           residual vanishes by construction
 //
-// and stops once every residual column is <= tol·σ_1; otherwise B = Q_P, P = P'. The start is
+// and stops once every residual column is <= tol·σ_1. Otherwise it completes the next product
+// P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'. The start is
 // B = orth([init | A Ω]) with Ω pseudo-random. A cold start skips the test of its first pass (a
 // random sketch is never accurate enough for a noisy matrix), so it converges at the earliest
-// after four products with A; a warm start whose init already spans the answer converges after
-// two. Workspace is O((m + n)·b + b²); no m x n temporary is formed.
+// after three products of width b and one of width k; a warm start whose init already spans
+// the answer after one of width b and one of width k (plus a sketch for columns beyond init).
+// Workspace is O((m + n)·b + b²); no m x n temporary is formed.
 #include "cpu/subspace_svd.h"
 
 #include <algorithm>
@@ -208,7 +210,8 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
   const int64_t b = opt.block;
   const int64_t big = std::max(m, n);
   for (auto* buf : {&sc.block, &sc.prod, &sc.next}) buf->resize(big * b);
-  for (auto* buf : {&sc.bz, &sc.qx, &sc.res}) buf->resize(big * k);
+  sc.bz.resize(big * k);
+  sc.qx.resize(big * b);
   sc.r.resize(b * b);
   sc.us.resize(b * b);
   sc.vst.resize(b * b);
@@ -216,13 +219,14 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
   sc.iwork.resize(8 * b);
   *result = SubspaceResult{};
 
-  // A·X for a block X on the right (n rows), Aᵀ·X for a block on the left (m rows).
-  auto apply = [&](bool left, const T* x, T* out) {
+  // op(X) = Aᵀ·X for a block X on the left (m rows), A·X for one on the right (n rows).
+  auto apply = [&](bool left, int64_t cols, const T* x, T* out) {
     if (left) {
-      blas::Gemm<T>(la, 'N', 'N', n, b, m, T(1), a, n, x, m, T(0), out, n);  // Aᵀ X: n x b
+      blas::Gemm<T>(la, 'N', 'N', n, cols, m, T(1), a, n, x, m, T(0), out, n);
     } else {
-      blas::Gemm<T>(la, 'T', 'N', m, b, n, T(1), a, n, x, n, T(0), out, m);  // A X: m x b
+      blas::Gemm<T>(la, 'T', 'N', m, cols, n, T(1), a, n, x, n, T(0), out, m);
     }
+    result->passes += 1;
   };
 
   // ---- Start: B = orth([init | A Ω]) on the left, P = AᵀB.
@@ -234,20 +238,15 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
     }
   }
   if (seeded < b) {
-    const int64_t fresh = b - seeded;
-    FillRandom(sc.prod.data(), n * fresh, opt.seed);  // Ω, n x fresh
-    blas::Gemm<T>(la, 'T', 'N', m, fresh, n, T(1), a, n, sc.prod.data(), n, T(0),
-                  sc.block.data() + seeded * m, m);
-    result->passes = 1;
+    FillRandom(sc.prod.data(), n * (b - seeded), opt.seed);  // Ω, n x (b − seeded)
+    apply(false, b - seeded, sc.prod.data(), sc.block.data() + seeded * m);
   }
   Status st = Orthonormalize(table, m, b, sc.block.data(), static_cast<T*>(nullptr), sc);
   if (!st.ok) return st;
   bool left = true;  // the side of `block`
-  apply(left, sc.block.data(), sc.prod.data());
-  result->passes += 1;
+  apply(left, b, sc.block.data(), sc.prod.data());
 
-  // ---- Iterate. Each step: P = Q_P R_P, R_P = X Σ Zᵀ, Ritz vectors B Z_k and Q_P X_k, then
-  // P' = op(Q_P) tests them: the residual P' X_k − (B Z_k) Σ must be small.
+  // ---- Iterate: see the top of the file.
   for (int64_t pass = 0; pass < 2 * opt.max_iters; ++pass) {
     const int64_t rows_b = left ? m : n, rows_p = left ? n : m;
     // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
@@ -255,35 +254,31 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
     const bool test = pass > 0 || seeded > 0;
     st = Orthonormalize(table, rows_p, b, sc.prod.data(), test ? sc.r.data() : nullptr, sc);
     if (!st.ok) return st;
-    apply(!left, sc.prod.data(), sc.next.data());
-    result->passes += 1;
-    if (test) {
+    if (!test) {
+      apply(!left, b, sc.prod.data(), sc.next.data());
+    } else {
       if (!SmallSvd(la, b, sc)) return Status::Ok();  // let the caller take the dense path
-      // Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k].
+      // Ritz vectors B Z_k and Q_P X_k (Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k]); the test product
+      // op(Q_P X_k) = P' X_k costs a pass of width k only.
       blas::Gemm<T>(la, 'N', 'T', rows_b, k, b, T(1), sc.block.data(), rows_b, sc.vst.data(), b,
                     T(0), sc.bz.data(), rows_b);
-      for (int64_t j = 0; j < k; ++j) {
-        for (int64_t i = 0; i < rows_b; ++i) {
-          sc.res[i + j * rows_b] = sc.bz[i + j * rows_b] * sc.sig[j];
-        }
-      }
-      blas::Gemm<T>(la, 'N', 'N', rows_b, k, b, T(1), sc.next.data(), rows_b, sc.us.data(), b,
-                    T(-1), sc.res.data(), rows_b);
-      // In units of σ_1, so that squares neither underflow nor overflow at extreme scales.
+      blas::Gemm<T>(la, 'N', 'N', rows_p, b, b, T(1), sc.prod.data(), rows_p, sc.us.data(), b,
+                    T(0), sc.qx.data(), rows_p);  // Q_P X, all b columns
+      apply(!left, k, sc.qx.data(), sc.next.data());
+      // Residual P' X_k − (B Z_k) Σ in units of σ_1 (no under/overflow at extreme scales).
       const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
       double worst = 0;
       for (int64_t j = 0; j < k; ++j) {
         double acc = 0;
         for (int64_t i = 0; i < rows_b; ++i) {
-          const double e = double(sc.res[i + j * rows_b]) * unit;
+          const double e = (double(sc.next[i + j * rows_b]) -
+                            double(sc.bz[i + j * rows_b]) * double(sc.sig[j])) * unit;
           acc += e * e;
         }
         worst = std::max(worst, std::sqrt(acc));
       }
       if (!std::isfinite(worst)) return Status::Ok();
       if (worst <= (sc.sig[0] > 0 ? opt.tol : 0.0)) {
-        blas::Gemm<T>(la, 'N', 'N', rows_p, k, b, T(1), sc.prod.data(), rows_p, sc.us.data(), b,
-                      T(0), sc.qx.data(), rows_p);
         const T* ucol = left ? sc.bz.data() : sc.qx.data();  // m x k
         const T* vcol = left ? sc.qx.data() : sc.bz.data();  // n x k = row-major Vt
         std::memcpy(vt, vcol, sizeof(T) * n * k);
@@ -294,6 +289,12 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
         result->converged = true;
         return Status::Ok();
       }
+      // Not yet: the rest of op(Q_P X), then P' = op(Q_P X) Xᵀ (X is orthogonal) into the
+      // buffer of B, which is no longer needed.
+      apply(!left, b - k, sc.qx.data() + k * rows_p, sc.next.data() + k * rows_b);
+      blas::Gemm<T>(la, 'N', 'T', rows_b, b, b, T(1), sc.next.data(), rows_b, sc.us.data(), b,
+                    T(0), sc.block.data(), rows_b);
+      std::swap(sc.block, sc.next);
     }
     // Q_P becomes the block, P' the product; the side flips.
     std::swap(sc.block, sc.prod);

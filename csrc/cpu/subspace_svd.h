@@ -20,7 +20,7 @@ struct SubspaceOptions {
 template <typename T>
 struct SubspaceScratch {
   std::vector<T> block, prod, next;  // max(m, n) x b column-major blocks: B, P, P'
-  std::vector<T> bz, qx, res;        // max(m, n) x k: Ritz vectors B Z_k, Q_P X_k, residual
+  std::vector<T> bz, qx;             // Ritz vectors: B Z_k (max(m, n) x k), Q_P X (max(m, n) x b)
   std::vector<T> r, g;            // b x b: triangular factors, Gram matrices
   std::vector<double> rd, xd;     // float64 Gram/factor (b x b) and a float64 copy of a block
   std::vector<double> colscale;   // column scaling of a block before its Gram matrix
@@ -31,7 +31,7 @@ struct SubspaceScratch {
 
 struct SubspaceResult {
   bool converged = false;
-  int64_t passes = 0;  // products with A (or Aᵀ), the random sketch included
+  int64_t passes = 0;  // GEMM sweeps over A (products with A or Aᵀ, the random sketch included)
 };
 
 // Top-k triplets of the finite row-major m x n matrix `a` into u (m x k row-major), s (k) and
