@@ -46,7 +46,7 @@ def test_slow_spectrum_falls_back_to_dense(rng):
     """A flat spectrum does not converge within the budget: the dense result is returned."""
     a = rng.standard_normal((600, 400)).astype(np.float32)
     info = rrae_fast.diagnose(a, 10, method="iterative")
-    assert info["path"] == "iterative_then_dense" and info["passes"] >= 6
+    assert info["path"] == "iterative_then_dense" and info["passes"] >= 4
     out = rrae_fast.truncated_svd(a, 10, method="iterative")
     helpers.assert_contract(a, *out, 10)
     for x, y in zip(out, rrae_fast.truncated_svd(a, 10, method="dense")):

@@ -247,6 +247,7 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
   apply(left, b, sc.block.data(), sc.prod.data());
 
   // ---- Iterate: see the top of the file.
+  double previous = std::numeric_limits<double>::infinity();  // the last test's residual
   for (int64_t pass = 0; pass < 2 * opt.max_iters; ++pass) {
     const int64_t rows_b = left ? m : n, rows_p = left ? n : m;
     // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
@@ -278,7 +279,23 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
         worst = std::max(worst, std::sqrt(acc));
       }
       if (!std::isfinite(worst)) return Status::Ok();
-      if (worst <= (sc.sig[0] > 0 ? opt.tol : 0.0)) {
+      const double tol = sc.sig[0] > 0 ? opt.tol : 0.0;
+      if (worst > tol) {
+        // Give up early when the contraction per pass cannot reach tol within the remaining
+        // budget (flat or clustered spectra): the dense path is then cheaper. The rate is the
+        // observed one once two tests exist; at the first test, subspace iteration's predicted
+        // (σ_b/σ_k) per pass from the Ritz values (an optimistic guess: Ritz values of the
+        // trailing columns underestimate σ_b).
+        const double rate = previous < std::numeric_limits<double>::infinity()
+                                ? worst / previous
+                                : (sc.sig[k - 1] > 0 ? double(sc.sig[b - 1] / sc.sig[k - 1]) : 0.0);
+        const double left_passes = double(2 * opt.max_iters - pass - 1);
+        if (!(rate < 1) || std::log(tol / worst) / std::log(rate) > left_passes) {
+          return Status::Ok();
+        }
+      }
+      previous = worst;
+      if (worst <= tol) {
         const T* ucol = left ? sc.bz.data() : sc.qx.data();  // m x k
         const T* vcol = left ? sc.qx.data() : sc.bz.data();  // n x k = row-major Vt
         std::memcpy(vt, vcol, sizeof(T) * n * k);
