@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from . import _forward
+
 GRADIENT_MODES = ("exact", "tangent")
-METHODS = ("auto", "dense", "iterative")
+METHODS = tuple(_forward.METHODS)
 
 # Half-precision inputs are computed in float32 and cast back: LAPACK has no half routines and
 # float32 costs little more to move through memory.
@@ -39,20 +41,42 @@ def check_matrix(a, fn: str) -> tuple[Array, jnp.dtype]:
     return a, dtype
 
 
-def check_k(k, shape: tuple[int, ...], fn: str) -> int:
-    """Returns ``k`` as a Python int in ``[1, min(m, n)]`` or raises."""
-    if isinstance(k, (bool, np.bool_)):
-        raise TypeError(f"{fn}: k must be an int, got a bool")
-    if isinstance(k, jax.core.Tracer):
-        raise TypeError(f"{fn}: k must be a concrete Python int, got a traced value")
+def _static_int(value, name: str, fn: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be an int, got a bool")
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{fn}: {name} must be a concrete Python int, got a traced value")
     try:
-        k = operator.index(k)
+        return operator.index(value)
     except TypeError:
-        raise TypeError(f"{fn}: k must be an int, got {type(k).__name__}") from None
+        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}") from None
+
+
+def check_rank(k, max_k, shape: tuple[int, ...], fn: str) -> tuple[int | Array, int]:
+    """Validates the rank. Returns ``(k, max_k)``.
+
+    Without ``max_k``, ``k`` must be a concrete int in ``[1, min(m, n)]`` and ``max_k = k``.
+    With ``max_k`` (a concrete int in ``[1, min(m, n)]``), ``k`` may also be a traced integer
+    scalar; it must lie in ``[1, max_k]``, checked at run time when traced.
+    """
     r = min(shape[-2:])
-    if not 1 <= k <= r:
-        raise ValueError(f"{fn}: k must satisfy 1 <= k <= min(m, n) = {r}, got k={k}")
-    return k
+    if max_k is None:
+        k = _static_int(k, "k", fn)
+        if not 1 <= k <= r:
+            raise ValueError(f"{fn}: k must satisfy 1 <= k <= min(m, n) = {r}, got k={k}")
+        return k, k
+    max_k = _static_int(max_k, "max_k", fn)
+    if not 1 <= max_k <= r:
+        raise ValueError(f"{fn}: max_k must satisfy 1 <= max_k <= min(m, n) = {r}, got {max_k}")
+    if isinstance(k, jax.core.Tracer):
+        if k.shape != () or not jnp.issubdtype(k.dtype, jnp.integer):
+            raise TypeError(f"{fn}: a traced k must be an integer scalar, got {k.aval}")
+        k = eqx.error_if(k, (k < 1) | (k > max_k), f"{fn}: k must lie in [1, max_k={max_k}]")
+        return k, max_k
+    k = _static_int(k, "k", fn)
+    if not 1 <= k <= max_k:
+        raise ValueError(f"{fn}: k must satisfy 1 <= k <= max_k = {max_k}, got k={k}")
+    return k, max_k
 
 
 def check_gradient(gradient: str, fn: str) -> str:

@@ -14,134 +14,77 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-from jaxtyping import ArrayLike, Float
+from jaxtyping import ArrayLike, Float, Int
 
-from . import _checks, _native, _svd_grad
-
-# ===========================================================================================
-# Forward: the kernel, the fallback and the platform choice
-# ===========================================================================================
-
-
-METHODS = {"auto": 0, "dense": 1, "iterative": 2}
-PATHS = ("dense", "iterative", "iterative_then_dense", "non_finite")
-
-
-def _ffi_call(
-    a: Array, k: int, init: Array | None, method: str, fault: int = 0
-) -> tuple[Array, Array, Array, Array]:
-    """The native kernel (CPU): top-k factors and a per-matrix ``info`` [..., 2] (path, passes).
-
-    ``fault`` is a test hook that makes LAPACK calls report failure; 0 otherwise.
-    """
-    *batch, m, n = a.shape
-    if init is None:
-        init = jnp.zeros((*batch, m, 0), a.dtype)
-    out = (
-        jax.ShapeDtypeStruct((*batch, m, k), a.dtype),
-        jax.ShapeDtypeStruct((*batch, k), a.dtype),
-        jax.ShapeDtypeStruct((*batch, k, n), a.dtype),
-        jax.ShapeDtypeStruct((*batch, 2), jnp.int32),
-    )
-    call = jax.ffi.ffi_call(_native.TRUNCATED_SVD_TARGET, out, vmap_method="broadcast_all")
-    return call(a, init, k=np.int64(k), method=np.int64(METHODS[method]), fault=np.int64(fault))
-
-
-def _ffi_factors(
-    a: Array, k: int, init: Array | None = None, method: str = "auto", fault: int = 0
-) -> tuple[Array, Array, Array]:
-    """Top-k factors from the native kernel (CPU)."""
-    return _ffi_call(a, k, init, method, fault)[:3]
-
-
-def _sign_convention(u: Array, vt: Array) -> tuple[Array, Array]:
-    """Flips each (u_i, v_i) pair so that the largest-magnitude entry of u_i is positive."""
-    idx = jnp.argmax(jnp.abs(u), axis=-2, keepdims=True)  # first maximum on ties
-    sign = jnp.where(jnp.take_along_axis(u, idx, axis=-2) < 0, -1, 1).astype(u.dtype)
-    return u * sign, vt * jnp.swapaxes(sign, -1, -2)
-
-
-def _xla_factors(a: Array, k: int) -> tuple[Array, Array, Array]:
-    """Top-k factors from XLA's SVD: the path on platforms without our kernel."""
-    finite = jnp.all(jnp.isfinite(a), axis=(-2, -1))
-    u, s, vt = jnp.linalg.svd(
-        jnp.where(finite[..., None, None], a, jnp.zeros_like(a)), full_matrices=False
-    )
-    u, vt = _sign_convention(u[..., :k], vt[..., :k, :])
-    nan = jnp.array(jnp.nan, a.dtype)
-    return (
-        jnp.where(finite[..., None, None], u, nan),
-        jnp.where(finite[..., None], s[..., :k], nan),
-        jnp.where(finite[..., None, None], vt, nan),
-    )
-
-
-def _factors(
-    a: Array, k: int, init: Array | None = None, method: str = "auto"
-) -> tuple[Array, Array, Array]:
-    return jax.lax.platform_dependent(
-        a,
-        cpu=lambda x: _ffi_factors(x, k, init, method),
-        default=lambda x: _xla_factors(x, k),  # XLA's SVD: no method choice, no warm start
-    )
-
+from . import _checks, _forward, _svd_grad
 
 # ===========================================================================================
-# Derivative rules
+# Derivative rules. k is an int32 array of the batch shape (possibly traced); max_k is static.
 # ===========================================================================================
 
 
-def _full_factors(a: Array) -> tuple[Array, Array, Array]:
-    return _factors(a, min(a.shape[-2:]), method="dense")
-
-
-def _jvp_factors(a, k, init, method, gradient):
+def _jvp_factors(a, k, max_k, init, method, gradient):
     # Exact mode needs every singular triplet (the coupling with the discarded spectrum);
     # tangent mode treats everything beyond k as null space.
-    return _full_factors(a) if gradient == "exact" else _factors(a, k, init, method)
+    if gradient == "exact":
+        return _forward.full_factors(a)
+    return _forward.factors(a, k, max_k, init, method)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 3, 4))
-def _tsvd(a: Array, k: int, init, method: str, gradient: str) -> tuple[Array, Array, Array]:
-    return _factors(a, k, init, method)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
+def _tsvd(a, k, init, max_k: int, method: str, gradient: str) -> tuple[Array, Array, Array]:
+    return _forward.factors(a, k, max_k, init, method)
 
 
 @_tsvd.defjvp
-def _tsvd_jvp(k, method, gradient, primals, tangents):
-    (a, init), (da, _) = primals, tangents  # the warm start carries no derivative
-    u, s, vt = _jvp_factors(a, k, init, method, gradient)
-    du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, k)
-    return (u[..., :k], s[..., :k], vt[..., :k, :]), (du, ds, dvt)
+def _tsvd_jvp(max_k, method, gradient, primals, tangents):
+    (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
+    u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
+    du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
+    keep = _forward.keep_mask(k, max_k)
+    zero = jnp.zeros((), a.dtype)
+
+    def cut(x, y, z):  # the first max_k columns, zero beyond k
+        return (
+            jnp.where(keep[..., None, :], x[..., :max_k], zero),
+            jnp.where(keep, y[..., :max_k], zero),
+            jnp.where(keep[..., :, None], z[..., :max_k, :], zero),
+        )
+
+    return cut(u, s, vt), cut(du, ds, dvt)
 
 
 def _product(u: Array, s: Array, vt: Array) -> Array:
     return (u * s[..., None, :]) @ vt
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 3, 4))
-def _rank_reduce(a: Array, k: int, init, method: str, gradient: str) -> Array:
-    return _product(*_factors(a, k, init, method))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
+def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
+    return _product(*_forward.factors(a, k, max_k, init, method))
 
 
 @_rank_reduce.defjvp
-def _rank_reduce_jvp(k, method, gradient, primals, tangents):
-    (a, init), (da, _) = primals, tangents  # the warm start carries no derivative
-    u, s, vt = _jvp_factors(a, k, init, method, gradient)
-    primal = _product(u[..., :k], s[..., :k], vt[..., :k, :])
-    return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, k)
+def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
+    (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
+    u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
+    keep = _forward.keep_mask(k, s.shape[-1])
+    primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)
+    return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, keep)
 
 
-_STATIC = ("k", "method", "gradient")
-
-
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _truncated_svd_jit(a, init, k, method, gradient) -> tuple[Array, Array, Array]:
-    return _tsvd(a, k, jax.lax.stop_gradient(init), method, gradient)
+_STATIC = ("max_k", "method", "gradient")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _rank_reduce_jit(a, init, k, method, gradient) -> Array:
-    return _rank_reduce(a, k, jax.lax.stop_gradient(init), method, gradient)
+def _truncated_svd_jit(a, k, init, max_k, method, gradient) -> tuple[Array, Array, Array]:
+    k = jnp.broadcast_to(k, a.shape[:-2]).astype(jnp.int32)
+    return _tsvd(a, k, jax.lax.stop_gradient(init), max_k, method, gradient)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _rank_reduce_jit(a, k, init, max_k, method, gradient) -> Array:
+    k = jnp.broadcast_to(k, a.shape[:-2]).astype(jnp.int32)
+    return _rank_reduce(a, k, jax.lax.stop_gradient(init), max_k, method, gradient)
 
 
 # ===========================================================================================
@@ -151,8 +94,9 @@ def _rank_reduce_jit(a, init, k, method, gradient) -> Array:
 
 def truncated_svd(
     a: Float[ArrayLike, "*batch m n"],
-    k: int,
+    k: int | Int[Array, ""],
     *,
+    max_k: int | None = None,
     method: str = "auto",
     init: Float[ArrayLike, "*batch m c"] | None = None,
     gradient: str = "exact",
@@ -183,7 +127,11 @@ def truncated_svd(
     Args:
         a: [..., m, n] float32 or float64 (float16/bfloat16 are computed in float32 and cast
             back). Leading axes are a batch.
-        k: number of triplets, a Python int with ``1 <= k <= min(m, n)``.
+        k: number of triplets, a Python int with ``1 <= k <= min(m, n)``; or, together with
+            ``max_k``, an int with ``1 <= k <= max_k`` that may be traced (e.g. the adaptive
+            bottleneck of an aRRAE): changing it then never recompiles.
+        max_k: static width of the outputs when ``k`` may vary; columns beyond ``k`` are zero
+            and carry zero derivative. Default: ``k`` (which must then be a concrete int).
         method: ``"auto"`` (default) picks per shape between ``"dense"`` (LAPACK's SVD, cost
             independent of k) and ``"iterative"`` (randomized subspace iteration stopped by a
             residual test that enforces the contract above, falling back to dense if it does
@@ -198,12 +146,16 @@ def truncated_svd(
 
     Returns:
         ``(u, s, vt)``: ``u`` [..., m, k] with orthonormal columns, ``s`` [..., k] descending
-        and ≥ 0, ``vt`` [..., k, n] with orthonormal rows.
+        and ≥ 0, ``vt`` [..., k, n] with orthonormal rows (``max_k`` in place of ``k`` when
+        given, with zeros beyond ``k``).
 
     Raises:
-        TypeError: ``a`` is not floating point, or ``k`` is not a concrete int.
-        ValueError: ``a.ndim < 2``, an axis of ``a`` is empty, ``k`` is out of range, an
-            unknown ``gradient``, or (``check_finite=True``) a non-finite entry.
+        TypeError: ``a`` is not floating point, or ``k`` is neither an int nor (with
+            ``max_k``) a traced integer scalar.
+        ValueError: ``a.ndim < 2``, an axis of ``a`` is empty, ``k`` or ``max_k`` is out of
+            range, an unknown ``gradient`` or ``method``, a malformed ``init``, or
+            (``check_finite=True``) a non-finite entry. A traced ``k`` outside ``[1, max_k]``
+            raises when the computation runs.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -213,15 +165,18 @@ def truncated_svd(
         >>> u.shape, s.tolist(), vt.shape
         ((3, 1), [3.0], (1, 2))
     """
-    a, init, dtype, static = _prepare("truncated_svd", a, k, method, init, gradient, check_finite)
-    u, s, vt = _truncated_svd_jit(a, init, **static)
+    a, k, init, dtype, static = _prepare(
+        "truncated_svd", a, k, max_k, method, init, gradient, check_finite
+    )
+    u, s, vt = _truncated_svd_jit(a, k, init, **static)
     return u.astype(dtype), s.astype(dtype), vt.astype(dtype)
 
 
 def rank_reduce(
     a: Float[ArrayLike, "*batch m n"],
-    k: int,
+    k: int | Int[Array, ""],
     *,
+    max_k: int | None = None,
     method: str = "auto",
     init: Float[ArrayLike, "*batch m c"] | None = None,
     gradient: str = "exact",
@@ -237,7 +192,9 @@ def rank_reduce(
 
     Args:
         a: [..., m, n] float32 or float64 (float16/bfloat16 computed in float32).
-        k: rank, a Python int with ``1 <= k <= min(m, n)``.
+        k: rank, a Python int with ``1 <= k <= min(m, n)``, or a possibly traced int with
+            ``1 <= k <= max_k`` when ``max_k`` is given (no recompilation when it changes).
+        max_k: static upper bound on ``k``; required for a traced ``k``.
         method: as in :func:`truncated_svd`.
         init: warm start, as in :func:`truncated_svd`.
         gradient: ``"exact"`` (default) or ``"tangent"``: the projection
@@ -258,8 +215,10 @@ def rank_reduce(
         >>> rrae_fast.rank_reduce(a, 1).tolist()
         [[3.0, 0.0], [0.0, 0.0]]
     """
-    a, init, dtype, static = _prepare("rank_reduce", a, k, method, init, gradient, check_finite)
-    return _rank_reduce_jit(a, init, **static).astype(dtype)
+    a, k, init, dtype, static = _prepare(
+        "rank_reduce", a, k, max_k, method, init, gradient, check_finite
+    )
+    return _rank_reduce_jit(a, k, init, **static).astype(dtype)
 
 
 def diagnose(
@@ -287,20 +246,22 @@ def diagnose(
         ``"dense"``, ``"iterative"``, ``"iterative_then_dense"`` (did not converge within its
         budget; the dense result was returned) or ``"non_finite"`` (NaN output).
     """
-    a, init, _, static = _prepare("diagnose", a, k, method, init, "exact", False)
+    a, k, init, _, static = _prepare("diagnose", a, k, None, method, init, "exact", False)
     cpu = jax.devices("cpu")[0]
     a = jax.device_put(a, cpu)
     init = None if init is None else jax.device_put(init, cpu)
-    info = np.asarray(_ffi_call(a, static["k"], init, static["method"])[3])
-    return {"path": np.array(PATHS)[info[..., 0]], "passes": info[..., 1]}
+    ks = jnp.full(a.shape[:-2], k, jnp.int32)
+    info = np.asarray(_forward.ffi_call(a, ks, static["max_k"], init, static["method"])[3])
+    return {"path": np.array(_forward.PATHS)[info[..., 0]], "passes": info[..., 1]}
 
 
-def _prepare(fn, a, k, method, init, gradient, check_finite):
+def _prepare(fn, a, k, max_k, method, init, gradient, check_finite):
     a, dtype = _checks.check_matrix(a, fn)
-    k = _checks.check_k(k, a.shape, fn)
+    k, max_k = _checks.check_rank(k, max_k, a.shape, fn)
     method = _checks.check_method(method, fn)
     gradient = _checks.check_gradient(gradient, fn)
     init = _checks.check_init(init, a, fn)
     if check_finite:
         a = _checks.check_finite(a, fn)
-    return a, init, dtype, {"k": k, "method": method, "gradient": gradient}
+    static = {"max_k": max_k, "method": method, "gradient": gradient}
+    return a, jnp.asarray(k, jnp.int32), init, dtype, static

@@ -14,7 +14,8 @@ With ``Ω = U_cᵀ dA V_c`` and ``F_ij = 1 / (σ_j² − σ_i²)`` (``F_ii = 0``
 
 which is the derivative of the full thin SVD restricted to the kept columns (the discarded
 triplets enter through ``F`` for ``j ∈ D``). For ``A_k = U_K Σ_K V_Kᵀ``, rotations inside K or D
-cancel and only cross-gap terms remain (``i ∈ K``, ``j ∈ D``, ``g_ij = σ_i / (σ_i² − σ_j²)``):
+cancel and only cross-gap terms remain (``i ∈ K``, ``j ∈ D``, ``g_ij = σ_i / (σ_i² − σ_j²)``;
+K is given as a mask, so that k may be a traced value):
 
     dA_k = U_K Ω_KK V_Kᵀ
          + Σ u_j g_ij (σ_i Ω_ji + σ_j Ω_ij) v_iᵀ + Σ u_i g_ij (σ_i Ω_ij + σ_j Ω_ji) v_jᵀ
@@ -103,43 +104,39 @@ def truncated_svd_jvp(
     return du, ds, _mT(dv)
 
 
-def rank_reduce_jvp(u: Array, s: Array, vt: Array, da: Array, k: int) -> Array:
-    """Tangent of ``A_k = U_K Σ_K V_Kᵀ`` from factors with ``c ≥ k`` columns.
+def rank_reduce_jvp(u: Array, s: Array, vt: Array, da: Array, keep: Array) -> Array:
+    """Tangent of ``A_k = U_K Σ_K V_Kᵀ`` from factors with ``c`` columns, K given by a mask.
 
     Args:
         u: [..., m, c] left singular vectors.
         s: [..., c] singular values, descending.
         vt: [..., c, n] right singular vectors.
         da: [..., m, n] tangent (or, the map being self-adjoint, cotangent) of the input.
-        k: rank kept.
+        keep: [..., c] bool, the kept set K (the first k columns); the other columns form D.
 
     Returns:
         [..., m, n] tangent of the rank-k approximation.
     """
     m, n = da.shape[-2:]
     st, sq, tie, _ = _stable_parts(s, m, n)
+    dtype = s.dtype
     v = _mT(vt)
-    u_k, v_k, vt_k = u[..., :, :k], v[..., :, :k], vt[..., :k, :]
-    u_d, vt_d = u[..., :, k:], vt[..., k:, :]
+    kept = keep.astype(dtype)
+    drop = (~keep).astype(dtype)
     omega = _mT(u) @ da @ v  # [..., c, c]
-    om_kk = omega[..., :k, :k]
-    om_kd = omega[..., :k, k:]  # Ω_ij, i ∈ K, j ∈ D
-    om_dk = omega[..., k:, :k]  # Ω_ji
-    s_k, s_d = st[..., :k], st[..., k:]
-    # g_ij = σ_i / (σ_i² − σ_j²) for i ∈ K, j ∈ D; _inverse_gaps gives 1/(σ_j² − σ_i²).
-    g = -_inverse_gaps(sq[..., :k], sq[..., k:], tie) * s_k[..., :, None]  # [..., i, j]
-    # Coefficient of u_j v_iᵀ: g_ij (σ_i Ω_ji + σ_j Ω_ij), arranged as [..., j, i].
-    c_left = _mT(g) * (s_k[..., None, :] * om_dk + s_d[..., :, None] * _mT(om_kd))
-    # Coefficient of u_i v_jᵀ: g_ij (σ_i Ω_ij + σ_j Ω_ji), arranged as [..., i, j].
-    c_right = g * (s_k[..., :, None] * om_kd + s_d[..., None, :] * _mT(om_dk))
-    da_v = da @ v_k  # [..., m, k]
-    ut_da = _mT(u_k) @ da  # [..., k, n]
-    null_left = (da_v - u @ omega[..., :, :k]) @ vt_k  # (I − U_c U_cᵀ) dA V_K V_Kᵀ
-    null_right = u_k @ (ut_da - omega[..., :k, :] @ vt)  # U_K U_Kᵀ dA (I − V_c V_cᵀ)
-    return (
-        u_k @ om_kk @ vt_k
-        + u_d @ c_left @ vt_k
-        + u_k @ c_right @ vt_d
-        + null_left
-        + null_right
-    )
+    omega_t = _mT(omega)
+    # g[j, i] = σ_i / (σ_i² − σ_j²) for j ∈ D, i ∈ K (0 elsewhere); _inverse_gaps gives
+    # [a, b] = 1 / (σ_b² − σ_a²).
+    g = _inverse_gaps(sq, sq, tie) * st[..., None, :] * drop[..., :, None] * kept[..., None, :]
+    # Coefficients in the basis u_a v_bᵀ:
+    #   kept-kept  Ω_ab                                  (a, b ∈ K)
+    #   [j, i]     g_ij (σ_i Ω_ji + σ_j Ω_ij)            (u_j v_iᵀ, j ∈ D, i ∈ K)
+    #   [i, j]     g_ij (σ_i Ω_ij + σ_j Ω_ji)            (u_i v_jᵀ)
+    coef = omega * kept[..., :, None] * kept[..., None, :]
+    coef = coef + g * (st[..., None, :] * omega + st[..., :, None] * omega_t)
+    coef = coef + _mT(g) * (st[..., :, None] * omega + st[..., None, :] * omega_t)
+    v_k = v * kept[..., None, :]  # V_K, zero columns outside K
+    u_k = u * kept[..., None, :]
+    null_left = (da @ v_k - u @ (omega * kept[..., None, :])) @ _mT(v_k)  # (I − U Uᵀ) dA V_K V_Kᵀ
+    null_right = u_k @ (_mT(u_k) @ da - (omega * kept[..., :, None]) @ vt)  # U_K U_Kᵀ dA (I − V Vᵀ)
+    return u @ coef @ vt + null_left + null_right

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 
+import re
+
 import jax
 import numpy as np
+import pytest
 
 import rrae_fast
-from rrae_fast import _cpu, _native
+from rrae_fast import _cpu, _forward, _native
 
 
 def test_extension_installed():
@@ -33,17 +36,16 @@ def test_blas_thread_control_is_bool():
     assert isinstance(_native.blas_thread_control(), bool)
 
 
-def test_kernel_rejects_bad_k_itself():
-    """The handler checks k too, independently of the Python layer."""
-    from rrae_fast import _svd
-
-    a = jax.numpy.ones((4, 3))
-    try:
-        jax.block_until_ready(_svd._ffi_factors(a, 4))
-    except Exception as e:  # noqa: BLE001 - XLA's error type differs across jaxlib versions
-        assert "k must be in [1, min(m, n)]" in str(e)
-    else:
-        raise AssertionError("the kernel accepted k > min(m, n)")
+@pytest.mark.parametrize(
+    "k,max_k,message",
+    [(4, 4, "max_k must be in [1, min(m, n)]"), (3, 2, "k must be in [1, max_k]"), (0, 2, "k must")],
+)
+def test_kernel_rejects_bad_k_itself(k, max_k, message):
+    """The handler checks k and max_k too, independently of the Python layer."""
+    a = jax.numpy.ones((2, 4, 3))
+    ks = jax.numpy.full((2,), k, jax.numpy.int32)
+    with pytest.raises(Exception, match=re.escape(message)):  # XLA's error type varies
+        jax.block_until_ready(_forward.ffi_call(a, ks, max_k, None, "auto"))
 
 
 def test_version():

@@ -82,8 +82,8 @@ Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln,
 }  // namespace
 
 template <typename T>
-Status DenseSvd(const Lapack<T>& la, int64_t m, int64_t n, int64_t k, const T* a, T* u, T* s,
-                T* vt, DenseScratch<T>& sc, Fault fault) {
+Status DenseSvd(const Lapack<T>& la, int64_t m, int64_t n, int64_t k, int64_t ldu, const T* a,
+                T* u, T* s, T* vt, DenseScratch<T>& sc, Fault fault) {
   // LAPACK sees Aᵀ: lm = n rows, ln = m columns.
   const lapack_int lm = static_cast<lapack_int>(n), ln = static_cast<lapack_int>(m);
   const int64_t r = std::min(m, n);
@@ -98,13 +98,14 @@ Status DenseSvd(const Lapack<T>& la, int64_t m, int64_t n, int64_t k, const T* a
   std::memcpy(vt, sc.w.data(), sizeof(T) * k * n);
   std::memcpy(s, sc.s.data(), sizeof(T) * k);
   // Zᵀ (r x m column-major, ld r) holds U[q, j] at q * r + j.
-  for (int64_t q = 0; q < m; ++q) std::memcpy(u + q * k, sc.zt.data() + q * r, sizeof(T) * k);
+  for (int64_t q = 0; q < m; ++q) std::memcpy(u + q * ldu, sc.zt.data() + q * r, sizeof(T) * k);
   return Status::Ok();
 }
 
-template Status DenseSvd<float>(const Lapack<float>&, int64_t, int64_t, int64_t, const float*,
-                                float*, float*, float*, DenseScratch<float>&, Fault);
-template Status DenseSvd<double>(const Lapack<double>&, int64_t, int64_t, int64_t, const double*,
-                                 double*, double*, double*, DenseScratch<double>&, Fault);
+template Status DenseSvd<float>(const Lapack<float>&, int64_t, int64_t, int64_t, int64_t,
+                                const float*, float*, float*, float*, DenseScratch<float>&, Fault);
+template Status DenseSvd<double>(const Lapack<double>&, int64_t, int64_t, int64_t, int64_t,
+                                 const double*, double*, double*, double*, DenseScratch<double>&,
+                                 Fault);
 
 }  // namespace rrae_fast::cpu

@@ -203,7 +203,8 @@ bool AllFinite(const T* x, int64_t count) {
 }  // namespace
 
 template <typename T>
-Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, const T* a,
+Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t ldu,
+                   const T* a,
                    const T* init, int64_t init_cols, T* u, T* s, T* vt, SubspaceScratch<T>& sc,
                    const SubspaceOptions& opt, SubspaceResult* result) {
   const Lapack<T>& la = table.Get<T>();
@@ -300,7 +301,7 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
         const T* vcol = left ? sc.qx.data() : sc.bz.data();  // n x k = row-major Vt
         std::memcpy(vt, vcol, sizeof(T) * n * k);
         for (int64_t q = 0; q < m; ++q) {
-          for (int64_t j = 0; j < k; ++j) u[q * k + j] = ucol[q + j * m];
+          for (int64_t j = 0; j < k; ++j) u[q * ldu + j] = ucol[q + j * m];
         }
         std::memcpy(s, sc.sig.data(), sizeof(T) * k);
         result->converged = true;
@@ -321,11 +322,12 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, co
   return Status::Ok();
 }
 
-template Status SubspaceSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, const float*,
+template Status SubspaceSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
+                                   const float*,
                                    const float*, int64_t, float*, float*, float*,
                                    SubspaceScratch<float>&, const SubspaceOptions&,
                                    SubspaceResult*);
-template Status SubspaceSvd<double>(const LapackTable&, int64_t, int64_t, int64_t,
+template Status SubspaceSvd<double>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
                                     const double*, const double*, int64_t, double*, double*,
                                     double*, SubspaceScratch<double>&, const SubspaceOptions&,
                                     SubspaceResult*);

@@ -34,12 +34,13 @@ struct SubspaceResult {
   int64_t passes = 0;  // GEMM sweeps over A (products with A or Aᵀ, the random sketch included)
 };
 
-// Top-k triplets of the finite row-major m x n matrix `a` into u (m x k row-major), s (k) and
-// vt (k x n row-major), unsigned. `init` (row-major m x init_cols, may be null) seeds the first
+// Top-k triplets of the finite row-major m x n matrix `a` into u (m x k, row stride ldu >= k),
+// s (k) and vt (k x n row-major), unsigned. `init` (row-major m x init_cols, may be null) seeds the first
 // columns of the subspace; non-finite or degenerate seeds are tolerated. Not converging is not
 // an error: `result.converged` is false and the caller falls back to the dense path.
 template <typename T>
-Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, const T* a,
+Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t ldu,
+                   const T* a,
                    const T* init, int64_t init_cols, T* u, T* s, T* vt, SubspaceScratch<T>& sc,
                    const SubspaceOptions& opt, SubspaceResult* result);
 

@@ -71,19 +71,19 @@ bool AllFinite(const T* a, int64_t count) {
 
 // Flips (u_j, vt_j) so that the largest-magnitude entry of u_j is positive.
 template <typename T>
-void ApplySignConvention(int64_t m, int64_t n, int64_t k, T* u, T* vt) {
+void ApplySignConvention(int64_t m, int64_t n, int64_t k, int64_t ldu, T* u, T* vt) {
   for (int64_t j = 0; j < k; ++j) {
     int64_t best = 0;
     T best_abs = -1;
     for (int64_t q = 0; q < m; ++q) {
-      const T v = std::abs(u[q * k + j]);
+      const T v = std::abs(u[q * ldu + j]);
       if (v > best_abs) {
         best_abs = v;
         best = q;
       }
     }
-    if (u[best * k + j] < 0) {
-      for (int64_t q = 0; q < m; ++q) u[q * k + j] = -u[q * k + j];
+    if (u[best * ldu + j] < 0) {
+      for (int64_t q = 0; q < m; ++q) u[q * ldu + j] = -u[q * ldu + j];
       for (int64_t p = 0; p < n; ++p) vt[j * n + p] = -vt[j * n + p];
     }
   }
@@ -95,41 +95,48 @@ struct Scratch {
   SubspaceScratch<T> subspace;
 };
 
+// One matrix: the top k triplets into outputs of width max_k (u: m x max_k, s: max_k,
+// vt: max_k x n), whose entries beyond k are zero.
 template <typename T>
-Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, const T* a,
-                 const T* init, int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
+Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t max_k,
+                 const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
                  Scratch<T>& sc, const SvdOptions& options) {
   const Lapack<T>& la = table.Get<T>();
   const T nan = std::numeric_limits<T>::quiet_NaN();
   info[1] = 0;
   if (!AllFinite(a, m * n)) {
-    std::fill(u, u + m * k, nan);
-    std::fill(s, s + k, nan);
-    std::fill(vt, vt + k * n, nan);
+    std::fill(u, u + m * max_k, nan);
+    std::fill(s, s + max_k, nan);
+    std::fill(vt, vt + max_k * n, nan);
     info[0] = static_cast<int32_t>(Path::kNonFinite);
     return Status::Ok();
   }
+  // Columns beyond k: zero.
+  for (int64_t q = 0; q < m; ++q) std::fill(u + q * max_k + k, u + (q + 1) * max_k, T(0));
+  std::fill(s + k, s + max_k, T(0));
+  std::fill(vt + k * n, vt + max_k * n, T(0));
   const bool iterate = options.method == Method::kIterative ||
                        (options.method == Method::kAuto && PreferIterative(m, n, k));
   if (iterate && options.fault == Fault::kNone) {
     SubspaceResult result;
     const SubspaceOptions opt =
         IterativeOptions(m, n, k, double(std::numeric_limits<T>::epsilon()));
-    Status st = SubspaceSvd(table, m, n, k, a, init, init_cols, u, s, vt, sc.subspace, opt, &result);
+    Status st =
+        SubspaceSvd(table, m, n, k, max_k, a, init, init_cols, u, s, vt, sc.subspace, opt, &result);
     if (!st.ok) return st;
     info[1] = static_cast<int32_t>(result.passes);
     if (result.converged) {
       info[0] = static_cast<int32_t>(Path::kIterative);
-      ApplySignConvention(m, n, k, u, vt);
+      ApplySignConvention(m, n, k, max_k, u, vt);
       return Status::Ok();
     }
     info[0] = static_cast<int32_t>(Path::kIterativeThenDense);
   } else {
     info[0] = static_cast<int32_t>(Path::kDense);
   }
-  Status st = DenseSvd(la, m, n, k, a, u, s, vt, sc.dense, options.fault);
+  Status st = DenseSvd(la, m, n, k, max_k, a, u, s, vt, sc.dense, options.fault);
   if (!st.ok) return st;
-  ApplySignConvention(m, n, k, u, vt);
+  ApplySignConvention(m, n, k, max_k, u, vt);
   return Status::Ok();
 }
 
@@ -140,11 +147,17 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, cons
 // ===========================================================================================
 
 template <typename T>
-Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t k,
-                    const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,
-                    int32_t* info, const Scheduler& schedule, int64_t workers,
-                    const SvdOptions& options) {
+Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n,
+                    const int32_t* k, int64_t max_k, const T* a, const T* init,
+                    int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
+                    const Scheduler& schedule, int64_t workers, const SvdOptions& options) {
   if (batch == 0) return Status::Ok();
+  for (int64_t b = 0; b < batch; ++b) {
+    if (k[b] < 1 || k[b] > max_k) {
+      return Status::Error("k must be in [1, max_k] = [1, " + std::to_string(max_k) + "], got " +
+                           std::to_string(k[b]) + " for batch member " + std::to_string(b));
+    }
+  }
   // Several members at once: one BLAS thread per member, members spread over the workers, so
   // that OpenBLAS's own threads never compete with XLA's. One member: BLAS keeps its threads if
   // the matrix is big enough to share; a small one runs on one thread, where OpenBLAS's
@@ -159,8 +172,9 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   ParallelFor(batch, workers, schedule, [&](int64_t worker, int64_t b) {
     const int previous = pin ? lapack.set_threads_local(1) : 0;
     const T* seed = init_cols > 0 ? init + b * m * init_cols : nullptr;
-    status[b] = OneMatrix(lapack, m, n, k, a + b * m * n, seed, init_cols, u + b * m * k, s + b * k,
-                          vt + b * k * n, info + 2 * b, scratch[worker], options);
+    status[b] = OneMatrix(lapack, m, n, k[b], max_k, a + b * m * n, seed, init_cols,
+                          u + b * m * max_k, s + b * max_k, vt + b * max_k * n, info + 2 * b,
+                          scratch[worker], options);
     if (pin) lapack.set_threads_local(previous);
   });
   for (int64_t b = 0; b < batch; ++b) {
@@ -171,12 +185,13 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   return Status::Ok();
 }
 
-template Status TruncatedSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
-                                    const float*, const float*, int64_t, float*, float*, float*,
-                                    int32_t*, const Scheduler&, int64_t, const SvdOptions&);
-template Status TruncatedSvd<double>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
-                                     const double*, const double*, int64_t, double*, double*,
-                                     double*, int32_t*, const Scheduler&, int64_t,
-                                     const SvdOptions&);
+template Status TruncatedSvd<float>(const LapackTable&, int64_t, int64_t, int64_t,
+                                    const int32_t*, int64_t, const float*, const float*, int64_t,
+                                    float*, float*, float*, int32_t*, const Scheduler&, int64_t,
+                                    const SvdOptions&);
+template Status TruncatedSvd<double>(const LapackTable&, int64_t, int64_t, int64_t,
+                                     const int32_t*, int64_t, const double*, const double*,
+                                     int64_t, double*, double*, double*, int32_t*,
+                                     const Scheduler&, int64_t, const SvdOptions&);
 
 }  // namespace rrae_fast::cpu

@@ -1,8 +1,10 @@
 // rrae_fast::cpu::TruncatedSvd: the top-k singular triplets of a batch of row-major matrices.
 //
 // Pure C++ over BLAS/LAPACK: nothing here knows of XLA or Python. Shapes follow the Python op:
-// a is [batch, m, n], u is [batch, m, k], s is [batch, k], vt is [batch, k, n], all row-major;
-// init (optional) is [batch, m, init_cols]; info is [batch, 2] (path taken, products with A).
+// a is [batch, m, n], k is [batch] (each member's rank, 1 <= k <= max_k), u is
+// [batch, m, max_k], s is [batch, max_k], vt is [batch, max_k, n], all row-major, with entries
+// beyond a member's k set to zero; init (optional) is [batch, m, init_cols]; info is [batch, 2]
+// (path taken, sweeps over A).
 //
 // Two paths per matrix: the dense path (LAPACK gesdd, gesvd fallback) and the iterative path
 // (randomized subspace iteration, stopped by a residual test, dense fallback when it does not
@@ -49,10 +51,10 @@ bool PreferIterative(int64_t m, int64_t n, int64_t k);
 int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k);
 
 template <typename T>
-Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t k,
-                    const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,
-                    int32_t* info, const Scheduler& schedule, int64_t workers,
-                    const SvdOptions& options);
+Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n,
+                    const int32_t* k, int64_t max_k, const T* a, const T* init,
+                    int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
+                    const Scheduler& schedule, int64_t workers, const SvdOptions& options);
 
 }  // namespace rrae_fast::cpu
 

@@ -28,7 +28,8 @@ namespace {
 
 template <typename T>
 ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch& shape,
-                            int64_t k, int64_t init_cols, ffi::AnyBuffer a, ffi::AnyBuffer init,
+                            const int32_t* k, int64_t max_k, int64_t init_cols, ffi::AnyBuffer a,
+                            ffi::AnyBuffer init,
                             ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
                             ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
                             const cpu::SvdOptions& options) {
@@ -40,7 +41,7 @@ ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch
   const int64_t workers = 1 + pool.num_threads();
   Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
   Status status = cpu::TruncatedSvd<T>(
-      lapack, shape.batch, shape.m, shape.n, k, reinterpret_cast<const T*>(a.untyped_data()),
+      lapack, shape.batch, shape.m, shape.n, k, max_k, reinterpret_cast<const T*>(a.untyped_data()),
       reinterpret_cast<const T*>(init.untyped_data()), init_cols,
       reinterpret_cast<T*>(u->untyped_data()), reinterpret_cast<T*>(s->untyped_data()),
       reinterpret_cast<T*>(vt->untyped_data()), reinterpret_cast<int32_t*>(info->untyped_data()),
@@ -48,17 +49,23 @@ ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch
   return ffi_helpers::ToFfiError(status);
 }
 
-ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer init,
-                                ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
-                                ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
-                                int64_t k, int64_t method, int64_t fault) {
+ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer k_buf,
+                                ffi::AnyBuffer init, ffi::Result<ffi::AnyBuffer> u,
+                                ffi::Result<ffi::AnyBuffer> s, ffi::Result<ffi::AnyBuffer> vt,
+                                ffi::Result<ffi::AnyBuffer> info, int64_t max_k, int64_t method,
+                                int64_t fault) {
   auto shape = ffi_helpers::SplitBatch(a.dimensions(), "input a");
   if (shape.has_error()) return shape.error();
   const int64_t m = shape->m, n = shape->n;
-  if (k < 1 || k > std::min(m, n)) {
-    return ffi::Error::InvalidArgument("k must be in [1, min(m, n)] = [1, " +
+  if (max_k < 1 || max_k > std::min(m, n)) {
+    return ffi::Error::InvalidArgument("max_k must be in [1, min(m, n)] = [1, " +
                                        std::to_string(std::min(m, n)) + "], got " +
-                                       std::to_string(k));
+                                       std::to_string(max_k));
+  }
+  if (k_buf.element_type() != ffi::DataType::S32 ||
+      static_cast<int64_t>(k_buf.element_count()) != shape->batch ||
+      k_buf.dimensions().size() + 2 != a.dimensions().size()) {
+    return ffi::Error::InvalidArgument("k must be an int32 array of the batch shape of a");
   }
   if (!cpu::SizesFitLapack(m, n)) {
     return ffi::Error::InvalidArgument("matrix of " + std::to_string(m) + " x " +
@@ -72,11 +79,13 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
       init_cols < 0 || e.failure()) {
     return ffi::Error::InvalidArgument("init must have shape [..., m, c] matching a");
   }
-  if (auto e = ffi_helpers::CheckShape(u->dimensions(), a.dimensions(), m, k, "u"); e.failure())
+  if (auto e = ffi_helpers::CheckShape(u->dimensions(), a.dimensions(), m, max_k, "u");
+      e.failure())
     return e;
-  if (auto e = ffi_helpers::CheckShape(s->dimensions(), a.dimensions(), k, -1, "s"); e.failure())
+  if (auto e = ffi_helpers::CheckShape(s->dimensions(), a.dimensions(), max_k, -1, "s");
+      e.failure())
     return e;
-  if (auto e = ffi_helpers::CheckShape(vt->dimensions(), a.dimensions(), k, n, "vt");
+  if (auto e = ffi_helpers::CheckShape(vt->dimensions(), a.dimensions(), max_k, n, "vt");
       e.failure())
     return e;
   if (auto e = ffi_helpers::CheckShape(info->dimensions(), a.dimensions(), 2, -1, "info");
@@ -93,12 +102,13 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
   cpu::SvdOptions options;
   options.method = static_cast<cpu::Method>(method);
   options.fault = static_cast<cpu::Fault>(fault);
+  const int32_t* k = reinterpret_cast<const int32_t*>(k_buf.untyped_data());
   switch (dtype) {
     case ffi::DataType::F32:
-      return TruncatedSvdImpl<float>(pool, *shape, k, init_cols, a, init, u, s, vt, info,
+      return TruncatedSvdImpl<float>(pool, *shape, k, max_k, init_cols, a, init, u, s, vt, info,
                                      options);
     case ffi::DataType::F64:
-      return TruncatedSvdImpl<double>(pool, *shape, k, init_cols, a, init, u, s, vt, info,
+      return TruncatedSvdImpl<double>(pool, *shape, k, max_k, init_cols, a, init, u, s, vt, info,
                                       options);
     default:
       return ffi::Error::InvalidArgument("rrae_fast_truncated_svd supports float32 and float64");
@@ -112,12 +122,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispa
                               xla::ffi::Ffi::Bind()
                                   .Ctx<xla::ffi::ThreadPool>()            // pool
                                   .Arg<xla::ffi::AnyBuffer>()             // a [..., m, n]
+                                  .Arg<xla::ffi::AnyBuffer>()             // k [...] int32
                                   .Arg<xla::ffi::AnyBuffer>()             // init [..., m, c]
-                                  .Ret<xla::ffi::AnyBuffer>()             // u [..., m, k]
-                                  .Ret<xla::ffi::AnyBuffer>()             // s [..., k]
-                                  .Ret<xla::ffi::AnyBuffer>()             // vt [..., k, n]
+                                  .Ret<xla::ffi::AnyBuffer>()             // u [..., m, max_k]
+                                  .Ret<xla::ffi::AnyBuffer>()             // s [..., max_k]
+                                  .Ret<xla::ffi::AnyBuffer>()             // vt [..., max_k, n]
                                   .Ret<xla::ffi::AnyBuffer>()             // info [..., 2] int32
-                                  .Attr<int64_t>("k")                     // k
+                                  .Attr<int64_t>("max_k")                 // output width
                                   .Attr<int64_t>("method")                // 0 auto, 1 dense, 2 iter
                                   .Attr<int64_t>("fault"));               // fault (tests only)
 
