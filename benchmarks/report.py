@@ -32,10 +32,10 @@ def tables(data: dict) -> str:
         groups[bench["group"]].append(bench)
     out = []
     machine = data["benchmarks"][0]["extra_info"] if data["benchmarks"] else {}
+    cpu = data["machine_info"].get("cpu", {}).get("brand_raw", "?")
     out.append(
-        f"Machine: {machine.get('cpus')} CPUs ({data['machine_info'].get('cpu', {}).get('brand_raw', '?')}), "
-        f"jax {machine.get('jax')}, BLAS {machine.get('blas')}; "
-        f"taken {data['datetime'][:16]} UTC.\n"
+        f"Machine: {machine.get('cpus')} CPUs ({cpu}), jax {machine.get('jax')}, "
+        f"BLAS {machine.get('blas')}; taken {data['datetime'][:16]} UTC.\n"
     )
     for group in sorted(groups):
         rows = sorted(groups[group], key=lambda b: b["stats"]["median"])

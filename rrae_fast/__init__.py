@@ -4,7 +4,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._svd import (
     diagnose as diagnose,
+)
+from ._svd import (
     rank_reduce as rank_reduce,
+)
+from ._svd import (
     truncated_svd as truncated_svd,
 )
 
@@ -13,4 +17,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["diagnose", "rank_reduce", "truncated_svd", "__version__"]
+__all__ = ["__version__", "diagnose", "rank_reduce", "truncated_svd"]

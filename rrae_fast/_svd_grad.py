@@ -138,5 +138,6 @@ def rank_reduce_jvp(u: Array, s: Array, vt: Array, da: Array, keep: Array) -> Ar
     v_k = v * kept[..., None, :]  # V_K, zero columns outside K
     u_k = u * kept[..., None, :]
     null_left = (da @ v_k - u @ (omega * kept[..., None, :])) @ _mT(v_k)  # (I − U Uᵀ) dA V_K V_Kᵀ
-    null_right = u_k @ (_mT(u_k) @ da - (omega * kept[..., :, None]) @ vt)  # U_K U_Kᵀ dA (I − V Vᵀ)
+    # U_K U_Kᵀ dA (I − V Vᵀ)
+    null_right = u_k @ (_mT(u_k) @ da - (omega * kept[..., :, None]) @ vt)
     return u @ coef @ vt + null_left + null_right

@@ -16,6 +16,7 @@ def _ffi(a, k, fault):
     ks = jnp.full(a.shape[:-2], k, jnp.int32)
     return _forward.ffi_call(a, ks, k, None, "dense", fault=fault)[:3]
 
+
 OPS = [rrae_fast.truncated_svd, rrae_fast.rank_reduce]
 
 

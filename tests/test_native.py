@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 import re
 
 import jax
@@ -38,7 +37,11 @@ def test_blas_thread_control_is_bool():
 
 @pytest.mark.parametrize(
     "k,max_k,message",
-    [(4, 4, "max_k must be in [1, min(m, n)]"), (3, 2, "k must be in [1, max_k]"), (0, 2, "k must")],
+    [
+        (4, 4, "max_k must be in [1, min(m, n)]"),
+        (3, 2, "k must be in [1, max_k]"),
+        (0, 2, "k must"),
+    ],
 )
 def test_kernel_rejects_bad_k_itself(k, max_k, message):
     """The handler checks k and max_k too, independently of the Python layer."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pathlib
-import runpy
 import re
+import runpy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -137,7 +137,7 @@ def test_xla_fallback_nan_member(rng):
 
 def test_accepts_lists_and_numpy(rng):
     """Array-likes are accepted: nested lists and NumPy arrays."""
-    u, s, vt = rrae_fast.truncated_svd([[3.0, 0.0], [0.0, 1.0]], 1)
+    _, s, _ = rrae_fast.truncated_svd([[3.0, 0.0], [0.0, 1.0]], 1)
     np.testing.assert_allclose(s, [3.0])
     a = rng.standard_normal((5, 3))
     np.testing.assert_allclose(

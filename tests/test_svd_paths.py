@@ -76,9 +76,7 @@ def _warm_cases(rng, m, n, k, u_prev):
     }
 
 
-@pytest.mark.parametrize(
-    "case", ["previous_basis", "random", "nan", "zeros", "rank_one", "wide"]
-)
+@pytest.mark.parametrize("case", ["previous_basis", "random", "nan", "zeros", "rank_one", "wide"])
 def test_warm_start_any_init_meets_contract(rng, case):
     """Whatever init holds, results meet the contract; an exact basis converges at once."""
     m, n, k = 400, 300, 8
@@ -147,7 +145,7 @@ def test_gradients_agree_across_paths(rng, method):
     """The derivative rule does not depend on the forward path."""
     a = rrae_like(rng, 300, 260, 6, dtype=np.float64)
     t = rng.standard_normal((300, 260))
-    loss = lambda x, m: jnp.sum((rrae_fast.rank_reduce(x, 6, method=m) - t) ** 2)  # noqa: E731
+    loss = lambda x, m: jnp.sum((rrae_fast.rank_reduce(x, 6, method=m) - t) ** 2)
     np.testing.assert_allclose(
         jax.grad(loss)(a, method), jax.grad(loss)(a, "auto"), rtol=1e-9, atol=1e-9
     )

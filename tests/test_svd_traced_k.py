@@ -53,7 +53,8 @@ def test_rank_reduce_and_grad_match_static_k(rng, gradient):
     g_traced = jax.jit(jax.grad(lambda x, k: loss(x, k, MAX_K)))
     for k in (1, 3, MAX_K):
         np.testing.assert_allclose(
-            rrae_fast.rank_reduce(a, jnp.int32(k), max_k=MAX_K), rrae_fast.rank_reduce(a, k),
+            rrae_fast.rank_reduce(a, jnp.int32(k), max_k=MAX_K),
+            rrae_fast.rank_reduce(a, k),
             atol=1e-12,
         )
         np.testing.assert_allclose(g_traced(a, k), jax.grad(loss)(a, k), rtol=1e-10, atol=1e-12)
@@ -64,7 +65,9 @@ def test_factor_jvp_matches_static_k(rng):
     """The tangent of the factors is the static-k tangent, zero beyond k."""
     a, da = rng.standard_normal((2, 9, 6))
     k = 2
-    _, tangents = jax.jvp(lambda x: rrae_fast.truncated_svd(x, jnp.int32(k), max_k=MAX_K), (a,), (da,))
+    _, tangents = jax.jvp(
+        lambda x: rrae_fast.truncated_svd(x, jnp.int32(k), max_k=MAX_K), (a,), (da,)
+    )
     _, ref = jax.jvp(lambda x: rrae_fast.truncated_svd(x, k), (a,), (da,))
     for t, r, axis in zip(tangents, ref, (-1, -1, -2)):
         np.testing.assert_allclose(t, _padded(r, k, axis), atol=1e-11)

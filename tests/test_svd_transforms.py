@@ -59,7 +59,7 @@ def test_grad_compositions(rng, fn):
 def test_jacobians_of_factors(rng):
     """jacfwd and jacrev of the factors agree with each other."""
     a = rng.standard_normal((5, 4))
-    f = lambda x: rrae_fast.truncated_svd(x, 2)  # noqa: E731
+    f = lambda x: rrae_fast.truncated_svd(x, 2)
     for jf, jr in zip(jax.jacfwd(f)(a), jax.jacrev(f)(a)):
         np.testing.assert_allclose(jf, jr, rtol=1e-9, atol=1e-11)
     jf = jax.jit(jax.jacfwd(lambda x: rrae_fast.rank_reduce(x, 2)))(a)
@@ -70,7 +70,7 @@ def test_jacobians_of_factors(rng):
 def test_jvp_under_jit_and_vmap(rng):
     """jit(vmap(jvp)) equals a loop of eager jvps."""
     a, da = rng.standard_normal((2, 3, 6, 4))
-    f = lambda x, dx: jax.jvp(lambda y: rrae_fast.rank_reduce(y, 2), (x,), (dx,))[1]  # noqa: E731
+    f = lambda x, dx: jax.jvp(lambda y: rrae_fast.rank_reduce(y, 2), (x,), (dx,))[1]
     out = jax.jit(jax.vmap(f))(a, da)
     np.testing.assert_allclose(out, np.stack([f(x, d) for x, d in zip(a, da)]), atol=1e-12)
 

@@ -36,8 +36,8 @@ lapack_int QueryGesvd(const Lapack<T>& la, lapack_int m, lapack_int n, DenseScra
 
 // Thin SVD of the column-major lm x ln matrix `a` into sc.w, sc.s, sc.zt.
 template <typename T>
-Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln,
-               DenseScratch<T>& sc, Fault fault) {
+Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, DenseScratch<T>& sc,
+               Fault fault) {
   const int64_t count = static_cast<int64_t>(lm) * ln;
   const lapack_int r = std::min(lm, ln);
   lapack_int lda = lm, ldu = lm, ldvt = r, info = 0;
@@ -68,8 +68,8 @@ Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln,
   char job = 'S';
   info = 0;
   if (fault != Fault::kAllFail) {
-    la.gesvd(&job, &job, &lm, &ln, sc.a.data(), &lda, sc.s.data(), sc.w.data(), &ldu,
-             sc.zt.data(), &ldvt, sc.work.data(), &lwork, &info);
+    la.gesvd(&job, &job, &lm, &ln, sc.a.data(), &lda, sc.s.data(), sc.w.data(), &ldu, sc.zt.data(),
+             &ldvt, sc.work.data(), &lwork, &info);
   } else {
     info = 1;
   }

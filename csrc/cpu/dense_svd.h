@@ -29,8 +29,8 @@ struct DenseScratch {
 };
 
 // Top-k triplets of the finite row-major m x n matrix `a` into u (m x k, row stride ldu >= k),
-// s (k) and vt (k x n row-major), unsigned (the caller applies the sign convention). gesdd first, gesvd if
-// gesdd fails to converge; an error Status only if both fail.
+// s (k) and vt (k x n row-major), unsigned (the caller applies the sign convention). gesdd first,
+// gesvd if gesdd fails to converge; an error Status only if both fail.
 template <typename T>
 Status DenseSvd(const Lapack<T>& la, int64_t m, int64_t n, int64_t k, int64_t ldu, const T* a,
                 T* u, T* s, T* vt, DenseScratch<T>& sc, Fault fault);

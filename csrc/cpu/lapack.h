@@ -24,17 +24,17 @@ struct Lapack {
   using TrsmFn = void(char* side, char* uplo, char* transa, char* diag, lapack_int* m,
                       lapack_int* n, T* alpha, T* a, lapack_int* lda, T* b, lapack_int* ldb);
   // LAPACK
-  using GesddFn = void(char* jobz, lapack_int* m, lapack_int* n, T* a, lapack_int* lda, T* s,
-                       T* u, lapack_int* ldu, T* vt, lapack_int* ldvt, T* work,
-                       lapack_int* lwork, lapack_int* iwork, lapack_int* info);
+  using GesddFn = void(char* jobz, lapack_int* m, lapack_int* n, T* a, lapack_int* lda, T* s, T* u,
+                       lapack_int* ldu, T* vt, lapack_int* ldvt, T* work, lapack_int* lwork,
+                       lapack_int* iwork, lapack_int* info);
   using GesvdFn = void(char* jobu, char* jobvt, lapack_int* m, lapack_int* n, T* a,
                        lapack_int* lda, T* s, T* u, lapack_int* ldu, T* vt, lapack_int* ldvt,
                        T* work, lapack_int* lwork, lapack_int* info);
   using PotrfFn = void(char* uplo, lapack_int* n, T* a, lapack_int* lda, lapack_int* info);
   using GeqrfFn = void(lapack_int* m, lapack_int* n, T* a, lapack_int* lda, T* tau, T* work,
                        lapack_int* lwork, lapack_int* info);
-  using OrgqrFn = void(lapack_int* m, lapack_int* n, lapack_int* k, T* a, lapack_int* lda,
-                       T* tau, T* work, lapack_int* lwork, lapack_int* info);
+  using OrgqrFn = void(lapack_int* m, lapack_int* n, lapack_int* k, T* a, lapack_int* lda, T* tau,
+                       T* work, lapack_int* lwork, lapack_int* info);
 
   GemmFn* gemm = nullptr;
   SyrkFn* syrk = nullptr;

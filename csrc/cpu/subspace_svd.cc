@@ -204,9 +204,8 @@ bool AllFinite(const T* x, int64_t count) {
 
 template <typename T>
 Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t ldu,
-                   const T* a,
-                   const T* init, int64_t init_cols, T* u, T* s, T* vt, SubspaceScratch<T>& sc,
-                   const SubspaceOptions& opt, SubspaceResult* result) {
+                   const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,
+                   SubspaceScratch<T>& sc, const SubspaceOptions& opt, SubspaceResult* result) {
   const Lapack<T>& la = table.Get<T>();
   const int64_t b = opt.block;
   const int64_t big = std::max(m, n);
@@ -274,7 +273,8 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
         double acc = 0;
         for (int64_t i = 0; i < rows_b; ++i) {
           const double e = (double(sc.next[i + j * rows_b]) -
-                            double(sc.bz[i + j * rows_b]) * double(sc.sig[j])) * unit;
+                            double(sc.bz[i + j * rows_b]) * double(sc.sig[j])) *
+                           unit;
           acc += e * e;
         }
         worst = std::max(worst, std::sqrt(acc));
@@ -287,9 +287,10 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
         // observed one once two tests exist; at the first test, subspace iteration's predicted
         // (σ_b/σ_k) per pass from the Ritz values (an optimistic guess: Ritz values of the
         // trailing columns underestimate σ_b).
-        const double rate = previous < std::numeric_limits<double>::infinity()
-                                ? worst / previous
-                                : (sc.sig[k - 1] > 0 ? double(sc.sig[b - 1] / sc.sig[k - 1]) : 0.0);
+        const double rate =
+            previous < std::numeric_limits<double>::infinity()
+                ? worst / previous
+                : (sc.sig[k - 1] > 0 ? double(sc.sig[b - 1] / sc.sig[k - 1]) : 0.0);
         const double left_passes = double(2 * opt.max_iters - pass - 1);
         if (!(rate < 1) || std::log(tol / worst) / std::log(rate) > left_passes) {
           return Status::Ok();
@@ -323,8 +324,7 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
 }
 
 template Status SubspaceSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
-                                   const float*,
-                                   const float*, int64_t, float*, float*, float*,
+                                   const float*, const float*, int64_t, float*, float*, float*,
                                    SubspaceScratch<float>&, const SubspaceOptions&,
                                    SubspaceResult*);
 template Status SubspaceSvd<double>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,

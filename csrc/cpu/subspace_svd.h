@@ -21,11 +21,11 @@ template <typename T>
 struct SubspaceScratch {
   std::vector<T> block, prod, next;  // max(m, n) x b column-major blocks: B, P, P'
   std::vector<T> bz, qx;             // Ritz vectors: B Z_k (max(m, n) x k), Q_P X (max(m, n) x b)
-  std::vector<T> r, g;            // b x b: triangular factors, Gram matrices
-  std::vector<double> rd, xd;     // float64 Gram/factor (b x b) and a float64 copy of a block
-  std::vector<double> colscale;   // column scaling of a block before its Gram matrix
-  std::vector<T> us, vst, sig;    // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b)
-  std::vector<T> tau, work;       // LAPACK scratch
+  std::vector<T> r, g;               // b x b: triangular factors, Gram matrices
+  std::vector<double> rd, xd;        // float64 Gram/factor (b x b) and a float64 copy of a block
+  std::vector<double> colscale;      // column scaling of a block before its Gram matrix
+  std::vector<T> us, vst, sig;       // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b)
+  std::vector<T> tau, work;          // LAPACK scratch
   std::vector<lapack_int> iwork;
 };
 
@@ -35,14 +35,13 @@ struct SubspaceResult {
 };
 
 // Top-k triplets of the finite row-major m x n matrix `a` into u (m x k, row stride ldu >= k),
-// s (k) and vt (k x n row-major), unsigned. `init` (row-major m x init_cols, may be null) seeds the first
-// columns of the subspace; non-finite or degenerate seeds are tolerated. Not converging is not
-// an error: `result.converged` is false and the caller falls back to the dense path.
+// s (k) and vt (k x n row-major), unsigned. `init` (row-major m x init_cols, may be null) seeds
+// the first columns of the subspace; non-finite or degenerate seeds are tolerated. Not converging
+// is not an error: `result.converged` is false and the caller falls back to the dense path.
 template <typename T>
 Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t ldu,
-                   const T* a,
-                   const T* init, int64_t init_cols, T* u, T* s, T* vt, SubspaceScratch<T>& sc,
-                   const SubspaceOptions& opt, SubspaceResult* result);
+                   const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,
+                   SubspaceScratch<T>& sc, const SubspaceOptions& opt, SubspaceResult* result);
 
 }  // namespace rrae_fast::cpu
 

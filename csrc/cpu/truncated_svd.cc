@@ -121,8 +121,8 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
     SubspaceResult result;
     const SubspaceOptions opt =
         IterativeOptions(m, n, k, double(std::numeric_limits<T>::epsilon()));
-    Status st =
-        SubspaceSvd(table, m, n, k, max_k, a, init, init_cols, u, s, vt, sc.subspace, opt, &result);
+    Status st = SubspaceSvd(table, m, n, k, max_k, a, init, init_cols, u, s, vt, sc.subspace, opt,
+                            &result);
     if (!st.ok) return st;
     info[1] = static_cast<int32_t>(result.passes);
     if (result.converged) {
@@ -148,9 +148,9 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
 
 template <typename T>
 Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n,
-                    const int32_t* k, int64_t max_k, const T* a, const T* init,
-                    int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
-                    const Scheduler& schedule, int64_t workers, const SvdOptions& options) {
+                    const int32_t* k, int64_t max_k, const T* a, const T* init, int64_t init_cols,
+                    T* u, T* s, T* vt, int32_t* info, const Scheduler& schedule, int64_t workers,
+                    const SvdOptions& options) {
   if (batch == 0) return Status::Ok();
   for (int64_t b = 0; b < batch; ++b) {
     if (k[b] < 1 || k[b] > max_k) {
@@ -172,9 +172,9 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   ParallelFor(batch, workers, schedule, [&](int64_t worker, int64_t b) {
     const int previous = pin ? lapack.set_threads_local(1) : 0;
     const T* seed = init_cols > 0 ? init + b * m * init_cols : nullptr;
-    status[b] = OneMatrix(lapack, m, n, k[b], max_k, a + b * m * n, seed, init_cols,
-                          u + b * m * max_k, s + b * max_k, vt + b * max_k * n, info + 2 * b,
-                          scratch[worker], options);
+    status[b] =
+        OneMatrix(lapack, m, n, k[b], max_k, a + b * m * n, seed, init_cols, u + b * m * max_k,
+                  s + b * max_k, vt + b * max_k * n, info + 2 * b, scratch[worker], options);
     if (pin) lapack.set_threads_local(previous);
   });
   for (int64_t b = 0; b < batch; ++b) {
@@ -185,13 +185,13 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   return Status::Ok();
 }
 
-template Status TruncatedSvd<float>(const LapackTable&, int64_t, int64_t, int64_t,
-                                    const int32_t*, int64_t, const float*, const float*, int64_t,
-                                    float*, float*, float*, int32_t*, const Scheduler&, int64_t,
+template Status TruncatedSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, const int32_t*,
+                                    int64_t, const float*, const float*, int64_t, float*, float*,
+                                    float*, int32_t*, const Scheduler&, int64_t,
                                     const SvdOptions&);
-template Status TruncatedSvd<double>(const LapackTable&, int64_t, int64_t, int64_t,
-                                     const int32_t*, int64_t, const double*, const double*,
-                                     int64_t, double*, double*, double*, int32_t*,
-                                     const Scheduler&, int64_t, const SvdOptions&);
+template Status TruncatedSvd<double>(const LapackTable&, int64_t, int64_t, int64_t, const int32_t*,
+                                     int64_t, const double*, const double*, int64_t, double*,
+                                     double*, double*, int32_t*, const Scheduler&, int64_t,
+                                     const SvdOptions&);
 
 }  // namespace rrae_fast::cpu

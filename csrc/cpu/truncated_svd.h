@@ -52,9 +52,9 @@ int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k);
 
 template <typename T>
 Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n,
-                    const int32_t* k, int64_t max_k, const T* a, const T* init,
-                    int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
-                    const Scheduler& schedule, int64_t workers, const SvdOptions& options);
+                    const int32_t* k, int64_t max_k, const T* a, const T* init, int64_t init_cols,
+                    T* u, T* s, T* vt, int32_t* info, const Scheduler& schedule, int64_t workers,
+                    const SvdOptions& options);
 
 }  // namespace rrae_fast::cpu
 

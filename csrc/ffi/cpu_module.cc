@@ -29,10 +29,9 @@ namespace {
 template <typename T>
 ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch& shape,
                             const int32_t* k, int64_t max_k, int64_t init_cols, ffi::AnyBuffer a,
-                            ffi::AnyBuffer init,
-                            ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
-                            ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
-                            const cpu::SvdOptions& options) {
+                            ffi::AnyBuffer init, ffi::Result<ffi::AnyBuffer> u,
+                            ffi::Result<ffi::AnyBuffer> s, ffi::Result<ffi::AnyBuffer> vt,
+                            ffi::Result<ffi::AnyBuffer> info, const cpu::SvdOptions& options) {
   const cpu::LapackTable& lapack = cpu::GlobalLapack();
   if (!lapack.Complete()) {
     return ffi::Error::Internal("rrae_fast: LAPACK pointers were not set; import rrae_fast");
@@ -41,7 +40,8 @@ ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch
   const int64_t workers = 1 + pool.num_threads();
   Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
   Status status = cpu::TruncatedSvd<T>(
-      lapack, shape.batch, shape.m, shape.n, k, max_k, reinterpret_cast<const T*>(a.untyped_data()),
+      lapack, shape.batch, shape.m, shape.n, k, max_k,
+      reinterpret_cast<const T*>(a.untyped_data()),
       reinterpret_cast<const T*>(init.untyped_data()), init_cols,
       reinterpret_cast<T*>(u->untyped_data()), reinterpret_cast<T*>(s->untyped_data()),
       reinterpret_cast<T*>(vt->untyped_data()), reinterpret_cast<int32_t*>(info->untyped_data()),
@@ -92,8 +92,8 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
       e.failure())
     return e;
   const ffi::DataType dtype = a.element_type();
-  if (init.element_type() != dtype || u->element_type() != dtype ||
-      s->element_type() != dtype || vt->element_type() != dtype) {
+  if (init.element_type() != dtype || u->element_type() != dtype || s->element_type() != dtype ||
+      vt->element_type() != dtype) {
     return ffi::Error::InvalidArgument("init and the outputs must have the input's dtype");
   }
   if (info->element_type() != ffi::DataType::S32) {
@@ -120,17 +120,17 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispatch,
                               xla::ffi::Ffi::Bind()
-                                  .Ctx<xla::ffi::ThreadPool>()            // pool
-                                  .Arg<xla::ffi::AnyBuffer>()             // a [..., m, n]
-                                  .Arg<xla::ffi::AnyBuffer>()             // k [...] int32
-                                  .Arg<xla::ffi::AnyBuffer>()             // init [..., m, c]
-                                  .Ret<xla::ffi::AnyBuffer>()             // u [..., m, max_k]
-                                  .Ret<xla::ffi::AnyBuffer>()             // s [..., max_k]
-                                  .Ret<xla::ffi::AnyBuffer>()             // vt [..., max_k, n]
-                                  .Ret<xla::ffi::AnyBuffer>()             // info [..., 2] int32
-                                  .Attr<int64_t>("max_k")                 // output width
-                                  .Attr<int64_t>("method")                // 0 auto, 1 dense, 2 iter
-                                  .Attr<int64_t>("fault"));               // fault (tests only)
+                                  .Ctx<xla::ffi::ThreadPool>()  // pool
+                                  .Arg<xla::ffi::AnyBuffer>()   // a [..., m, n]
+                                  .Arg<xla::ffi::AnyBuffer>()   // k [...] int32
+                                  .Arg<xla::ffi::AnyBuffer>()   // init [..., m, c]
+                                  .Ret<xla::ffi::AnyBuffer>()   // u [..., m, max_k]
+                                  .Ret<xla::ffi::AnyBuffer>()   // s [..., max_k]
+                                  .Ret<xla::ffi::AnyBuffer>()   // vt [..., max_k, n]
+                                  .Ret<xla::ffi::AnyBuffer>()   // info [..., 2] int32
+                                  .Attr<int64_t>("max_k")       // output width
+                                  .Attr<int64_t>("method")      // 0 auto, 1 dense, 2 iter
+                                  .Attr<int64_t>("fault"));     // fault (tests only)
 
 // =============================================================================================
 // Python module

@@ -22,9 +22,9 @@ struct MatrixBatch {
 // Splits the dimensions of a [..., m, n] buffer into (batch, m, n).
 inline ffi::ErrorOr<MatrixBatch> SplitBatch(ffi::AnyBuffer::Dimensions dims, const char* what) {
   if (dims.size() < 2) {
-    return ffi::Unexpected(ffi::Error::InvalidArgument(
-        std::string(what) + " must have at least 2 dimensions, got " +
-        std::to_string(dims.size())));
+    return ffi::Unexpected(ffi::Error::InvalidArgument(std::string(what) +
+                                                       " must have at least 2 dimensions, got " +
+                                                       std::to_string(dims.size())));
   }
   MatrixBatch out;
   for (size_t i = 0; i + 2 < dims.size(); ++i) out.batch *= dims[i];
