@@ -86,9 +86,3 @@ def factors(
         cpu=lambda x: ffi_call(x, k, max_k, init, method)[:3],
         default=lambda x: xla_factors(x, k, max_k),  # no method choice, no warm start
     )
-
-
-def full_factors(a: Array) -> tuple[Array, Array, Array]:
-    """All min(m, n) singular triplets (dense path)."""
-    r = min(a.shape[-2:])
-    return factors(a, jnp.full(a.shape[:-2], r, jnp.int32), r, method="dense")

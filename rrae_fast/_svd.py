@@ -25,10 +25,12 @@ from . import _checks, _forward, _svd_grad
 
 def _jvp_factors(a, k, max_k, init, method, gradient):
     # Exact mode needs every singular triplet (the coupling with the discarded spectrum);
-    # tangent mode treats everything beyond k as null space.
+    # tangent mode treats everything beyond k as null space. The factors come through _tsvd
+    # itself, so that the rules can be differentiated again (Hessians, jacfwd of grad).
     if gradient == "exact":
-        return _forward.full_factors(a)
-    return _forward.factors(a, k, max_k, init, method)
+        r = min(a.shape[-2:])
+        return _tsvd(a, jnp.full(a.shape[:-2], r, jnp.int32), None, r, "dense", "exact")
+    return _tsvd(a, k, init, max_k, method, "tangent")
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))

@@ -59,9 +59,16 @@ def _stable_parts(s: Array, m: int, n: int) -> tuple[Array, Array, Array, Array]
 
 
 def _inverse_gaps(sq_rows: Array, sq_cols: Array, tie: Array) -> Array:
-    """``1 / (sq_cols[j] − sq_rows[i])`` as a [..., i, j] matrix, 0 where the pair is tied."""
+    """``1 / (sq_cols[j] − sq_rows[i])`` as a [..., i, j] matrix, 0 where the pair is tied.
+
+    Row i and column i are the same singular value, so the diagonal is 0 by construction, not
+    through the tie threshold (a fused multiply-add can leave σ_i·σ_i − σ_i² ≠ 0).
+    """
     d = sq_cols[..., None, :] - sq_rows[..., :, None]
-    ok = jnp.abs(d) > tie[..., None]
+    rows, cols = sq_rows.shape[-1], sq_cols.shape[-1]
+    off_diagonal = jnp.arange(rows)[:, None] != jnp.arange(cols)[None, :]
+    off_diagonal = off_diagonal.reshape((1,) * (d.ndim - 2) + (rows, cols))
+    ok = (jnp.abs(d) > tie[..., None]) & off_diagonal
     return jnp.where(ok, 1 / jnp.where(ok, d, 1), 0)
 
 
