@@ -149,3 +149,16 @@ def test_gradients_agree_across_paths(rng, method):
     np.testing.assert_allclose(
         jax.grad(loss)(a, method), jax.grad(loss)(a, "auto"), rtol=1e-9, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clustered_spectrum_meets_contract(rng, dtype):
+    """A cluster of near-equal singular values across the cut: correct on either path taken."""
+    sigma = np.concatenate([1.0 + 1e-6 * np.arange(30)[::-1], 0.1 * 0.9 ** np.arange(270)])
+    a = helpers.planted(rng, 400, 300, sigma).astype(dtype)
+    out = rrae_fast.truncated_svd(a, 10, method="iterative")
+    helpers.assert_contract(a, *out, 10)
+    assert rrae_fast.diagnose(a, 10, method="iterative")["path"] in (
+        "iterative",
+        "iterative_then_dense",
+    )
