@@ -45,6 +45,11 @@ def blas_thread_control() -> bool:
     return _HAS_THREAD_CONTROL
 
 
+def prefer_iterative(m: int, n: int, k: int) -> bool:
+    """Whether the kernel's automatic method iterates for an m x n matrix and rank k."""
+    return bool(_cpu.prefer_iterative(m, n, k))
+
+
 def cuda_available() -> bool:
     """Whether a CUDA module was built. Always False until the CUDA backend exists."""
     return False

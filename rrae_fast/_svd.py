@@ -16,7 +16,7 @@ import numpy as np
 from jax import Array
 from jaxtyping import ArrayLike, Float, Int
 
-from . import _checks, _forward, _svd_grad
+from . import _checks, _forward, _native, _resolvent, _svd_grad
 
 # ===========================================================================================
 # Derivative rules. k is an int32 array of the batch shape (possibly traced); max_k is static.
@@ -33,6 +33,12 @@ def _jvp_factors(a, k, max_k, init, method, gradient):
     return _tsvd(a, k, init, max_k, method, "tangent")
 
 
+def _iterative_backward(a, max_k: int) -> bool:
+    """Exact derivatives by solves instead of a full SVD: where the forward pass iterates."""
+    m, n = a.shape[-2:]
+    return _native.prefer_iterative(m, n, max_k)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
 def _tsvd(a, k, init, max_k: int, method: str, gradient: str) -> tuple[Array, Array, Array]:
     return _forward.factors(a, k, max_k, init, method)
@@ -41,8 +47,13 @@ def _tsvd(a, k, init, max_k: int, method: str, gradient: str) -> tuple[Array, Ar
 @_tsvd.defjvp
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
-    u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
-    du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
+    if gradient == "exact" and _iterative_backward(a, max_k):
+        u, s, vt = _tsvd(a, k, init, max_k, method, "exact")
+        blocks = _resolvent.complement(a, u, s, vt, k, da)
+        du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k, complement=blocks)
+    else:
+        u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
+        du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
     keep = _forward.keep_mask(k, max_k)
     zero = jnp.zeros((), a.dtype)
 
@@ -68,6 +79,21 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
 @_rank_reduce.defjvp
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
+    if gradient == "exact" and _iterative_backward(a, max_k):
+        u, s, vt = _tsvd(a, k, init, max_k, method, "exact")
+
+        def by_solves():
+            x, y = _resolvent.complement(a, u, s, vt, k, da)
+            st = _resolvent.stable_singular_values(s, *a.shape[-2:])[..., None, :]
+            t = u @ (jnp.swapaxes(u, -1, -2) @ da @ jnp.swapaxes(vt, -1, -2)) @ vt
+            return t + (x * st) @ vt + u @ jnp.swapaxes(y * st, -1, -2)
+
+        def by_full_svd():  # rank below k: the dense rule's convention for the kept zeros
+            uf, sf, vtf = _jvp_factors(a, k, max_k, init, method, "exact")
+            return _svd_grad.rank_reduce_jvp(uf, sf, vtf, da, _forward.keep_mask(k, sf.shape[-1]))
+
+        solvable = _resolvent.all_kept_nonzero(s, k, *a.shape[-2:])
+        return _product(u, s, vt), jax.lax.cond(solvable, by_solves, by_full_svd)
     u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
     keep = _forward.keep_mask(k, s.shape[-1])
     primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)

@@ -77,9 +77,12 @@ def _mT(x: Array) -> Array:
 
 
 def truncated_svd_jvp(
-    u: Array, s: Array, vt: Array, da: Array, k: int
+    u: Array, s: Array, vt: Array, da: Array, k: int, complement=None
 ) -> tuple[Array, Array, Array]:
     """Tangent of the top-k factors from factors with ``c ≥ k`` columns.
+
+    With ``complement = (X, Y)`` (the solves of :mod:`rrae_fast._resolvent`, then ``c = k``),
+    those blocks replace the null-space terms: the exact derivative without the full SVD.
 
     Args:
         u: [..., m, c] left singular vectors (orthonormal columns).
@@ -105,8 +108,12 @@ def truncated_svd_jvp(
     rot_v = -ft * (st[..., :, None] * omega_k + omega_t_k * s_k[..., None, :])
     v_k = v[..., :, :k]
     u_k = u[..., :, :k]
-    du = u @ rot_u + (da @ v_k - u @ omega_k) * sinv_k[..., None, :]
-    dv = v @ rot_v + (_mT(da) @ u_k - v @ omega_t_k) * sinv_k[..., None, :]
+    if complement is None:
+        du = u @ rot_u + (da @ v_k - u @ omega_k) * sinv_k[..., None, :]
+        dv = v @ rot_v + (_mT(da) @ u_k - v @ omega_t_k) * sinv_k[..., None, :]
+    else:
+        du = u @ rot_u + complement[0]
+        dv = v @ rot_v + complement[1]
     ds = jnp.diagonal(omega, axis1=-2, axis2=-1)[..., :k]
     return du, ds, _mT(dv)
 

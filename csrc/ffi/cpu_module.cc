@@ -173,6 +173,9 @@ NB_MODULE(_cpu, m) {
         return d;
       },
       "FFI targets of this module: a dict from target name to handler capsule.");
+  m.def("prefer_iterative", &rrae_fast::cpu::PreferIterative, nb::arg("m"), nb::arg("n"),
+        nb::arg("k"),
+        "Whether the automatic method takes the iterative path for an m x n matrix and rank k.");
   m.def(
       "set_lapack",
       [](nb::dict capsules) {

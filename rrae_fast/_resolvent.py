@@ -1,0 +1,141 @@
+"""Exact derivatives without the full SVD: the coupling with the discarded spectrum by solves.
+
+For each kept triplet i, the derivatives of the project's gradient notes need
+
+    x_i = R_i b_i,  R_i = Q_U (σ_i² I − A Aᵀ)^{-1} Q_U,   b_i = σ_i dA v_i + A dAᵀ u_i
+    y_i = S_i c_i,  S_i = Q_V (σ_i² I − Aᵀ A)^{-1} Q_V,   c_i = σ_i dAᵀ u_i + Aᵀ dA v_i
+
+with Q_U = I − U Uᵀ and Q_V = I − V Vᵀ over the kept vectors. On the range of Q_U the operator
+σ_i² I − A Aᵀ has eigenvalues σ_i² − σ_j² ≥ σ_i² − σ_{k+1}² > 0, so each column is a symmetric
+positive definite system, solved by conjugate gradients on the whole m x k block at once (each
+column its own step sizes), two products with A per iteration and no m x m matrix formed. CG
+converges like (σ_i − σ_{k+1})/(σ_i + σ_{k+1}) per iteration; RRAE latents, where σ_{k+1}/σ_k
+is small, need a handful.
+
+CG stops at a relative residual of ``CG_RTOL`` (dtype-tied: 1e-2·√ε) within ``CG_MAX_ITERS``.
+When it does not get there (a tie or near-tie across the cut, or singular values below the
+zero threshold among the kept ones) the solve is done instead from a full thin SVD with the
+same stabilisation as the dense rule (ties across the cut decoupled), so the result is never a
+silently unconverged one. The solves sit inside ``jax.lax.custom_linear_solve``: the rule stays
+linear in the tangent, reverse mode follows by transposition (the operator is symmetric), and
+the solver itself is never differentiated.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from . import _forward, _svd_grad
+
+CG_MAX_ITERS = 100
+
+
+def cg_rtol(dtype) -> float:
+    return 1e-2 * float(jnp.finfo(dtype).eps) ** 0.5
+
+
+def _mT(x: Array) -> Array:
+    return jnp.swapaxes(x, -1, -2)
+
+
+def _project_out(w: Array, x: Array) -> Array:
+    """(I − W Wᵀ) X."""
+    return x - w @ (_mT(w) @ x)
+
+
+def _block_cg(matvec, b: Array, rtol: float) -> tuple[Array, Array]:
+    """Solves matvec(X) = B column by column (SPD per column); returns (X, converged)."""
+    target = (rtol**2) * jnp.sum(b * b, axis=-2)
+
+    def cond(state):
+        _, _, _, rs, it = state
+        return (it < CG_MAX_ITERS) & jnp.any(rs > target)
+
+    def body(state):
+        x, r, p, rs, it = state
+        ap = matvec(p)
+        pap = jnp.sum(p * ap, axis=-2)
+        alpha = jnp.where(pap > 0, rs / jnp.where(pap > 0, pap, 1), 0)
+        x = x + p * alpha[..., None, :]
+        r = r - ap * alpha[..., None, :]
+        rs_new = jnp.sum(r * r, axis=-2)
+        beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1), 0)
+        return x, r, r + p * beta[..., None, :], rs_new, it + 1
+
+    rs0 = jnp.sum(b * b, axis=-2)
+    x, _, _, rs, _ = jax.lax.while_loop(cond, body, (jnp.zeros_like(b), b, b, rs0, 0))
+    return x, jnp.all(rs <= target)
+
+
+def _dense_resolvent(a: Array, k: Array, width: int, rhs: Array, left: bool) -> Array:
+    """R_i (left) or S_i applied to the columns of rhs from a full thin SVD, stabilised."""
+    m, n = a.shape[-2:]
+    u, s, vt = _forward.factors(a, jnp.full(a.shape[:-2], min(m, n), jnp.int32), min(m, n))
+    w = u if left else _mT(vt)  # the side's singular vectors, all r of them
+    st, sq, tie, _ = _svd_grad._stable_parts(s, m, n)
+    keep = _forward.keep_mask(k, s.shape[-1])
+    drop = (~keep).astype(a.dtype)
+    # [j, i]: 1 / (σ_i² − σ_j²) for j discarded, i kept; 0 on ties (as the dense rule).
+    gaps = _svd_grad._inverse_gaps(sq, sq[..., :width], tie) * drop[..., :, None]
+    inv_sq = jnp.where(st > 0, 1 / jnp.where(st > 0, sq, 1), 0)[..., :width]
+    coeff = (_mT(w) @ rhs) * gaps  # u_jᵀ b_i / (σ_i² − σ_j²) over discarded j
+    return w @ coeff + _project_out(w, rhs) * inv_sq[..., None, :]
+
+
+def stable_singular_values(s: Array, m: int, n: int) -> Array:
+    """σ with values below the zero threshold set to 0, as in the dense rule."""
+    return _svd_grad._stable_parts(s, m, n)[0]
+
+
+def all_kept_nonzero(s: Array, k: Array, m: int, n: int) -> Array:
+    """Whether every kept σ is above the zero threshold; otherwise a kept system is singular
+    and the dense rule applies."""
+    keep = _forward.keep_mask(k, s.shape[-1])
+    return jnp.all(jnp.where(keep, stable_singular_values(s, m, n) > 0, True))
+
+
+def complement(
+    a: Array, u: Array, s: Array, vt: Array, k: Array, da: Array
+) -> tuple[Array, Array]:
+    """The blocks ``X = [R_i b_i]`` (m x c) and ``Y = [S_i c_i]`` (n x c) for the kept columns.
+
+    Args:
+        a: [..., m, n] the input.
+        u, s, vt: [..., m, c], [..., c], [..., c, n] its top factors (zero beyond k).
+        k: [...] int32, the number of kept columns.
+        da: [..., m, n] the tangent.
+    """
+    m, n = a.shape[-2:]
+    width = s.shape[-1]
+    st, _, _, _ = _svd_grad._stable_parts(s, m, n)
+    keep = _forward.keep_mask(k, width)
+    v = _mT(vt)
+    sig = st[..., None, :]
+    b = _project_out(u, (da @ v) * sig + a @ (_mT(da) @ u))
+    c = _project_out(v, (_mT(da) @ u) * sig + _mT(a) @ (da @ v))
+    zero = jnp.zeros((), a.dtype)
+    b = jnp.where(keep[..., None, :], b, zero)
+    c = jnp.where(keep[..., None, :], c, zero)
+    shift = jnp.where(keep, st * st, jnp.ones((), a.dtype))[..., None, :]
+    rtol = cg_rtol(a.dtype)
+    solvable = all_kept_nonzero(s, k, m, n)
+
+    def solve_side(left: bool, rhs: Array) -> Array:
+        w = u if left else v
+
+        def matvec(x):
+            px = _project_out(w, x)
+            big = a @ (_mT(a) @ px) if left else _mT(a) @ (a @ px)
+            return x * shift - _project_out(w, big)
+
+        def solve(_, rhs):
+            x, converged = _block_cg(matvec, rhs, rtol)
+            return jax.lax.cond(
+                converged & solvable, lambda: x, lambda: _dense_resolvent(a, k, width, rhs, left)
+            )
+
+        return jax.lax.custom_linear_solve(matvec, rhs, solve, symmetric=True)
+
+    return solve_side(True, b), solve_side(False, c)
