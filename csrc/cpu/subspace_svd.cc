@@ -27,6 +27,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "common/finite.h"
 #include "cpu/blas.h"
 
 namespace rrae_fast::cpu {
@@ -190,14 +191,6 @@ bool SmallSvd(const Lapack<T>& la, int64_t b, SubspaceScratch<T>& sc) {
   la.gesdd(&jobz, &B, &B, sc.r.data(), &B, sc.sig.data(), sc.us.data(), &B, sc.vst.data(), &B,
            sc.work.data(), &lwork, sc.iwork.data(), &info);
   return info == 0;
-}
-
-template <typename T>
-bool AllFinite(const T* x, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) {
-    if (!std::isfinite(x[i])) return false;
-  }
-  return true;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/finite.h"
 #include "cpu/subspace_svd.h"
 
 namespace rrae_fast::cpu {
@@ -59,14 +60,6 @@ SubspaceOptions IterativeOptions(int64_t m, int64_t n, int64_t k, double eps) {
   // Same start for every member of a batch, so batched and unbatched calls agree bit for bit.
   opt.seed = static_cast<uint64_t>(m) * 1000003u + static_cast<uint64_t>(n) * 1009u + k;
   return opt;
-}
-
-template <typename T>
-bool AllFinite(const T* a, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) {
-    if (!std::isfinite(a[i])) return false;
-  }
-  return true;
 }
 
 // Flips (u_j, vt_j) so that the largest-magnitude entry of u_j is positive.
