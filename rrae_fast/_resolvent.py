@@ -109,7 +109,7 @@ def complement(
     """
     m, n = a.shape[-2:]
     width = s.shape[-1]
-    st, _, _, _ = _svd_grad._stable_parts(s, m, n)
+    st = stable_singular_values(s, m, n)
     keep = _forward.keep_mask(k, width)
     v = _mT(vt)
     sig = st[..., None, :]
