@@ -1,10 +1,21 @@
-"""Command line entry point ``rrae-fast`` (also ``python -m rrae_fast``)."""
+"""Command line entry point ``rrae-fast`` (also ``python -m rrae_fast``).
+
+Commands: ``train`` (default: an aRRAE on the built-in synthetic set, printing the bottleneck it
+found and the Table-1 metrics), ``evaluate`` (a trained run's directory), ``table1`` (the paper's
+Table 1, optionally its ablation), ``demo`` (the truncated-SVD op alone).
+"""
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+
+from .models import KINDS
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -42,9 +53,138 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_DEFAULT_K = {"arrae": 64, "pars_rrae": 1}  # aRRAE starts large, pars-RRAE starts at 1
+
+
+def _tracker_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--tracker expects NAME=VALUE, got {item!r}")
+        out[name] = json.loads(value)
+    return out
+
+
+def _report(run, metrics, out_dir) -> None:
+    print(f"model {run.config.model.kind} on {run.data.name}: {len(run.history.loss)} steps")
+    if run.history.k:
+        ks = run.history.k
+        changes = [ks[0]] + [b for a, b in itertools.pairwise(ks) if a != b]
+        trail = " → ".join(map(str, changes[:12])) + (" → …" if len(changes) > 12 else "")
+        print(f"bottleneck k over training: {trail}")
+    print(metrics.summary())
+    if out_dir is not None:
+        print(f"checkpoint, metrics.json and figures in {out_dir}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .experiments import RunConfig, evaluate, train
+    from .models import ModelConfig
+
+    k = args.k if args.k is not None else _DEFAULT_K.get(args.model, 2)
+    config = RunConfig(
+        model=ModelConfig(kind=args.model, latent_size=args.latent_size, k=k),
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        test_mode=args.test_mode,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        steps=args.steps,
+        finetune_steps=args.finetune_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        finetune_learning_rate=args.finetune_lr,
+        tracker=_tracker_overrides(args.tracker),
+        seed=args.seed,
+    )
+    run = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    metrics = evaluate(run, args.out, seed=args.seed)
+    Path(args.out, "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=1))
+    _report(run, metrics, args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .experiments import evaluate, load_run
+
+    run = load_run(args.run_dir)
+    metrics = evaluate(run, args.out or args.run_dir, seed=args.seed)
+    _report(run, metrics, args.out or args.run_dir)
+    return 0
+
+
+def _table1(args: argparse.Namespace) -> int:
+    from .experiments import table1
+
+    command = "rrae-fast " + " ".join(
+        sys.argv[1:] if args.command_line is None else args.command_line
+    )
+    table1(
+        args.out,
+        steps=args.steps,
+        models=args.models,
+        ablation=args.ablation,
+        seed=args.seed,
+        progress=not args.no_progress,
+        command=command,
+    )
+    print(Path(args.out, "table1.md").read_text())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rrae-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train a model (default: aRRAE on the synthetic set)")
+    tr.add_argument("--model", default="arrae", choices=KINDS, help="model family")
+    tr.add_argument(
+        "--dataset", default="synthetic", help="synthetic, digits, mnist, fashion_mnist"
+    )
+    tr.add_argument("--data-dir", default=None, help="directory of the IDX files (MNIST sets)")
+    tr.add_argument(
+        "--test-mode", default="independent", help="synthetic test set: independent or authors"
+    )
+    tr.add_argument("--train-size", type=int, default=400, help="synthetic training samples")
+    tr.add_argument("--test-size", type=int, default=10000, help="synthetic test samples")
+    tr.add_argument("--steps", type=int, default=2500, help="forward passes, fine-tuning included")
+    tr.add_argument("--finetune-steps", type=int, default=None, help="default: steps // 5")
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--latent-size", type=int, default=200, help="latent length L")
+    tr.add_argument(
+        "--k", type=int, default=None, help="bottleneck (aRRAE: initial k, default 64)"
+    )
+    tr.add_argument("--lr", type=float, default=1e-3, help="learning rate of the main stage")
+    tr.add_argument("--finetune-lr", type=float, default=1e-4)
+    tr.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="tracker parameter override, e.g. patience_not_right=300 (repeatable)",
+    )
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", default="rrae-run", help="output directory")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(run=_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained run directory")
+    ev.add_argument("run_dir", help="directory written by `rrae-fast train`")
+    ev.add_argument("--out", default=None, help="where to draw figures (default: run_dir)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(run=_evaluate)
+
+    t1 = sub.add_parser("table1", help="the paper's Table 1 on the synthetic set")
+    t1.add_argument("--steps", type=int, default=2500, help="forward passes per model")
+    t1.add_argument("--models", nargs="+", default=None, help="labels to run (default: all)")
+    t1.add_argument("--ablation", action="store_true", help="add Appendix B's ablation models")
+    t1.add_argument("--seed", type=int, default=0)
+    t1.add_argument("--out", default="rrae-table1", help="output directory")
+    t1.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t1.set_defaults(run=_table1, command_line=None)
+
     demo = sub.add_parser("demo", help="truncated SVD and its gradient on a latent-like matrix")
     demo.add_argument("--m", type=int, default=200, help="rows (latent size)")
     demo.add_argument("--n", type=int, default=64, help="columns (batch size)")
@@ -53,4 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
+    if args.command == "table1" and argv is not None:
+        args.command_line = list(argv)
     return args.run(args)

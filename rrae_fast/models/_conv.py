@@ -269,27 +269,30 @@ class ConvTranspose2d(eqx.Module):
         ph, pw = self._plans(x.shape[1], x.shape[2])
         (sh, mh), (sw, mw) = ph.taps.shape, pw.taps.shape
 
-        # Fused kernel [c_out·sh·sw, c_in/groups, mh, mw]: gather the taps of every phase, the
-        # appended zero row/column (index k) filling offsets that no tap reaches. A gather keeps
-        # the values exact (a one-hot matmul could be rounded, e.g. TF32 on GPUs).
+        g, c_out, c_in = self.groups, self.out_channels, self.in_channels
+
+        # Fused kernel [g, c_out/g, c_in/g, sh, sw, mh, mw]: the taps of every phase, gathered,
+        # with the appended zero row/column (index k) filling offsets that no tap reaches. A
+        # gather keeps the values exact (a one-hot matmul could round them, e.g. TF32 on GPUs).
         wz = jnp.pad(self.weight, ((0, 0), (0, 0), (0, 1), (0, 1)))
         kernel = wz[:, :, ph.taps[:, None, :, None], pw.taps[None, :, None, :]]
-        kernel = kernel.transpose(0, 2, 3, 1, 4, 5).reshape(
-            self.out_channels * sh * sw, self.weight.shape[1], mh, mw
-        )
+        kernel = kernel.reshape(g, c_out // g, c_in // g, sh, sw, mh, mw)
 
-        # Negative pads are crops; slice them off so the convolution sees plain padding.
+        # Low-resolution input with the plan's padding (negative pads are crops), then its
+        # im2col patches [mh, mw, g, c_in/g, ah, aw]. The correlation is written as one
+        # dot_general rather than a convolution: every transpose of it is again a GEMM, whereas
+        # XLA's CPU weight gradient of a padded convolution is slower than the lhs-dilated one.
         x = x[:, max(-ph.pad[0], 0) : x.shape[1] - max(-ph.pad[1], 0)]
         x = x[:, :, max(-pw.pad[0], 0) : x.shape[2] - max(-pw.pad[1], 0)]
-        pads = tuple((max(p[0], 0), max(p[1], 0)) for p in (ph.pad, pw.pad))
-        z = lax.conv_general_dilated(
-            x[None], kernel, (1, 1), pads, feature_group_count=self.groups
-        )[0]
+        x = jnp.pad(x, ((0, 0),) + tuple((max(p[0], 0), max(p[1], 0)) for p in (ph.pad, pw.pad)))
+        ah, aw = x.shape[1] - mh + 1, x.shape[2] - mw + 1
+        patches = jnp.stack(
+            [jnp.stack([x[:, e : e + ah, f : f + aw] for f in range(mw)]) for e in range(mh)]
+        ).reshape(mh, mw, g, c_in // g, ah, aw)
+        z = jnp.einsum("gocRSef,efgcuv->gouRvS", kernel, patches)
 
-        # Depth-to-space: channel (c, r_h, r_w) at low-res (a_h, a_w) → (c, s_h·a_h + r_h, …).
-        ah, aw = z.shape[1], z.shape[2]
-        y = z.reshape(self.out_channels, sh, sw, ah, aw).transpose(0, 3, 1, 4, 2)
-        y = y.reshape(self.out_channels, ah * sh, aw * sw)
+        # Depth-to-space: phase (r_h, r_w) at low-res (a_h, a_w) is output (s_h·a_h + r_h, …).
+        y = z.reshape(c_out, ah * sh, aw * sw)
         y = y[:, ph.start : ph.start + ph.length, pw.start : pw.start + pw.length]
         if self.bias is not None:
             y = y + self.bias

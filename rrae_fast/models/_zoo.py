@@ -84,7 +84,8 @@ class ModelConfig:
             raise ValueError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.latent_size < 1 or self.k < 1:
             raise ValueError("latent_size and k must be ≥ 1")
-        if self.kind != "diabolo" and self.k > self.latent_size:
+        uses_k = self.kind in (*RANK_REDUCING, "weak_rrae", "fix_basis", "learn_basis")
+        if uses_k and self.k > self.latent_size:
             raise ValueError(f"k={self.k} exceeds latent_size={self.latent_size}")
         if self.max_k is not None and not self.k <= self.max_k <= self.latent_size:
             raise ValueError(f"max_k must be in [k, latent_size], got {self.max_k}")

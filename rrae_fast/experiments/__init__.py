@@ -1,0 +1,31 @@
+"""The paper's experiments: run configs, training runs, evaluation and Table 1.
+
+This layer ties the data sets, models, training loop and evaluation together; the command line
+(`rrae-fast train | evaluate | table1`) is a thin wrapper over it.
+"""
+
+from ._config import RunConfig as RunConfig
+from ._evaluate import Metrics as Metrics
+from ._evaluate import evaluate as evaluate
+from ._run import Run as Run
+from ._run import load_data as load_data
+from ._run import load_run as load_run
+from ._run import train as train
+from ._table1 import ABLATION as ABLATION
+from ._table1 import PAPER as PAPER
+from ._table1 import TABLE1 as TABLE1
+from ._table1 import table1 as table1
+
+__all__ = [
+    "ABLATION",
+    "PAPER",
+    "TABLE1",
+    "Metrics",
+    "Run",
+    "RunConfig",
+    "evaluate",
+    "load_data",
+    "load_run",
+    "table1",
+    "train",
+]

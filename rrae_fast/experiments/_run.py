@@ -1,0 +1,137 @@
+"""Train a model from a :class:`RunConfig`, and load a trained run back from its directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..data import Dataset, Normalizer, load_dataset
+from ..models import Autoencoder, build_model
+from ..training import CheckpointDir, History, fit
+from ._config import RunConfig
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained model with what is needed to use and evaluate it.
+
+    Attributes:
+        config: the run's config.
+        model: the trained model (with its final basis for rank-reducing models).
+        normalizer: maps data-set values to the model's input scale and back.
+        data: the data set it was trained on.
+        history: per-step loss and `k` (empty for a run loaded from disk without one).
+        k: the final bottleneck (the code size for rank-reducing models).
+    """
+
+    config: RunConfig
+    model: Autoencoder
+    normalizer: Normalizer
+    data: Dataset
+    history: History
+    k: int
+
+
+def load_data(config: RunConfig) -> Dataset:
+    """The data set a run config names."""
+    if config.dataset == "synthetic":
+        return load_dataset(
+            "synthetic",
+            train_size=config.train_size,
+            test_size=config.test_size,
+            test_mode=config.test_mode,
+            seed=config.seed,
+        )
+    return load_dataset(config.dataset, config.data_dir)
+
+
+def _skeleton(config: RunConfig, data: Dataset) -> Autoencoder:
+    return build_model(config.model, data.sample_shape, key=jax.random.key(config.seed))
+
+
+def train(
+    config: RunConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    data: Dataset | None = None,
+) -> Run:
+    """Train the model of `config` on its data set.
+
+    Args:
+        config: the run.
+        out_dir: checkpoint directory (config, periodic and final checkpoints); None keeps
+            everything in memory.
+        resume: continue the run found in `out_dir` (it must have the same config).
+        progress: show a progress bar.
+        data: the data set, if already loaded (must be the one `config` names).
+
+    Returns:
+        The trained :class:`Run`.
+    """
+    data = load_data(config) if data is None else data
+    normalizer = Normalizer.fit(config.normalization, data.x_train)
+    ckpt = None
+    if out_dir is not None:
+        ckpt = CheckpointDir(out_dir)
+        saved = {"run": config.to_dict(), "normalizer": normalizer.to_dict()}
+        if resume and ckpt.exists() and ckpt.read_config() != saved:
+            raise ValueError(f"{out_dir} holds a run with another config; cannot resume it")
+        ckpt.write_config(saved)
+    result = fit(
+        _skeleton(config, data),
+        normalizer.apply(data.x_train),
+        config.stages(),
+        tracker=config.make_tracker(),
+        seed=config.seed,
+        checkpoint=ckpt,
+        resume=resume,
+        progress=progress,
+    )
+    return Run(
+        config, result.model, normalizer, data, result.history, _code_k(result.model, result.k)
+    )
+
+
+def _code_k(model: Autoencoder, k: int) -> int:
+    basis = getattr(model.bottleneck, "basis", None)
+    return (
+        int(basis.shape[1]) if basis is not None and hasattr(model.bottleneck, "with_basis") else k
+    )
+
+
+def load_run(out_dir: str | os.PathLike, data: Dataset | None = None) -> Run:
+    """The run saved in `out_dir` by :func:`train` (its last complete checkpoint).
+
+    Raises:
+        FileNotFoundError: when `out_dir` holds no checkpoint.
+    """
+    ckpt = CheckpointDir(out_dir) if Path(out_dir).is_dir() else None
+    if ckpt is None or not ckpt.exists():
+        raise FileNotFoundError(f"no training run found in {out_dir} (expected state.json)")
+    saved = ckpt.read_config()
+    config = RunConfig.from_dict(saved["run"])
+    data = load_data(config) if data is None else data
+    model = _skeleton(config, data)
+    state = ckpt.read_state()
+    if state["stage"] < len(config.stages()) or state["step"] != 0:
+        raise ValueError(f"the run in {out_dir} has not finished: resume it first")
+    if state["basis_k"] is not None:
+        zeros = jnp.zeros((model.bottleneck.latent_size, state["basis_k"]), jnp.float32)
+        model = eqx.tree_at(lambda m: m.bottleneck, model, model.bottleneck.with_basis(zeros))
+    model, _ = ckpt.load(model, None)
+    history = History.from_dict(state["history"])
+    return Run(
+        config,
+        model,
+        Normalizer.from_dict(saved["normalizer"]),
+        data,
+        history,
+        _code_k(model, state["k"]),
+    )
