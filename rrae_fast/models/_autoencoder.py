@@ -40,6 +40,8 @@ class Autoencoder(eqx.Module):
 
     def decode(self, z: Float[Array, "batch L"]) -> Float[Array, "batch ..."]:
         """Decoded samples of a batch of latent vectors, `[batch, L] → [batch, *sample_shape]`."""
+        if hasattr(self.decoder, "decode_batch"):  # a decoder with a faster batched form
+            return self.decoder.decode_batch(z)
         return jax.vmap(self.decoder)(z)
 
     def __call__(

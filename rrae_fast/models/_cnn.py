@@ -174,7 +174,18 @@ class CNNDecoder(eqx.Module):
             raise ValueError(
                 f"expected one latent vector of shape ({self.latent_size},), got {z.shape}"
             )
-        x = self.linear(z).reshape(self.first_shape)
+        return self.decode_batch(z[None])[0]
+
+    def decode_batch(self, z: Float[Array, "batch latent"]) -> Float[Array, "batch c h w"]:
+        """The decoder applied to a batch, `[batch, L] → [batch, c, h, w]`.
+
+        Same result as vmapping :meth:`__call__`; the fast transposed convolutions see the
+        whole batch, so their weight gradients are one product each.
+        """
+        if z.ndim != 2 or z.shape[1] != self.latent_size:
+            raise ValueError(f"expected latent vectors [batch, {self.latent_size}], got {z.shape}")
+        x = jax.vmap(self.linear)(z).reshape(z.shape[0], *self.first_shape)
         for deconv in self.deconvs:
-            x = jax.nn.relu(deconv(x))
-        return self.final_activation(self.final_conv(x))
+            x = deconv(x) if isinstance(deconv, ConvTranspose2d) else jax.vmap(deconv)(x)
+            x = jax.nn.relu(x)
+        return jax.vmap(lambda xi: self.final_activation(self.final_conv(xi)))(x)

@@ -1,0 +1,181 @@
+"""One training step of the paper's CNN RRAE: rrae_fast against the authors' `RRAEs` library.
+
+Setting, the same for every contender: 1×64×64 images (the synthetic Gaussian-bump set, 400
+training images), a batch of 64, latent length L = 200, rank k = 64, AdaBelief with lr 1e-3,
+float32. The architecture is the paper's (encoder Conv 32, 64 + Linear(16384 → 200); decoder
+Linear(200 → 512), four stride-2 transposed convolutions 32 → 256 → 128 → 32 → 8, ReLU after
+each, Conv 8 → 1 with a 1×1 kernel): both libraries build the same parameter shapes
+(3,806,969 parameters). The measured unit is one optimizer step on one batch of 64, compiled
+and warmed up beforehand, blocked on until its outputs are ready.
+
+Contenders (group "train-step-64x64-b64"):
+
+* `authors`: `RRAEs.AE_classes.RRAE_CNN` built by `RRAE_Trainor_class` with the arguments of
+  the authors' `main-adap-CNN.py` example (min-max normalisation of input and output, the
+  model vmapped over the last axis, samples in the last axis). Their jitted step is a closure
+  created inside `Trainor_class.fit` and cannot be reached from outside, so it is rebuilt from
+  their own pieces exactly as `fit` assembles it: the filter spec `fit` builds with its default
+  `fix_comp` (every leaf trainable), their loss `loss_generator("RRAE")` (their
+  `filter_value_and_grad` of `100·‖X̂ − X‖/‖X‖` with `k_max` passed as a keyword, as the
+  tracker does), `optax.adabelief(lr)` initialised on the inexact arrays, and the same body
+  (partition, loss and gradient, `optim.update(grads, opt_state)`, `apply_updates`, combine)
+  under `eqx.filter_jit`. Each timed call also normalises the target batch with the model's
+  `norm_out`, which `fit` does eagerly before every step. Not timed: `fit`'s data loader
+  (which gathers a batch one sample at a time), the tracker and the printing. As a check of
+  this reconstruction, the per-step time of `fit` itself can be estimated from two runs of
+  different lengths (their difference cancels the compilation that every `fit` call repeats);
+  it also includes those untimed parts. One `fit` step on the same 64 images gives the same
+  loss and, up to float rounding (the batch order differs), the same updated parameters as
+  this step. Their model's `__call__` does not pass `keep_normalized` on to `decode`, so their
+  training loss compares the de-normalised prediction with the normalised target; that is
+  what is timed here too.
+* `ours_eqx_transpose`: `rrae_fast.training` `make_step` on
+  `build_model(..., fast_transpose=False)` (the decoder uses `eqx.nn.ConvTranspose2d`, as the
+  authors' decoder does).
+* `ours`: the same with `fast_transpose=True` (the default: sub-pixel transposed convolutions).
+
+Run: pytest benchmarks/bench_training.py --benchmark-only -p no:cacheprovider --no-cov
+     --benchmark-json=train.json      (about a minute on 2 CPU cores)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+import optax
+import pytest
+
+from conftest import have
+from rrae_fast.data import synthetic_bumps
+from rrae_fast.models import ModelConfig, build_model
+from rrae_fast.training._step import as_k, init_optimizer, make_step
+
+GROUP = "train-step-64x64-b64"
+SHAPE = (1, 64, 64)
+BATCH = 64
+LATENT = 200
+K = 64
+LR = 1e-3
+ROUNDS = 5
+
+
+@functools.lru_cache(maxsize=1)
+def _images() -> np.ndarray:
+    """The 400 training images, `[400, 1, 64, 64]` float32 (samples first)."""
+    return np.asarray(synthetic_bumps(train_size=400, test_size=64).x_train, np.float32)
+
+
+def _batch() -> np.ndarray:
+    """A fixed batch of 64 training images, `[64, 1, 64, 64]`."""
+    idx = np.random.default_rng(0).permutation(_images().shape[0])[:BATCH]
+    return _images()[idx]
+
+
+def _param_count(model) -> int:
+    return int(sum(a.size for a in jtu.tree_leaves(eqx.filter(model, eqx.is_inexact_array))))
+
+
+def _time(benchmark, record, fn) -> None:
+    """Compiles and runs `fn` once, then times it (one warm-up round, `ROUNDS` rounds)."""
+    out = jax.block_until_ready(fn())
+    benchmark.pedantic(
+        lambda: jax.block_until_ready(fn()), rounds=ROUNDS, iterations=1, warmup_rounds=1
+    )
+    record(
+        first_loss=float(out[0]),
+        loadavg_1m_after=os.getloadavg()[0],
+        rounds=ROUNDS,
+        batch=BATCH,
+        latent=LATENT,
+        k=K,
+    )
+
+
+def _authors_step():
+    """The authors' model and their training step, assembled as `Trainor_class.fit` does."""
+    import RRAEs.config  # noqa: F401  (installs the autoencoder base class the models need)
+    from RRAEs.AE_classes import RRAE_CNN
+    from RRAEs.training_classes import RRAE_Trainor_class
+    from RRAEs.utilities import loss_generator
+
+    x_all = jnp.asarray(np.moveaxis(_images(), 0, -1))  # [1, 64, 64, 400]: samples last
+    trainor = RRAE_Trainor_class(
+        x_all,
+        RRAE_CNN,
+        latent_size=LATENT,
+        height=SHAPE[1],
+        width=SHAPE[2],
+        channels=SHAPE[0],
+        k_max=K,
+        norm_in="minmax",
+        norm_out="minmax",
+        out_train=x_all,
+        kwargs_enc={"width_CNNs": [32, 64], "kernel_conv": 3, "stride": 2, "padding": 1},
+        kwargs_dec={
+            "width_CNNs": [256, 128, 32, 8],
+            "kernel_conv": 3,
+            "stride": 2,
+            "padding": 1,
+        },
+        key=jax.random.PRNGKey(50),
+    )
+    model = trainor.model
+    loss_fun = loss_generator("RRAE", None)
+    optim = optax.adabelief(LR)
+    # `fit`'s default `fix_comp` freezes nothing: every leaf of the spec is True.
+    filter_spec = jtu.tree_map(lambda _: True, model)
+    diff_model, _ = eqx.partition(model, filter_spec)
+    opt_state = optim.init(eqx.filter(diff_model, eqx.is_inexact_array))
+
+    @eqx.filter_jit
+    def step(model, x, out, opt_state, idx, epsilon, **loss_kwargs):
+        diff, static = eqx.partition(model, filter_spec)
+        (loss, aux), grads = loss_fun(
+            diff, static, x, out, idx=idx, epsilon=epsilon, **loss_kwargs
+        )
+        updates, opt_state = optim.update(grads, opt_state)
+        diff = eqx.apply_updates(diff, updates)
+        return loss, eqx.combine(diff, static), opt_state, aux
+
+    x_b = jnp.asarray(np.moveaxis(_batch(), 0, -1))  # [1, 64, 64, 64]
+    idx_b = jnp.arange(BATCH)
+
+    def one_step():
+        out_b = model.norm_out(x_b)  # `fit` normalises each target batch before the step
+        return step(model, x_b, out_b, opt_state, idx_b, None, k_max=K)
+
+    return model, one_step
+
+
+def _ours_step(fast_transpose: bool):
+    config = ModelConfig(kind="arrae", latent_size=LATENT, k=K, fast_transpose=fast_transpose)
+    model = build_model(config, SHAPE, key=jax.random.key(0))
+    optimizer = optax.adabelief(LR)
+    opt_state = init_optimizer(optimizer, model, "train")
+    step = make_step(optimizer, "train")
+    x, k = jnp.asarray(_batch()), as_k(K)
+
+    def one_step():
+        new_model, new_state, loss = step(model, opt_state, x, k)
+        return loss, new_model, new_state
+
+    return model, one_step
+
+
+@pytest.mark.parametrize("contender", ["authors", "ours_eqx_transpose", "ours"])
+def test_train_step(benchmark, record, contender):
+    benchmark.group = GROUP
+    if contender == "authors":
+        if not have("RRAEs"):
+            pytest.skip("the authors' library `RRAEs` (PyPI: rraes) is not installed")
+        model, fn = _authors_step()
+    else:
+        model, fn = _ours_step(fast_transpose=contender == "ours")
+    record(params=_param_count(model))
+    _time(benchmark, record, fn)
