@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jax import Array
 from jaxtyping import Float, PRNGKeyArray
 
@@ -185,7 +186,12 @@ class CNNDecoder(eqx.Module):
         if z.ndim != 2 or z.shape[1] != self.latent_size:
             raise ValueError(f"expected latent vectors [batch, {self.latent_size}], got {z.shape}")
         x = jax.vmap(self.linear)(z).reshape(z.shape[0], *self.first_shape)
-        for deconv in self.deconvs:
-            x = deconv(x) if isinstance(deconv, ConvTranspose2d) else jax.vmap(deconv)(x)
-            x = jax.nn.relu(x)
+        if all(isinstance(d, ConvTranspose2d) for d in self.deconvs):
+            x = jnp.transpose(x, (0, 2, 3, 1))  # channels last through the whole stack
+            for deconv in self.deconvs:
+                x = jax.nn.relu(deconv(x, channels_last=True))
+            x = jnp.transpose(x, (0, 3, 1, 2))
+        else:
+            for deconv in self.deconvs:
+                x = jax.nn.relu(jax.vmap(deconv)(x))
         return jax.vmap(lambda xi: self.final_activation(self.final_conv(xi)))(x)
