@@ -1,8 +1,10 @@
-"""CPU benchmark: `rrae_fast.models.ConvTranspose2d` (sub-pixel) against `eqx.nn.ConvTranspose2d`.
+"""CPU benchmark: `rrae_fast.models.ConvTranspose2d` against `eqx.nn.ConvTranspose2d`.
 
-The paper's decoder layers (kernel 3, stride 2, padding 1, output padding 1), one sample per
-call vmapped over a batch of 64, float32. `forward` times the output; `grad` times the gradient
-of Σ y² w.r.t. the layer's parameters and the input (forward pass included). Both are jitted.
+The paper's decoder layers (kernel 3, stride 2, padding 1, output padding 1) on a batch of 64,
+float32: Equinox's layer vmapped over single samples (how Equinox layers are used), ours
+called on the whole batch (how the CNN decoder calls it); `rrae_fast_vmapped` is ours used
+like Equinox's. `forward` times the output; `grad` times the gradient of Σ y² w.r.t. the
+layer's parameters and the input (forward pass included). All are jitted.
 Run: pytest benchmarks/bench_conv.py --benchmark-only --no-cov -p no:cacheprovider
 """
 
@@ -20,7 +22,7 @@ from rrae_fast.models._conv import ConvTranspose2d
 BATCH = 64
 # (in channels, out channels, input size) of three of the decoder's layers for 64×64 images.
 LAYERS = [(256, 128, 8), (32, 256, 4), (128, 32, 16)]
-IMPLEMENTATIONS = ["eqx", "rrae_fast"]
+IMPLEMENTATIONS = ["eqx", "rrae_fast", "rrae_fast_vmapped"]
 
 
 def _layer(implementation: str, c_in: int, c_out: int):
@@ -34,13 +36,17 @@ def _input(c_in: int, size: int):
 
 
 @eqx.filter_jit
-def _forward(layer, x):
-    return jax.vmap(layer)(x)
+def _forward(layer, x, batched):
+    return layer(x) if batched else jax.vmap(layer)(x)
 
 
 @eqx.filter_jit
-def _grad(layer, x):
-    return eqx.filter_grad(lambda lx: jnp.sum(jax.vmap(lx[0])(lx[1]) ** 2))((layer, x))
+def _grad(layer, x, batched):
+    def loss(lx):
+        layer, x = lx
+        return jnp.sum((layer(x) if batched else jax.vmap(layer)(x)) ** 2)
+
+    return eqx.filter_grad(loss)((layer, x))
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -51,5 +57,6 @@ def test_conv_transpose(benchmark, record, what, c_in, c_out, size, implementati
     layer, x = _layer(implementation, c_in, c_out), _input(c_in, size)
     fn = _forward if what == "forward" else _grad
     # The slow lhs-dilated backward pass of eqx takes up to ~1 s per call here.
-    run(benchmark, fn, 5 if what == "forward" else 3, layer, x)
+    batched = implementation == "rrae_fast"
+    run(benchmark, fn, 5 if what == "forward" else 3, layer, x, batched)
     record(what=what, batch=BATCH, dtype="float32")

@@ -32,7 +32,8 @@ Contenders (group "train-step-64x64-b64"):
 * `ours_eqx_transpose`: `rrae_fast.training` `make_step` on
   `build_model(..., fast_transpose=False)` (the decoder uses `eqx.nn.ConvTranspose2d`, as the
   authors' decoder does).
-* `ours`: the same with `fast_transpose=True` (the default: sub-pixel transposed convolutions).
+* `ours`: the same with `fast_transpose=True` (the default: `rrae_fast.models.ConvTranspose2d`,
+  whose derivatives go through the adjoint strided convolution).
 
 Run: pytest benchmarks/bench_training.py --benchmark-only -p no:cacheprovider --no-cov
      --benchmark-json=train.json      (about a minute on 2 CPU cores)

@@ -71,8 +71,8 @@ def _report(run, metrics, out_dir) -> None:
     if run.history.k:
         ks = run.history.k
         changes = [ks[0]] + [b for a, b in itertools.pairwise(ks) if a != b]
-        trail = " → ".join(map(str, changes[:12])) + (" → …" if len(changes) > 12 else "")
-        print(f"bottleneck k over training: {trail}")
+        shown = changes if len(changes) <= 8 else [changes[0], "…", *changes[-6:]]
+        print(f"bottleneck k over training: {' → '.join(map(str, shown))}")
     print(metrics.summary())
     if out_dir is not None:
         print(f"checkpoint, metrics.json and figures in {out_dir}")

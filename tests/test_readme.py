@@ -21,10 +21,18 @@ def test_ci_runs_readme_test_command():
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
 
 
-def test_quickstart_runs(tmp_path, capsys):
-    """The README's quickstart executes."""
-    (code,) = _blocks("python")
-    script = tmp_path / "quickstart.py"
-    script.write_text(code)
-    runpy.run_path(str(script), run_name="readme_quickstart")
-    assert capsys.readouterr().out.strip()
+def test_readme_python_blocks_run(tmp_path, capsys):
+    """Every Python example in the README executes and prints something."""
+    blocks = _blocks("python")
+    assert len(blocks) >= 2
+    for i, code in enumerate(blocks):
+        script = tmp_path / f"example_{i}.py"
+        script.write_text(code)
+        runpy.run_path(str(script), run_name="readme_example")
+        assert capsys.readouterr().out.strip()
+
+
+def test_readme_main_job_trains_an_arrae():
+    """The main-job command installs the package and runs `rrae-fast train` (its defaults)."""
+    main_job = next(c for c in (b.strip() for b in _blocks("bash")) if "rrae-fast" in c)
+    assert main_job.endswith("rrae-fast train")

@@ -53,7 +53,18 @@ def test_fast_and_equinox_decoders_are_the_same_map(getkey):
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
         np.testing.assert_array_equal(a, b)  # identical initialisation
     z = jax.random.normal(getkey(), (5, 10))
-    np.testing.assert_allclose(jax.vmap(fast)(z), jax.vmap(slow)(z), rtol=1e-5, atol=1e-6)
+    out = jax.jit(jax.vmap(fast))(z)
+    np.testing.assert_allclose(out, jax.jit(jax.vmap(slow))(z), rtol=1e-10, atol=1e-12)
+    assert out.shape == (5, 1, 12, 12)
+    # The batched, channels-last path: same outputs and same parameter gradients.
+    np.testing.assert_allclose(fast.decode_batch(z), out, rtol=1e-10, atol=1e-12)
+    probe = jax.random.normal(getkey(), out.shape)
+    g_fast = eqx.filter_grad(lambda d: jnp.sum(d.decode_batch(z) * probe))(fast)
+    g_slow = eqx.filter_grad(lambda d: jnp.sum(jax.vmap(d)(z) * probe))(slow)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_slow)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="latent vectors"):
+        fast.decode_batch(z[0])
 
 
 def test_cnn_rejects_bad_shapes(getkey):
