@@ -54,8 +54,10 @@ class Metrics:
         def pm(v):
             return "n/a" if v is None else f"{v[0]:.2f} ± {v[1]:.2f}"
 
+        tail = self.spectrum[self.k] if self.k < len(self.spectrum) else 0.0
         return (
-            f"k = {self.k}   (latent rank {self.latent_rank} at {RANK_TOL:g}·σ1)\n"
+            f"k = {self.k}   (training latent: σ_(k+1)/σ_1 = {tail:.2e}, "
+            f"{self.latent_rank} values above {RANK_TOL:g}·σ_1)\n"
             f"train error {self.train_error:.2f} %   test error {self.test_error:.2f} %\n"
             f"interpolation {pm(self.interpolation)} %   random {pm(self.random)} %"
         )
@@ -65,23 +67,9 @@ class Metrics:
 
 
 @eqx.filter_jit
-def _reconstruct(model, x):
-    return model.reconstruct(x)
-
-
-@eqx.filter_jit
-def _compress(model, x):
-    return model.compress(x)
-
-
-@eqx.filter_jit
-def _decompress(model, a):
-    return model.decompress(a)
-
-
-@eqx.filter_jit
-def _encode(model, x):
-    return model.encode(x)
+def _apply(model, method: str, x):
+    """`model.<method>(x)`, compiled once per method and shape (`method` is static)."""
+    return getattr(model, method)(x)
 
 
 def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 0) -> Metrics:
@@ -97,13 +85,13 @@ def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 
         return jnp.asarray(norm.apply(np.asarray(x)), dtype)
 
     def reconstruct(x):
-        return norm.invert(_reconstruct(model, to_model(x)))
+        return norm.invert(_apply(model, "reconstruct", to_model(x)))
 
     def encode(x):
-        return _compress(model, to_model(x))
+        return _apply(model, "compress", to_model(x))
 
     def decode(a):
-        return norm.invert(_decompress(model, jnp.asarray(a, dtype)))
+        return norm.invert(_apply(model, "decompress", jnp.asarray(a, dtype)))
 
     train_error = reconstruction_error(reconstruct, data.x_train)
     test_error = reconstruction_error(reconstruct, data.x_test)
@@ -124,7 +112,7 @@ def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 
         scale = data.scale["train"]
         interp_score = mean_std(fit_bumps(inner, scale.offset, scale.factor).errors)
         random_score = mean_std(fit_bumps(samples, scale.offset, scale.factor).errors)
-    latent = np.asarray(map_batches(lambda x: _encode(model, to_model(x)), data.x_train))
+    latent = np.asarray(map_batches(lambda x: _apply(model, "encode", to_model(x)), data.x_train))
     spectrum = normalized_spectrum(latent)
     metrics = Metrics(
         k=run.k,
