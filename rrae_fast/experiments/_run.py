@@ -26,7 +26,8 @@ class Run:
         normalizer: maps data-set values to the model's input scale and back.
         data: the data set it was trained on.
         history: per-step loss and `k` (empty for a run loaded from disk without one).
-        k: the final bottleneck (the code size for rank-reducing models).
+        k: the code size: the final bottleneck of rank-reducing models, the latent length `L`
+            of models without one (`k` of the basis models and Diabolo).
     """
 
     config: RunConfig
@@ -95,14 +96,12 @@ def train(
         progress=progress,
     )
     return Run(
-        config, result.model, normalizer, data, result.history, _code_k(result.model, result.k)
-    )
-
-
-def _code_k(model: Autoencoder, k: int) -> int:
-    basis = getattr(model.bottleneck, "basis", None)
-    return (
-        int(basis.shape[1]) if basis is not None and hasattr(model.bottleneck, "with_basis") else k
+        config,
+        result.model,
+        normalizer,
+        data,
+        result.history,
+        int(result.model.bottleneck.code_size),
     )
 
 
@@ -133,5 +132,5 @@ def load_run(out_dir: str | os.PathLike, data: Dataset | None = None) -> Run:
         Normalizer.from_dict(saved["normalizer"]),
         data,
         history,
-        _code_k(model, state["k"]),
+        int(model.bottleneck.code_size),
     )

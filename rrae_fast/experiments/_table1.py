@@ -59,7 +59,7 @@ def markdown(results: dict[str, Metrics], command: str) -> str:
     lines = [
         f"Command: `{command}`",
         "",
-        "| Model | k | Train (ours / paper) | Test (ours / paper) "
+        "| Model | code size | Train (ours / paper) | Test (ours / paper) "
         "| Interpolation (ours / paper) | Random (ours / paper) |",
         "|---|---|---|---|---|---|",
     ]

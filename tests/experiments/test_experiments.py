@@ -93,7 +93,7 @@ def test_table1_markdown_and_a_reduced_run(tmp_path, monkeypatch):
     assert list(results) == ["Long", "RRAE (fixed)"]
     text = (tmp_path / "table1.md").read_text()
     assert "| RRAE (fixed) | 2 |" in text and "0.98" in text  # ours beside the paper's
-    assert json.loads((tmp_path / "table1.json").read_text())["Long"]["k"] == 2
+    assert json.loads((tmp_path / "table1.json").read_text())["Long"]["k"] == 200  # L
     assert results["Long"].interpolation is not None
     with pytest.raises(ValueError, match="unknown models"):
         table1(tmp_path, models=["VAE"])
