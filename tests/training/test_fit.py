@@ -73,8 +73,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
         if step == total - 1:  # inside the fine-tuning stage, after its checkpoint
             raise Killed
 
-    with pytest.raises(Killed):
-        fit(
+    def run(**kwargs):
+        return fit(
             model,
             x,
             STAGES,
@@ -82,19 +82,13 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
             checkpoint=ckpt,
             checkpoint_every=4,
             progress=False,
-            callback=kill_near_end,
+            **kwargs,
         )
+
+    with pytest.raises(Killed):
+        run(callback=kill_near_end)
     assert ckpt.read_state()["stage"] == 1  # the last checkpoint is inside the second stage
-    resumed = fit(
-        model,
-        x,
-        STAGES,
-        tracker=tracker(),
-        checkpoint=ckpt,
-        checkpoint_every=4,
-        resume=True,
-        progress=False,
-    )
+    resumed = run(resume=True)
     np.testing.assert_array_equal(resumed.history.loss, full.history.loss)
     assert resumed.history.k == full.history.k
     assert full.history.k[0] == 5 and min(full.history.k) < 5  # the tracker did act
