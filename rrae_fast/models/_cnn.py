@@ -136,7 +136,7 @@ class CNNDecoder(eqx.Module):
         widths: output channels of the transposed convolutions.
         out_after_mlp: channels of the first feature map (32 in the authors' code).
         final_activation: elementwise map applied to the output.
-        fast_transpose: use the sub-pixel :class:`ConvTranspose2d` (same parameters and outputs
+        fast_transpose: use :class:`ConvTranspose2d` (same parameters and outputs
             as `eqx.nn.ConvTranspose2d`, a much cheaper backward pass on CPU); False uses
             Equinox's layer itself.
         key: PRNG key for the initialisation.

@@ -63,7 +63,8 @@ class ModelConfig:
         max_k: largest rank `pars_rrae` may grow to (default: `latent_size`).
         rho, beta: sparse target activation and penalty weights (sparse, contractive).
         irmae_layers: number of linear maps of `irmae`.
-        fast_transpose: sub-pixel transposed convolutions in the CNN decoder (same maps).
+        fast_transpose: the CNN decoder's transposed convolutions take their derivatives
+            through the adjoint strided convolution (same maps, much faster on CPU).
         width, encoder_depth, decoder_depth: MLP sizes (1-D data only).
     """
 
