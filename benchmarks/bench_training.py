@@ -35,6 +35,11 @@ Contenders (group "train-step-64x64-b64"):
 * `ours`: the same with `fast_transpose=True` (the default: `rrae_fast.models.ConvTranspose2d`,
   whose derivatives go through the adjoint strided convolution).
 
+Group "train-step-mlp-L4096-b1024-k256": a large latent, where the truncated SVD is most of the
+step: an MLP RRAE (sample length 512, width 512, latent 4096, batch 1024, k = 256), our step
+with `rank_reduce` against the same model and step whose truncation is the authors'
+`stable_SVD` (a full thin SVD of the 4096×1024 latent matrix, sliced).
+
 Run: pytest benchmarks/bench_training.py --benchmark-only -p no:cacheprovider --no-cov
      --benchmark-json=train.json      (about a minute on 2 CPU cores)
 """
@@ -179,4 +184,66 @@ def test_train_step(benchmark, record, contender):
     else:
         model, fn = _ours_step(fast_transpose=contender == "ours")
     record(params=_param_count(model))
+    _time(benchmark, record, fn)
+
+
+# ===========================================================================================
+# A large latent: MLP RRAE, latent 4096, batch 1024, k = 256. The same model and step; only the
+# truncation of the latent matrix differs (rrae_fast's `rank_reduce` or the authors' stable SVD).
+# ===========================================================================================
+
+LARGE_GROUP = "train-step-mlp-L4096-b1024-k256"
+LARGE = {"length": 512, "latent": 4096, "batch": 1024, "k": 256, "width": 512}
+
+
+class _AuthorsTruncation(eqx.Module):
+    """The RRAE bottleneck computed with the authors' `stable_SVD` (full thin SVD, sliced)."""
+
+    latent_size: int = eqx.field(static=True)
+    max_k: int = eqx.field(static=True)
+
+    def train(self, z, k=None):
+        from RRAEs.utilities import stable_SVD
+
+        u, s, vt = stable_SVD(z.T)  # their convention: the latent matrix is [L, batch]
+        k = self.max_k
+        return ((u[:, :k] * s[:k]) @ vt[:k]).T
+
+
+def _large_step(svd: str):
+    config = ModelConfig(
+        kind="rrae",
+        latent_size=LARGE["latent"],
+        k=LARGE["k"],
+        width=LARGE["width"],
+        encoder_depth=1,
+        decoder_depth=2,
+    )
+    model = build_model(config, (LARGE["length"],), key=jax.random.key(0))
+    if svd == "authors_stable_svd":
+        import RRAEs.config  # noqa: F401  (the package needs it imported first)
+
+        bottleneck = _AuthorsTruncation(LARGE["latent"], LARGE["k"])
+        model = eqx.tree_at(lambda m: m.bottleneck, model, bottleneck)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((LARGE["batch"], LARGE["length"])), jnp.float32)
+    optimizer = optax.adabelief(LR)
+    opt_state = init_optimizer(optimizer, model, "train")
+    step = make_step(optimizer, "train")
+    k = as_k(LARGE["k"])
+
+    def one_step():
+        new_model, new_state, loss = step(model, opt_state, x, k)
+        return loss, new_model, new_state
+
+    return model, one_step
+
+
+@pytest.mark.parametrize("svd", ["authors_stable_svd", "rrae_fast"])
+def test_train_step_large_latent(benchmark, record, svd):
+    benchmark.group = LARGE_GROUP
+    if svd == "authors_stable_svd" and not have("RRAEs"):
+        pytest.skip("the authors' library `RRAEs` (PyPI: rraes) is not installed")
+    model, fn = _large_step(svd)
+    record(params=_param_count(model), **LARGE)
     _time(benchmark, record, fn)

@@ -33,8 +33,10 @@ def _jvp_factors(a, k, max_k, init, method, gradient):
     return _tsvd(a, k, init, max_k, method, "tangent")
 
 
-def _iterative_backward(a, max_k: int) -> bool:
+def _iterative_backward(a, max_k: int, method: str) -> bool:
     """Exact derivatives by solves instead of a full SVD: where the forward pass iterates."""
+    if method != "auto":
+        return method == "iterative"
     m, n = a.shape[-2:]
     return _native.prefer_iterative(m, n, max_k)
 
@@ -47,7 +49,7 @@ def _tsvd(a, k, init, max_k: int, method: str, gradient: str) -> tuple[Array, Ar
 @_tsvd.defjvp
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
-    if gradient == "exact" and _iterative_backward(a, max_k):
+    if gradient == "exact" and _iterative_backward(a, max_k, method):
         u, s, vt = _tsvd(a, k, init, max_k, method, "exact")
         blocks = _resolvent.complement(a, u, s, vt, k, da)
         du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k, complement=blocks)
@@ -79,7 +81,7 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
 @_rank_reduce.defjvp
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
-    if gradient == "exact" and _iterative_backward(a, max_k):
+    if gradient == "exact" and _iterative_backward(a, max_k, method):
         u, s, vt = _tsvd(a, k, init, max_k, method, "exact")
 
         def by_solves():

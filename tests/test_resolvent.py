@@ -22,7 +22,9 @@ def backward(monkeypatch):
     """Returns f(name) that runs a callable with the iterative or the dense backward forced."""
 
     def force(which: str):
-        monkeypatch.setattr(_svd, "_iterative_backward", lambda a, max_k: which == "iterative")
+        monkeypatch.setattr(
+            _svd, "_iterative_backward", lambda a, max_k, method: which == "iterative"
+        )
         _clear()
 
     yield force
@@ -95,9 +97,24 @@ def test_ties_fall_back_to_the_stable_dense_rule(rng, backward, name, sigma):
 
 def test_selected_where_the_forward_iterates(rng):
     """The automatic choice uses the solves exactly where the forward pass iterates."""
-    assert _svd._iterative_backward(jnp.ones((600, 400)), 10)
-    assert not _svd._iterative_backward(jnp.ones((200, 64)), 10)
-    assert not _svd._iterative_backward(jnp.ones((600, 400)), 200)
+    assert _svd._iterative_backward(jnp.ones((600, 400)), 10, "auto")
+    assert not _svd._iterative_backward(jnp.ones((200, 64)), 10, "auto")
+    assert not _svd._iterative_backward(jnp.ones((600, 400)), 200, "auto")
+    # An explicit method decides for the backward pass too.
+    assert not _svd._iterative_backward(jnp.ones((600, 400)), 10, "dense")
+    assert _svd._iterative_backward(jnp.ones((200, 64)), 10, "iterative")
+
+
+def test_dense_method_differentiates_without_solves():
+    """`method="dense"`: the exact rule takes its discarded spectrum from a full SVD."""
+    a = jnp.ones((600, 400))
+
+    def jaxpr(method):
+        fn = lambda x: jnp.sum(rrae_fast.rank_reduce(x, 10, method=method) ** 2)
+        return str(jax.make_jaxpr(jax.grad(fn))(a))
+
+    assert "custom_linear_solve" in jaxpr("auto")
+    assert "custom_linear_solve" not in jaxpr("dense")
 
 
 def test_large_matrix_gradient_matches_dense(rng, backward):
