@@ -38,7 +38,8 @@ Contenders (group "train-step-64x64-b64"):
 Group "train-step-mlp-L4096-b1024-k256": a large latent, where the truncated SVD is most of the
 step: an MLP RRAE (sample length 512, width 512, latent 4096, batch 1024, k = 256), our step
 with `rank_reduce` against the same model and step whose truncation is the authors'
-`stable_SVD` (a full thin SVD of the 4096×1024 latent matrix, sliced).
+`stable_SVD` (a full thin SVD of the 4096×1024 latent matrix, sliced); `rrae_fast_dense` is
+our bottleneck with `method="dense"`.
 
 Run: pytest benchmarks/bench_training.py --benchmark-only -p no:cacheprovider --no-cov
      --benchmark-json=train.json      (about a minute on 2 CPU cores)
@@ -59,7 +60,7 @@ import pytest
 
 from conftest import have
 from rrae_fast.data import synthetic_bumps
-from rrae_fast.models import ModelConfig, build_model
+from rrae_fast.models import ModelConfig, RankReduction, build_model
 from rrae_fast.training._step import as_k, init_optimizer, make_step
 
 GROUP = "train-step-64x64-b64"
@@ -220,6 +221,9 @@ def _large_step(svd: str):
         decoder_depth=2,
     )
     model = build_model(config, (LARGE["length"],), key=jax.random.key(0))
+    if svd == "rrae_fast_dense":
+        dense = RankReduction(LARGE["latent"], LARGE["k"], method="dense")
+        model = eqx.tree_at(lambda m: m.bottleneck, model, dense)
     if svd == "authors_stable_svd":
         import RRAEs.config  # noqa: F401  (the package needs it imported first)
 
@@ -239,7 +243,7 @@ def _large_step(svd: str):
     return model, one_step
 
 
-@pytest.mark.parametrize("svd", ["authors_stable_svd", "rrae_fast"])
+@pytest.mark.parametrize("svd", ["authors_stable_svd", "rrae_fast", "rrae_fast_dense"])
 def test_train_step_large_latent(benchmark, record, svd):
     benchmark.group = LARGE_GROUP
     if svd == "authors_stable_svd" and not have("RRAEs"):

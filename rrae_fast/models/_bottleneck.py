@@ -57,8 +57,18 @@ class RankReduction(eqx.Module):
     basis: Float[Array, "L k"] | None
     latent_size: int = eqx.field(static=True)
     max_k: int = eqx.field(static=True)
+    method: str = eqx.field(static=True)
 
-    def __init__(self, latent_size: int, max_k: int, basis: Array | None = None):
+    def __init__(
+        self, latent_size: int, max_k: int, basis: Array | None = None, method: str = "auto"
+    ):
+        """Args:
+        latent_size: `L`.
+        max_k: the largest rank the training truncation may keep (static).
+        basis: the final basis `[L, k]`, once computed.
+        method: the truncated SVD's path (:func:`rrae_fast.rank_reduce`); `"dense"` suits
+            large latents with a flat spectrum, where the iterative path's solves are slow.
+        """
         if not 1 <= max_k <= latent_size:
             raise ValueError(f"max_k must be in [1, latent_size={latent_size}], got {max_k}")
         if basis is not None and (basis.ndim != 2 or basis.shape[0] != latent_size):
@@ -66,14 +76,15 @@ class RankReduction(eqx.Module):
         self.basis = basis
         self.latent_size = latent_size
         self.max_k = max_k
+        self.method = method
 
     def with_basis(self, basis: Float[Array, "L k"]) -> RankReduction:
         """A copy holding the final basis (its column count is the final `k`)."""
-        return RankReduction(self.latent_size, self.max_k, jnp.asarray(basis))
+        return RankReduction(self.latent_size, self.max_k, jnp.asarray(basis), self.method)
 
     def train(self, z: Latent, k: Int[Array, ""] | int | None = None) -> Latent:
         k = self.max_k if k is None else k
-        return rank_reduce(z, k, max_k=min(self.max_k, *z.shape))
+        return rank_reduce(z, k, max_k=min(self.max_k, *z.shape), method=self.method)
 
     def _basis(self) -> Array:
         if self.basis is None:

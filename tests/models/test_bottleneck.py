@@ -27,6 +27,14 @@ def test_rank_reduction_train_has_rank_k_and_matches_scipy(getkey):
     np.testing.assert_allclose(bottleneck.train(z), bottleneck.train(z, 4))
 
 
+def test_rank_reduction_method_is_kept_and_gives_the_same_map(getkey):
+    z = _latent(getkey)
+    dense = RankReduction(9, 4, method="dense")
+    np.testing.assert_allclose(dense.train(z, 3), RankReduction(9, 4).train(z, 3), atol=1e-12)
+    q = jnp.linalg.qr(jax.random.normal(getkey(), (9, 2)))[0]
+    assert dense.with_basis(q).method == "dense"
+
+
 def test_rank_reduction_traced_k_compiles_once(getkey):
     z = _latent(getkey)
     bottleneck = RankReduction(9, 5)
