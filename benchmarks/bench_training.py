@@ -163,16 +163,21 @@ def _authors_step():
 def _ours_step(fast_transpose: bool):
     config = ModelConfig(kind="arrae", latent_size=LATENT, k=K, fast_transpose=fast_transpose)
     model = build_model(config, SHAPE, key=jax.random.key(0))
+    return model, _our_step(model, jnp.asarray(_batch()), K)
+
+
+def _our_step(model, x, k: int):
+    """One rrae_fast training step of `model` on the batch `x`, as a zero-argument callable."""
     optimizer = optax.adabelief(LR)
     opt_state = init_optimizer(optimizer, model, "train")
     step = make_step(optimizer, "train")
-    x, k = jnp.asarray(_batch()), as_k(K)
+    k = as_k(k)
 
     def one_step():
         new_model, new_state, loss = step(model, opt_state, x, k)
         return loss, new_model, new_state
 
-    return model, one_step
+    return one_step
 
 
 @pytest.mark.parametrize("contender", ["authors", "ours_eqx_transpose", "ours"])
@@ -231,16 +236,7 @@ def _large_step(svd: str):
         model = eqx.tree_at(lambda m: m.bottleneck, model, bottleneck)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((LARGE["batch"], LARGE["length"])), jnp.float32)
-    optimizer = optax.adabelief(LR)
-    opt_state = init_optimizer(optimizer, model, "train")
-    step = make_step(optimizer, "train")
-    k = as_k(LARGE["k"])
-
-    def one_step():
-        new_model, new_state, loss = step(model, opt_state, x, k)
-        return loss, new_model, new_state
-
-    return model, one_step
+    return model, _our_step(model, x, LARGE["k"])
 
 
 @pytest.mark.parametrize("svd", ["authors_stable_svd", "rrae_fast", "rrae_fast_dense"])
