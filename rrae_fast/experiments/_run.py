@@ -6,13 +6,12 @@ import dataclasses
 import os
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 from ..data import Dataset, Normalizer, load_dataset
 from ..models import Autoencoder, build_model
 from ..training import CheckpointDir, History, fit
+from ..training._fit import with_placeholder_basis
 from ._config import RunConfig
 
 
@@ -122,8 +121,7 @@ def load_run(out_dir: str | os.PathLike, data: Dataset | None = None) -> Run:
     if state["stage"] < len(config.stages()) or state["step"] != 0:
         raise ValueError(f"the run in {out_dir} has not finished: resume it first")
     if state["basis_k"] is not None:
-        zeros = jnp.zeros((model.bottleneck.latent_size, state["basis_k"]), jnp.float32)
-        model = eqx.tree_at(lambda m: m.bottleneck, model, model.bottleneck.with_basis(zeros))
+        model = with_placeholder_basis(model, state["basis_k"])
     model, _ = ckpt.load(model, None)
     history = History.from_dict(state["history"])
     return Run(

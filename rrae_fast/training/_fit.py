@@ -10,6 +10,7 @@ checkpoint replays exactly the loss curve of an uninterrupted run with the same 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ._basis import final_basis
 from ._checkpoint import CheckpointDir
-from ._step import MODES, as_k, init_optimizer, make_step, param_dtype
+from ._step import MODES, as_k, init_optimizer, make_step, param_dtype, stored_basis
 from ._trackers import FixedTracker, Tracker
 
 
@@ -97,23 +98,16 @@ def batch_indices(n: int, batch_size: int, seed: int, stage: int, step: int) -> 
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
-_PERMS: dict[tuple[int, int, int, int], np.ndarray] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _permutation(n: int, seed: int, stage: int, epoch: int) -> np.ndarray:
-    key = (n, seed, stage, epoch)
-    if key not in _PERMS:
-        if len(_PERMS) > 64:
-            _PERMS.clear()
-        _PERMS[key] = np.random.default_rng([seed, stage, epoch]).permutation(n)
-    return _PERMS[key]
+    return np.random.default_rng([seed, stage, epoch]).permutation(n)
 
 
 def _needs_basis(model) -> bool:
     return hasattr(model.bottleneck, "with_basis") and model.bottleneck.basis is None
 
 
-def _with_basis_like(model, k: int):
+def with_placeholder_basis(model, k: int):
     """`model` with a placeholder basis of width `k` (a skeleton to load a checkpoint into)."""
     length = model.bottleneck.latent_size
     return eqx.tree_at(
@@ -194,7 +188,7 @@ def fit(
         tracker.load_state_dict(state["tracker"])
         history = History.from_dict(state["history"])
         if state["basis_k"] is not None:
-            model = _with_basis_like(model, state["basis_k"])
+            model = with_placeholder_basis(model, state["basis_k"])
         opt_like = None  # a checkpoint at a stage boundary holds no optimizer state
         if start_step > 0:
             stage = stages[start_stage]
@@ -207,9 +201,7 @@ def fit(
     def save(stage_index: int, step: int) -> None:
         if checkpoint is None:
             return
-        basis = getattr(model.bottleneck, "basis", None)
-        if not hasattr(model.bottleneck, "with_basis"):
-            basis = None  # a fixed basis is part of the parameters, not a stage product
+        basis = stored_basis(model)
         state = {
             "stage": stage_index,
             "step": step,

@@ -33,11 +33,19 @@ def trainable(model, mode: str):
     if mode == "infer":
         return eqx.tree_at(lambda m: m.decoder, nothing, jtu.tree_map(eqx.is_array, model.decoder))
     spec = jtu.tree_map(eqx.is_array, model)
-    if getattr(model.bottleneck, "basis", None) is not None and hasattr(
-        model.bottleneck, "with_basis"
-    ):
+    if stored_basis(model) is not None:
         spec = eqx.tree_at(lambda m: m.bottleneck.basis, spec, False)
     return spec
+
+
+def stored_basis(model):
+    """The final basis a rank-reducing bottleneck holds (`[L, k]`), or None.
+
+    None too for bottlenecks without a final basis (a fixed basis is a parameter, not a product
+    of training).
+    """
+    bottleneck = model.bottleneck
+    return bottleneck.basis if hasattr(bottleneck, "with_basis") else None
 
 
 def init_optimizer(optimizer: optax.GradientTransformation, model, mode: str):
