@@ -1,71 +1,94 @@
-"""Shared setup of the benchmark suites: inputs, peers, accuracy and machine records."""
+"""Shared setup of the benchmark suites: options, timing, machine records, skip reasons.
+
+Options (after ``pytest benchmarks/ --benchmark-only``):
+
+* ``--quick``: small sizes and few rounds (a smoke test of every suite, ~3 minutes on 2 cores;
+  CI runs it). It fails on errors, never on timings.
+* ``--peer-budget=SECONDS``: skip a peer whose estimated time per call exceeds this (default
+  60; 10 with ``--quick``). The skip and its estimate are recorded in the JSON output.
+* ``--memory={all,ours,none}``: measure the peak resident memory of each contender in a fresh
+  process (default ``all``; ``ours`` with ``--quick``).
+
+Skipped contenders (not installed, no GPU, not differentiable, over budget) are written to the
+``--benchmark-json`` file under ``"skipped"`` with their group and reason, for the report.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import platform
+import time
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 import pytest
 
+from cases import machine_info
+from peers import have as have  # re-exported for the suites
 
-def rrae_like(rng, m: int, n: int, k: int, dtype=np.float32) -> np.ndarray:
-    """Rank-k part with σ spread 10…1 plus a residual of relative Frobenius size 1e-3."""
-    q1, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    q2, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    low = (q1 * np.linspace(10.0, 1.0, k)) @ q2.T
-    e = rng.standard_normal((m, n))
-    e *= 1e-3 * np.linalg.norm(low) / np.linalg.norm(e)
-    return (low + e).astype(dtype)
+_SKIPPED: list[dict] = []
 
 
-def flat(rng, m: int, n: int, dtype=np.float32) -> np.ndarray:
-    """Gaussian entries."""
-    return rng.standard_normal((m, n)).astype(dtype)
+def pytest_addoption(parser):
+    group = parser.getgroup("rrae_fast benchmarks")
+    group.addoption("--quick", action="store_true", help="small sizes, few rounds (smoke test)")
+    group.addoption("--peer-budget", type=float, default=None, help="seconds per peer call")
+    group.addoption("--memory", choices=["all", "ours", "none"], default=None)
 
 
-def have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+def quick(config) -> bool:
+    return bool(config.getoption("quick"))
 
 
-def machine_info() -> dict:
-    """What a result depends on: versions, threads, and the load when it was taken."""
-    info = {
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-        "jax": jax.__version__,
-        "device": str(jax.devices()[0]),
+@pytest.fixture(scope="session")
+def settings(request) -> dict:
+    config = request.config
+    fast = quick(config)
+    budget = config.getoption("peer_budget")
+    memory = config.getoption("memory")
+    return {
+        "quick": fast,
+        "budget": budget if budget is not None else (10.0 if fast else 60.0),
+        "memory": memory or ("ours" if fast else "all"),
+        "target_seconds": 0.5 if fast else 4.0,  # time spent timing one contender
+        "max_rounds": 10 if fast else 200,
     }
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [
-            f"{p['internal_api']} {p.get('version')} threads={p['num_threads']}"
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        pass
-    return info
 
 
-def sigma_error(s, s_ref) -> float:
-    """max |σ_i − σ_i^ref| / σ_1^ref over the returned singular values."""
-    s = np.asarray(s, np.float64)
-    return float(np.max(np.abs(s - s_ref[: s.shape[-1]])) / s_ref[0])
+@pytest.fixture(scope="session")
+def gemm_rate() -> float:
+    """float32 flop/s of XLA's dot on this machine (2048³, best of 5), for cost estimates."""
+    x = jnp.ones((2048, 2048), jnp.float32)
+    f = jax.jit(lambda p: p @ p)
+    jax.block_until_ready(f(x))
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * 2048**3 / best
 
 
 @pytest.fixture
 def record(benchmark):
-    """Stores machine info and returns a helper that adds accuracy numbers to the result."""
+    """Stores machine info and returns a helper that adds values to the result's extra_info."""
     benchmark.extra_info.update(machine_info())
+    # Thread settings are part of the record (the suites never change them).
+    benchmark.extra_info["threads_env"] = {
+        name: os.environ[name]
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+        if name in os.environ
+    }
 
     def add(**values):
         benchmark.extra_info.update(values)
 
     return add
+
+
+def skip(group: str, contender: str, reason: str):
+    """Skip this contender, keeping (group, contender, reason) for the JSON report."""
+    _SKIPPED.append({"group": group, "name": contender, "reason": reason})
+    pytest.skip(reason)
 
 
 def run(benchmark, fn, rounds: int, *args):
@@ -75,3 +98,9 @@ def run(benchmark, fn, rounds: int, *args):
         lambda: jax.block_until_ready(fn(*args)), rounds=rounds, iterations=1, warmup_rounds=0
     )
     return out
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["skipped"] = list(_SKIPPED)
+    output_json["command"] = "pytest " + " ".join(config.invocation_params.args)
+    output_json["loadavg_end"] = os.getloadavg()
