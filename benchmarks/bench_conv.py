@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import run
+from conftest import run, skip
 from rrae_fast.models._conv import ConvTranspose2d
 
 BATCH = 64
@@ -52,11 +52,14 @@ def _grad(layer, x, batched):
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize(("c_in", "c_out", "size"), LAYERS, ids=lambda v: str(v))
 @pytest.mark.parametrize("what", ["forward", "grad"])
-def test_conv_transpose(benchmark, record, what, c_in, c_out, size, implementation):
+def test_conv_transpose(benchmark, record, settings, what, c_in, c_out, size, implementation):
     benchmark.group = f"conv_transpose {what} {c_in}->{c_out} at {size}x{size}, batch {BATCH}"
+    if settings["quick"] and (c_in, c_out, size) != LAYERS[1]:
+        skip(benchmark.group, implementation, "--quick times the smallest layer only")
     layer, x = _layer(implementation, c_in, c_out), _input(c_in, size)
     fn = _forward if what == "forward" else _grad
     # The slow lhs-dilated backward pass of eqx takes up to ~1 s per call here.
     batched = implementation == "rrae_fast"
-    run(benchmark, fn, 5 if what == "forward" else 3, layer, x, batched)
+    rounds = 1 if settings["quick"] else (5 if what == "forward" else 3)
+    run(benchmark, fn, rounds, layer, x, batched)
     record(what=what, batch=BATCH, dtype="float32")

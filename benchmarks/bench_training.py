@@ -58,7 +58,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import have
+from conftest import have, skip
 from rrae_fast.data import synthetic_bumps
 from rrae_fast.models import ModelConfig, RankReduction, build_model
 from rrae_fast.training._step import as_k, init_optimizer, make_step
@@ -88,16 +88,17 @@ def _param_count(model) -> int:
     return int(sum(a.size for a in jtu.tree_leaves(eqx.filter(model, eqx.is_inexact_array))))
 
 
-def _time(benchmark, record, fn) -> None:
+def _time(benchmark, record, fn, settings) -> None:
     """Compiles and runs `fn` once, then times it (one warm-up round, `ROUNDS` rounds)."""
     out = jax.block_until_ready(fn())
+    rounds, warmup = (1, 0) if settings["quick"] else (ROUNDS, 1)
     benchmark.pedantic(
-        lambda: jax.block_until_ready(fn()), rounds=ROUNDS, iterations=1, warmup_rounds=1
+        lambda: jax.block_until_ready(fn()), rounds=rounds, iterations=1, warmup_rounds=warmup
     )
     record(
         first_loss=float(out[0]),
         loadavg_1m_after=os.getloadavg()[0],
-        rounds=ROUNDS,
+        rounds=rounds,
         batch=BATCH,
         latent=LATENT,
         k=K,
@@ -181,16 +182,16 @@ def _our_step(model, x, k: int):
 
 
 @pytest.mark.parametrize("contender", ["authors", "ours_eqx_transpose", "ours"])
-def test_train_step(benchmark, record, contender):
+def test_train_step(benchmark, record, settings, contender):
     benchmark.group = GROUP
     if contender == "authors":
         if not have("RRAEs"):
-            pytest.skip("the authors' library `RRAEs` (PyPI: rraes) is not installed")
+            skip(GROUP, contender, "the authors' library `RRAEs` (PyPI: rraes) is not installed")
         model, fn = _authors_step()
     else:
         model, fn = _ours_step(fast_transpose=contender == "ours")
     record(params=_param_count(model))
-    _time(benchmark, record, fn)
+    _time(benchmark, record, fn, settings)
 
 
 # ===========================================================================================
@@ -200,6 +201,7 @@ def test_train_step(benchmark, record, contender):
 
 LARGE_GROUP = "train-step-mlp-L4096-b1024-k256"
 LARGE = {"length": 512, "latent": 4096, "batch": 1024, "k": 256, "width": 512}
+LARGE_QUICK = {"length": 64, "latent": 256, "batch": 128, "k": 16, "width": 64}  # --quick
 
 
 class _AuthorsTruncation(eqx.Module):
@@ -216,34 +218,36 @@ class _AuthorsTruncation(eqx.Module):
         return ((u[:, :k] * s[:k]) @ vt[:k]).T
 
 
-def _large_step(svd: str):
+def _large_step(svd: str, sizes: dict):
     config = ModelConfig(
         kind="rrae",
-        latent_size=LARGE["latent"],
-        k=LARGE["k"],
-        width=LARGE["width"],
+        latent_size=sizes["latent"],
+        k=sizes["k"],
+        width=sizes["width"],
         encoder_depth=1,
         decoder_depth=2,
     )
-    model = build_model(config, (LARGE["length"],), key=jax.random.key(0))
+    model = build_model(config, (sizes["length"],), key=jax.random.key(0))
     if svd == "rrae_fast_dense":
-        dense = RankReduction(LARGE["latent"], LARGE["k"], method="dense")
+        dense = RankReduction(sizes["latent"], sizes["k"], method="dense")
         model = eqx.tree_at(lambda m: m.bottleneck, model, dense)
     if svd == "authors_stable_svd":
         import RRAEs.config  # noqa: F401  (the package needs it imported first)
 
-        bottleneck = _AuthorsTruncation(LARGE["latent"], LARGE["k"])
+        bottleneck = _AuthorsTruncation(sizes["latent"], sizes["k"])
         model = eqx.tree_at(lambda m: m.bottleneck, model, bottleneck)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((LARGE["batch"], LARGE["length"])), jnp.float32)
-    return model, _our_step(model, x, LARGE["k"])
+    x = jnp.asarray(rng.standard_normal((sizes["batch"], sizes["length"])), jnp.float32)
+    return model, _our_step(model, x, sizes["k"])
 
 
 @pytest.mark.parametrize("svd", ["authors_stable_svd", "rrae_fast", "rrae_fast_dense"])
-def test_train_step_large_latent(benchmark, record, svd):
-    benchmark.group = LARGE_GROUP
+def test_train_step_large_latent(benchmark, record, settings, svd):
+    sizes = LARGE_QUICK if settings["quick"] else LARGE
+    group = LARGE_GROUP if sizes is LARGE else "train-step-mlp-L256-b128-k16"
+    benchmark.group = group
     if svd == "authors_stable_svd" and not have("RRAEs"):
-        pytest.skip("the authors' library `RRAEs` (PyPI: rraes) is not installed")
-    model, fn = _large_step(svd)
-    record(params=_param_count(model), **LARGE)
-    _time(benchmark, record, fn)
+        skip(group, svd, "the authors' library `RRAEs` (PyPI: rraes) is not installed")
+    model, fn = _large_step(svd, sizes)
+    record(params=_param_count(model), **sizes)
+    _time(benchmark, record, fn, settings)

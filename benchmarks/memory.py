@@ -12,6 +12,7 @@ The suites call this once per contender and case (``--memory``).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import pathlib
 import subprocess
@@ -67,7 +68,17 @@ def in_subprocess(peer: str, case: cases.Case, timeout: float) -> dict[str, floa
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _fixed_mmap_threshold() -> None:
+    """Large blocks always from mmap and returned on free (glibc raises the threshold after
+    frees by default, so blocks recycled from the warm-up call would not be counted)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except OSError:  # not glibc
+        pass
+
+
 def main(argv: list[str]) -> int:
+    _fixed_mmap_threshold()
     case = cases.Case(**json.loads(argv[2]))
     print(json.dumps(measure(argv[1], case)))
     return 0

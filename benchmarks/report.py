@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
 from collections import defaultdict
 
@@ -42,15 +43,25 @@ def _mib(value) -> str:
     return f"{value:.1f}" if abs(value) < 10 else f"{value:.0f}"
 
 
+def _clean_command(command: str) -> str:
+    """The command as a reader would type it: JSON file names without their directories."""
+    return re.sub(r"--benchmark-json=(\S*/)?(\S+)", r"--benchmark-json=\2", command)
+
+
 def load(paths: list[str]) -> dict:
     """Merge several JSON files: benchmarks, skipped contenders, and the first file's header."""
-    merged: dict = {"benchmarks": [], "skipped": [], "commands": []}
+    merged: dict = {"benchmarks": [], "skipped": [], "commands": [], "incomplete": []}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
-        merged["benchmarks"] += data["benchmarks"]
+        for bench in data["benchmarks"]:
+            # A case interrupted after its timing but before its record has no "contender".
+            if "contender" in bench["extra_info"] or not bench["name"].startswith("test_svd"):
+                merged["benchmarks"].append(bench)
+            if "contender" not in bench["extra_info"] and "test_svd" in bench["name"]:
+                merged["incomplete"].append(bench["name"])
         merged["skipped"] += data.get("skipped", [])
-        merged["commands"].append(data.get("command", "?"))
+        merged["commands"].append(_clean_command(data.get("command", "?")))
         for key in ("machine_info", "datetime", "loadavg_end"):
             merged.setdefault(key, data.get(key))
     return merged
@@ -158,7 +169,8 @@ def sweep_table(data: dict) -> str:
         others = sorted(n for n in series if n not in (OURS, "gemm_reference"))
         out.append(
             f"\n{title}, {shape[0]}×{shape[1]} rrae-like float32: median time, and in "
-            "parentheses the peer's time over rrae_fast's (> 1: rrae_fast is faster)\n"
+            "parentheses the peer's time over rrae_fast's (> 1: rrae_fast is faster; —: not "
+            "run, reasons below)\n"
         )
         out.append("| k | rrae_fast | " + " | ".join(others) + " |")
         out.append("|---" * (2 + len(others)) + "|")
@@ -170,7 +182,7 @@ def sweep_table(data: dict) -> str:
                 cells.append(
                     f"{_fmt_time(b['stats']['median'])} ({b['stats']['median'] / ours:.1f}×)"
                     if b
-                    else "skipped"
+                    else "—"
                 )
             out.append(f"| {k} | {_fmt_time(ours)} | " + " | ".join(cells) + " |")
     skips = sorted(
@@ -178,6 +190,11 @@ def sweep_table(data: dict) -> str:
     )
     if skips:
         out.append("\nSkipped somewhere in the run: " + "; ".join(f"{n} ({r})" for n, r in skips))
+    if data.get("incomplete"):
+        out.append(
+            "\nInterrupted before their record was complete (left out): "
+            + ", ".join(data["incomplete"])
+        )
     return "\n".join(out) + "\n"
 
 
@@ -189,6 +206,8 @@ def plots(data: dict, directory: pathlib.Path) -> list[pathlib.Path]:
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
+    names = sorted({b["extra_info"].get("contender", "") for b in data["benchmarks"]} - {""})
+    colors = {name: plt.cm.tab20(i % 20) for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for ax, mode, title in ((axes[0], "fwd", "forward"), (axes[1], "grad", "jit(grad)")):
         shape, series = sweep(data, mode)
@@ -200,6 +219,7 @@ def plots(data: dict, directory: pathlib.Path) -> list[pathlib.Path]:
                 "o-",
                 label=name,
                 lw=2.5 if name == OURS else 1.2,
+                color=colors[name],
             )
         if shape:
             ax.set_title(f"{title}, {shape[0]}×{shape[1]} float32")
@@ -217,6 +237,7 @@ def plots(data: dict, directory: pathlib.Path) -> list[pathlib.Path]:
                 "o-",
                 label=name,
                 lw=2.5 if name == OURS else 1.2,
+                color=colors[name],
             )
     ax.set(
         xscale="log",

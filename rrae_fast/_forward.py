@@ -6,6 +6,8 @@ the width of the outputs; entries beyond a matrix's ``k`` are zero.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,13 +16,23 @@ from jax import Array
 from . import _native
 
 METHODS = {"auto": 0, "dense": 1, "iterative": 2}
-PATHS = ("dense", "iterative", "iterative_then_dense", "non_finite")
+# Path codes of the kernels' `info` output (csrc/common/svd_types.h). "jacobi", "unconverged"
+# and "solver_failed" come from the CUDA kernel only; "unconverged" members are redone here.
+PATHS = (
+    "dense",
+    "iterative",
+    "iterative_then_dense",
+    "non_finite",
+    "jacobi",
+    "unconverged",
+    "solver_failed",
+)
 
 
 def ffi_call(
     a: Array, k: Array, max_k: int, init: Array | None, method: str, fault: int = 0
 ) -> tuple[Array, Array, Array, Array]:
-    """The native kernel (CPU): factors of width max_k and ``info`` [..., 2] (path, passes).
+    """The native kernel (CPU or CUDA): factors of width max_k and ``info`` [..., 2].
 
     ``fault`` is a test hook that makes LAPACK calls report failure; 0 otherwise.
     """
@@ -77,12 +89,53 @@ def xla_factors(a: Array, k: Array, max_k: int) -> tuple[Array, Array, Array]:
     )
 
 
+@functools.cache
+def _cuda_factors(max_k: int, method: str):
+    """The CUDA kernel, with members it marks "unconverged" redone on its dense path.
+
+    The kernel never synchronises with the host, so its iteration runs a fixed schedule and
+    only flags the members whose residual test fails; the redo is a ``lax.cond`` on that flag.
+    A ``custom_vmap`` keeps the condition one scalar for the whole batch under ``vmap`` (a
+    batched condition would turn into a select that always runs the dense path).
+    """
+    unconverged = PATHS.index("unconverged")
+
+    @jax.custom_batching.custom_vmap
+    def run(a, k, init):
+        u, s, vt, info = ffi_call(a, k, max_k, init, method)
+        redo = info[..., 0] == unconverged
+
+        def dense(_):
+            du, ds, dvt, _ = ffi_call(a, k, max_k, None, "dense")
+            return (
+                jnp.where(redo[..., None, None], du, u),
+                jnp.where(redo[..., None], ds, s),
+                jnp.where(redo[..., None, None], dvt, vt),
+            )
+
+        return jax.lax.cond(jnp.any(redo), dense, lambda _: (u, s, vt), None)
+
+    @run.def_vmap
+    def _run_batched(axis_size, in_batched, a, k, init):
+        a, k, init = (
+            x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+            for x, batched in zip((a, k, init), in_batched)
+        )
+        return run(a, k, init), (True, True, True)
+
+    return run
+
+
 def factors(
     a: Array, k: Array, max_k: int, init: Array | None = None, method: str = "auto"
 ) -> tuple[Array, Array, Array]:
-    """Factors of width max_k: the native kernel on CPU, XLA's SVD elsewhere."""
-    return jax.lax.platform_dependent(
-        a,
-        cpu=lambda x: ffi_call(x, k, max_k, init, method)[:3],
-        default=lambda x: xla_factors(x, k, max_k),  # no method choice, no warm start
-    )
+    """Factors of width max_k: the native kernels on CPU and CUDA, XLA's SVD elsewhere."""
+    branches = {
+        "cpu": lambda x: ffi_call(x, k, max_k, init, method)[:3],
+        "default": lambda x: xla_factors(x, k, max_k),  # no method choice, no warm start
+    }
+    if _native.cuda_available():  # pragma: no cover - needs a CUDA build
+        if init is None:
+            init = jnp.zeros((*a.shape[:-1], 0), a.dtype)
+        branches["cuda"] = lambda x: _cuda_factors(max_k, method)(x, k, init)
+    return jax.lax.platform_dependent(a, **branches)

@@ -1,7 +1,9 @@
 """The one module that touches the compiled extensions.
 
 Imports ``_cpu`` (always built), hands it SciPy's LAPACK entry points, and registers its XLA FFI
-targets with JAX once. ``_cuda`` is optional and imported lazily when it exists.
+targets with JAX once. ``_cuda`` is optional (built with ``RRAE_FAST_ENABLE_CUDA=1``): when it
+imports (its cuBLAS/cuSOLVER libraries load), the same target names are registered for the CUDA
+platform. Importing it needs no GPU.
 """
 
 from __future__ import annotations
@@ -50,6 +52,22 @@ def prefer_iterative(m: int, n: int, k: int) -> bool:
     return bool(_cpu.prefer_iterative(m, n, k))
 
 
+try:
+    from . import _cuda
+except ImportError as _error:  # not built, or its CUDA libraries cannot be loaded
+    _cuda = None
+    _CUDA_STATUS = f"no CUDA module ({_error})"
+else:  # pragma: no cover - needs a CUDA build
+    for _name, _capsule in _cuda.registrations().items():
+        jax.ffi.register_ffi_target(_name, _capsule, platform="CUDA")
+    _CUDA_STATUS = f"CUDA module loaded; {_cuda.device_count()} CUDA device(s) visible"
+
+
 def cuda_available() -> bool:
-    """Whether a CUDA module was built. Always False until the CUDA backend exists."""
-    return False
+    """Whether the CUDA module was built and loaded (a GPU may still be absent)."""
+    return _cuda is not None
+
+
+def cuda_status() -> str:
+    """One line on the CUDA module: loaded (and the devices it sees), or why not."""
+    return _CUDA_STATUS

@@ -9,16 +9,20 @@ with Q_U = I − U Uᵀ and Q_V = I − V Vᵀ over the kept vectors. On the ran
 σ_i² I − A Aᵀ has eigenvalues σ_i² − σ_j² ≥ σ_i² − σ_{k+1}² > 0, so each column is a symmetric
 positive definite system, solved by conjugate gradients on the whole m x k block at once (each
 column its own step sizes), two products with A per iteration and no m x m matrix formed. CG
-converges like (σ_i − σ_{k+1})/(σ_i + σ_{k+1}) per iteration; RRAE latents, where σ_{k+1}/σ_k
-is small, need a handful.
+converges like (√κ − 1)/(√κ + 1) per iteration with κ = σ_i²/(σ_i² − σ_{k+1}²); RRAE
+latents, where σ_{k+1}/σ_k is small, need a handful.
 
 CG stops at a relative residual of ``CG_RTOL`` (dtype-tied: 1e-2·√ε) within ``CG_MAX_ITERS``.
-When it does not get there (a tie or near-tie across the cut, or singular values below the
-zero threshold among the kept ones) the solve is done instead from a full thin SVD with the
-same stabilisation as the dense rule (ties across the cut decoupled), so the result is never a
-silently unconverged one. The solves sit inside ``jax.lax.custom_linear_solve``: the rule stays
-linear in the tangent, reverse mode follows by transposition (the operator is symmetric), and
-the solver itself is never differentiated.
+Before solving, the iterations CG will need are predicted from σ_k and an estimate of σ_{k+1}
+(a few power steps on the deflated matrix, :func:`cg_iterations_needed`); where the solves
+would cost more than the full thin SVD (a flat spectrum, no gap after σ_k), the full-SVD route
+below is taken directly (:func:`worth_solving`). When CG does not get there anyway (a tie or
+near-tie across the cut, or singular values below the zero threshold among the kept ones) the
+solve is done instead from a full thin SVD with the same stabilisation as the dense rule (ties
+across the cut decoupled), so the result is never a silently unconverged one. The solves sit
+inside ``jax.lax.custom_linear_solve``: the rule stays linear in the tangent, reverse mode
+follows by transposition (the operator is symmetric), and the solver itself is never
+differentiated.
 """
 
 from __future__ import annotations
@@ -96,8 +100,59 @@ def all_kept_nonzero(s: Array, k: Array, m: int, n: int) -> Array:
     return jnp.all(jnp.where(keep, stable_singular_values(s, m, n) > 0, True))
 
 
+#: Power steps of the estimate of σ_{k+1} (block of GAP_WIDTH columns).
+GAP_ITERS = 8
+GAP_WIDTH = 4
+
+
+def cg_iterations_needed(a: Array, u: Array, s: Array, vt: Array, k: Array) -> Array:
+    """[...] predicted CG iterations for the worst-conditioned kept system (i = k).
+
+    σ_{k+1} is estimated by GAP_ITERS block power steps on (I − UUᵀ) A (I − VVᵀ) from a fixed
+    random start; the estimate is a lower bound, so the prediction errs towards solving (CG
+    still falls back when it does not converge). The system for σ_k has condition number
+    κ = σ_k² / (σ_k² − σ_{k+1}²), and CG reduces its error by 2·((√κ − 1)/(√κ + 1))^t.
+    """
+    n = a.shape[-1]
+    v = _mT(vt)
+    tiny = jnp.finfo(a.dtype).tiny
+    x = jax.random.normal(jax.random.key(0), (*a.shape[:-2], n, GAP_WIDTH), a.dtype)
+
+    def deflated(x):
+        return _project_out(u, a @ _project_out(v, x))
+
+    def step(_, x):
+        x = _project_out(v, _mT(a) @ deflated(x))
+        return x / jnp.maximum(jnp.linalg.norm(x, axis=-2, keepdims=True), tiny)
+
+    x = jax.lax.fori_loop(0, GAP_ITERS, step, x / jnp.linalg.norm(x, axis=-2, keepdims=True))
+    est = jnp.max(jnp.linalg.norm(deflated(x), axis=-2), axis=-1)
+    s_k = jnp.take_along_axis(s, (k - 1)[..., None], axis=-1)[..., 0]
+    ratio = jnp.where(s_k > 0, est / jnp.where(s_k > 0, s_k, 1), jnp.inf)
+    kappa = jnp.where(ratio < 1, 1 / (1 - jnp.minimum(ratio, 1) ** 2), jnp.inf)
+    q = (jnp.sqrt(kappa) - 1) / (jnp.sqrt(kappa) + 1)
+    needed = jnp.log(cg_rtol(a.dtype) / 2) / jnp.log(jnp.where(q > 0, q, 0.5))
+    return jnp.where(q > 0, jnp.maximum(needed, 1), 1)
+
+
+def worth_solving(a: Array, u: Array, s: Array, vt: Array, k: Array) -> Array:
+    """Whether the solves are cheaper than a full thin SVD, for every batch member.
+
+    CG costs 8·m·n·k flops per iteration (two products of width k per side); a full thin SVD
+    about 30·m·n·min(m, n) at a better flop rate. Solve when iterations·8·k <= 10·min(m, n).
+    """
+    r = min(a.shape[-2:])
+    return jnp.all(cg_iterations_needed(a, u, s, vt, k) * 8 * k.astype(a.dtype) <= 10 * r)
+
+
+def use_solves(a: Array, u: Array, s: Array, vt: Array, k: Array) -> Array:
+    """Whether the exact derivative should come from the solves (else from a full SVD)."""
+    m, n = a.shape[-2:]
+    return all_kept_nonzero(s, k, m, n) & worth_solving(a, u, s, vt, k)
+
+
 def complement(
-    a: Array, u: Array, s: Array, vt: Array, k: Array, da: Array
+    a: Array, u: Array, s: Array, vt: Array, k: Array, da: Array, solvable: Array | None = None
 ) -> tuple[Array, Array]:
     """The blocks ``X = [R_i b_i]`` (m x c) and ``Y = [S_i c_i]`` (n x c) for the kept columns.
 
@@ -106,6 +161,8 @@ def complement(
         u, s, vt: [..., m, c], [..., c], [..., c, n] its top factors (zero beyond k).
         k: [...] int32, the number of kept columns.
         da: [..., m, n] the tangent.
+        solvable: scalar bool, :func:`use_solves` (computed here when not given). False: every
+            block comes from the full thin SVD.
     """
     m, n = a.shape[-2:]
     width = s.shape[-1]
@@ -120,7 +177,8 @@ def complement(
     c = jnp.where(keep[..., None, :], c, zero)
     shift = jnp.where(keep, st * st, jnp.ones((), a.dtype))[..., None, :]
     rtol = cg_rtol(a.dtype)
-    solvable = all_kept_nonzero(s, k, m, n)
+    if solvable is None:
+        solvable = use_solves(a, u, s, vt, k)
 
     def solve_side(left: bool, rhs: Array) -> Array:
         w = u if left else v
@@ -131,10 +189,14 @@ def complement(
             return x * shift - _project_out(w, big)
 
         def solve(_, rhs):
-            x, converged = _block_cg(matvec, rhs, rtol)
-            return jax.lax.cond(
-                converged & solvable, lambda: x, lambda: _dense_resolvent(a, k, width, rhs, left)
-            )
+            def dense():
+                return _dense_resolvent(a, k, width, rhs, left)
+
+            def by_cg():
+                x, converged = _block_cg(matvec, rhs, rtol)
+                return jax.lax.cond(converged, lambda: x, dense)
+
+            return jax.lax.cond(solvable, by_cg, dense)
 
         return jax.lax.custom_linear_solve(matvec, rhs, solve, symmetric=True)
 

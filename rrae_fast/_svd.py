@@ -84,8 +84,10 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     if gradient == "exact" and _iterative_backward(a, max_k, method):
         u, s, vt = _tsvd(a, k, init, max_k, method, "exact")
 
+        solvable = _resolvent.use_solves(a, u, s, vt, k)
+
         def by_solves():
-            x, y = _resolvent.complement(a, u, s, vt, k, da)
+            x, y = _resolvent.complement(a, u, s, vt, k, da, solvable)
             st = _resolvent.stable_singular_values(s, *a.shape[-2:])[..., None, :]
             t = u @ (jnp.swapaxes(u, -1, -2) @ da @ jnp.swapaxes(vt, -1, -2)) @ vt
             return t + (x * st) @ vt + u @ jnp.swapaxes(y * st, -1, -2)
@@ -94,7 +96,6 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
             uf, sf, vtf = _jvp_factors(a, k, max_k, init, method, "exact")
             return _svd_grad.rank_reduce_jvp(uf, sf, vtf, da, _forward.keep_mask(k, sf.shape[-1]))
 
-        solvable = _resolvent.all_kept_nonzero(s, k, *a.shape[-2:])
         return _product(u, s, vt), jax.lax.cond(solvable, by_solves, by_full_svd)
     u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
     keep = _forward.keep_mask(k, s.shape[-1])

@@ -25,6 +25,8 @@ def backward(monkeypatch):
         monkeypatch.setattr(
             _svd, "_iterative_backward", lambda a, max_k, method: which == "iterative"
         )
+        # Solve even where the cost gate would prefer the full SVD (small test matrices).
+        monkeypatch.setattr(_resolvent, "worth_solving", lambda *args: jnp.array(True))
         _clear()
 
     yield force
@@ -126,6 +128,39 @@ def test_large_matrix_gradient_matches_dense(rng, backward):
     g_auto = np.asarray(jax.jit(jax.grad(fn))(a))
     g_dense = _grads(backward, "dense", fn, a)
     assert np.linalg.norm(g_auto - g_dense) <= 1e-6 * np.linalg.norm(g_dense)
+
+
+def test_cost_gate_prefers_the_full_svd_on_a_flat_spectrum(rng):
+    """No gap after σ_k (Gaussian entries): the solves would crawl, the full SVD is chosen."""
+    flat = jnp.asarray(rng.standard_normal((600, 400)))
+    low = helpers.planted(rng, 600, 400, np.linspace(10, 1, 10))
+    gapped = jnp.asarray(low + 1e-3 * rng.standard_normal((600, 400)))
+    k = jnp.int32(10)
+    for a, expected in ((flat, False), (gapped, True)):
+        u, s, vt = rrae_fast.truncated_svd(a, 10)
+        assert bool(_resolvent.worth_solving(a, u, s, vt, k)) is expected
+
+
+def test_cg_iteration_prediction_uses_the_next_singular_value(rng):
+    """σ_{k+1} is estimated from below and close: the prediction matches the exact one."""
+    sigma = [5.0, 4.0, 3.0, 2.0, 1.0, 0.6] + [0.01] * 20
+    a = jnp.asarray(helpers.planted(rng, 300, 200, sigma))
+    u, s, vt = rrae_fast.truncated_svd(a, 5)
+    predicted = float(_resolvent.cg_iterations_needed(a, u, s, vt, jnp.int32(5)))
+    kappa = 1 / (1 - 0.6**2)
+    q = (np.sqrt(kappa) - 1) / (np.sqrt(kappa) + 1)
+    exact = np.log(_resolvent.cg_rtol(jnp.float64) / 2) / np.log(q)
+    assert exact * 0.9 <= predicted <= exact * 1.01
+
+
+def test_flat_spectrum_gradient_takes_the_full_svd_and_matches(rng, backward):
+    """The gated route gives the dense rule's gradient."""
+    a = rng.standard_normal((600, 400))
+    fn = lambda x: jnp.sum(jnp.sin(rrae_fast.rank_reduce(x, 10)))
+    _clear()
+    g_auto = np.asarray(jax.jit(jax.grad(fn))(a))
+    g_dense = _grads(backward, "dense", fn, a)
+    assert np.linalg.norm(g_auto - g_dense) <= 1e-8 * np.linalg.norm(g_dense)
 
 
 def test_cg_rtol_is_dtype_tied():

@@ -115,13 +115,34 @@ def test_cpu_lowering_uses_kernel():
     assert "gesdd" not in _hlo(lambda x: rrae_fast.rank_reduce(x, 2), a)
 
 
-@pytest.mark.parametrize("platform", ["tpu", "cuda"])
-def test_other_platforms_use_xla_fallback(platform):
-    """Exported for TPU (and CUDA, which has no kernel of ours yet), no target of ours appears."""
+def test_tpu_uses_xla_fallback():
+    """Exported for TPU, no target of ours appears (XLA's own SVD runs there)."""
     a = jax.ShapeDtypeStruct((8, 5), jnp.float32)
     for fn in (lambda x: rrae_fast.truncated_svd(x, 2), jax.grad(_rr_loss), jax.grad(_loss)):
-        text = export.export(jax.jit(fn), platforms=(platform,))(a).mlir_module()
+        text = export.export(jax.jit(fn), platforms=("tpu",))(a).mlir_module()
         assert TARGET not in text
+
+
+def test_cuda_export_uses_our_kernel_exactly_when_built():
+    """Exported for CUDA: our target with the CUDA module built, XLA's SVD without it."""
+    from rrae_fast import _native
+
+    a = jax.ShapeDtypeStruct((8, 5), jnp.float32)
+    for fn in (lambda x: rrae_fast.truncated_svd(x, 2), jax.grad(_rr_loss), jax.grad(_loss)):
+        exp = export.export(
+            jax.jit(fn),
+            platforms=("cuda",),
+            disabled_checks=[export.DisabledSafetyCheck.custom_call(TARGET)],
+        )(a)
+        assert (TARGET in exp.mlir_module()) == _native.cuda_available()
+    # Under vmap the kernel and its dense redo stay two calls for the whole batch.
+    batched = jax.ShapeDtypeStruct((4, 8, 5), jnp.float32)
+    exp = export.export(
+        jax.jit(jax.vmap(jax.grad(_rr_loss))),
+        platforms=("cuda",),
+        disabled_checks=[export.DisabledSafetyCheck.custom_call(TARGET)],
+    )(batched)
+    assert exp.mlir_module().count(TARGET) == (2 if _native.cuda_available() else 0)
 
 
 def test_multi_platform_export_holds_both():

@@ -26,12 +26,6 @@ bool SizesFitLapack(int64_t m, int64_t n) {
   return m <= INT_MAX && n <= INT_MAX && m * n <= INT_MAX && lwork <= INT_MAX;
 }
 
-int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k) {
-  // Oversampling: a few columns beyond k make the iteration converge like (σ_{b+1}/σ_k)^2
-  // instead of (σ_{k+1}/σ_k)^2; 8 + k/16 keeps the extra GEMM work near 6% for large k.
-  return std::min(std::min(m, n), k + 8 + k / 16);
-}
-
 bool PreferIterative(int64_t m, int64_t n, int64_t k) {
   const int64_t r = std::min(m, n);
   // Below a few hundred the dense SVD is cache-resident and hard to beat. Above, iterating on

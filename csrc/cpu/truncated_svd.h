@@ -21,20 +21,14 @@
 
 #include "common/parallel.h"
 #include "common/status.h"
+#include "common/svd_types.h"
 #include "cpu/dense_svd.h"
 #include "cpu/lapack.h"
 
 namespace rrae_fast::cpu {
 
-enum class Method : int64_t { kAuto = 0, kDense = 1, kIterative = 2 };
-
-// What happened to one batch member (first entry of its `info` row).
-enum class Path : int32_t {
-  kDense = 0,               // LAPACK's thin SVD
-  kIterative = 1,           // subspace iteration, converged
-  kIterativeThenDense = 2,  // subspace iteration did not converge; dense path used
-  kNonFinite = 3,           // NaN/Inf input: outputs are NaN
-};
+using ::rrae_fast::Method;
+using ::rrae_fast::Path;
 
 struct SvdOptions {
   Method method = Method::kAuto;
@@ -46,9 +40,6 @@ bool SizesFitLapack(int64_t m, int64_t n);
 
 // The automatic choice: true when the iterative path is expected to beat the dense one.
 bool PreferIterative(int64_t m, int64_t n, int64_t k);
-
-// Subspace width used for rank k (k plus oversampling, at most min(m, n)).
-int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k);
 
 template <typename T>
 Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n,

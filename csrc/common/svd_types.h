@@ -1,0 +1,37 @@
+// The method choice and the per-matrix path codes, shared by the CPU and CUDA kernels.
+//
+// A kernel writes, for each batch member, `info = [path, passes]`: the path below and the
+// number of products with A (0 on exact paths). The Python layer names the codes
+// (rrae_fast._forward.PATHS); keep the two in step.
+#ifndef RRAE_FAST_COMMON_SVD_TYPES_H_
+#define RRAE_FAST_COMMON_SVD_TYPES_H_
+
+#include <cstdint>
+
+namespace rrae_fast {
+
+enum class Method : int64_t { kAuto = 0, kDense = 1, kIterative = 2 };
+
+enum class Path : int32_t {
+  kDense = 0,               // the library's thin SVD (LAPACK / cuSOLVER gesvd)
+  kIterative = 1,           // subspace iteration, converged
+  kIterativeThenDense = 2,  // subspace iteration did not converge; dense result returned
+  kNonFinite = 3,           // NaN/Inf input: outputs are NaN
+  kJacobi = 4,              // CUDA: one-sided Jacobi, one thread block per matrix, converged
+  kUnconverged = 5,         // CUDA: iteration or Jacobi did not converge; the op redoes the
+                            //   member on the dense path (it never reaches the user)
+  kSolverFailed = 6,        // CUDA: cuSOLVER's SVD did not converge; outputs are NaN
+};
+
+// Subspace width of the iterative path for rank k: oversampling makes the iteration converge
+// like (σ_{b+1}/σ_k)² per pass instead of (σ_{k+1}/σ_k)²; 8 + k/16 extra columns keep the extra
+// GEMM work near 6% for large k. At most min(m, n).
+inline int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k) {
+  const int64_t r = m < n ? m : n;
+  const int64_t b = k + 8 + k / 16;
+  return b < r ? b : r;
+}
+
+}  // namespace rrae_fast
+
+#endif  // RRAE_FAST_COMMON_SVD_TYPES_H_

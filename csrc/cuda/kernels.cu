@@ -1,0 +1,249 @@
+// Small kernels shared by the CUDA paths (see kernels.h). One thread block per member or column;
+// reductions in double whatever the element type.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "common/svd_types.h"
+#include "cuda/kernels.h"
+#include "cuda/reduce.cuh"
+
+namespace rrae_fast::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ inline double RandomAt(uint64_t seed, uint64_t i) {
+  uint64_t z =
+      seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull + (i + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+}
+
+template <typename T>
+__global__ void CheckFiniteKernel(int64_t per, const T* x, int32_t* flags) {
+  const int64_t b = blockIdx.x;
+  const T* xb = x + b * per;
+  int bad = 0;
+  for (int64_t i = threadIdx.x; i < per; i += blockDim.x) bad |= !isfinite(xb[i]);
+  if (__syncthreads_or(bad) && threadIdx.x == 0) flags[b] |= kFlagNonFinite;
+}
+
+template <typename T>
+__global__ void FillRandomKernel(T* x, int64_t count, uint64_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    x[i] = static_cast<T>(RandomAt(seed, i));
+  }
+}
+
+template <typename T>
+__global__ void SanitizeColumnsKernel(int64_t rows, T* x, int64_t ld, uint64_t seed) {
+  T* col = x + blockIdx.x * ld;
+  int bad = 0;
+  for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) bad |= !isfinite(col[i]);
+  if (!__syncthreads_or(bad)) return;
+  for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) {
+    col[i] = static_cast<T>(RandomAt(seed + blockIdx.x, i));
+  }
+}
+
+template <typename T>
+__global__ void CopyUpperKernel(int64_t b, const T* qr, int64_t rows, T* r) {
+  const int64_t j = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < b; i += blockDim.x) {
+    r[i + j * b] = i <= j ? qr[i + j * rows] : T(0);
+  }
+}
+
+template <typename T>
+__global__ void ResidualTestKernel(int64_t m, const T* av, const T* u, const T* sig,
+                                   const int32_t* k, double tol, int32_t* flag) {
+  __shared__ double scratch[kThreads / 32];
+  const int32_t kk = *k;
+  const double top = double(sig[0]);
+  double worst = 0;
+  bool bad = !isfinite(top);
+  for (int32_t j = 0; j < kk && !bad; ++j) {
+    double acc = 0;
+    const double sj = double(sig[j]);
+    for (int64_t i = threadIdx.x; i < m; i += blockDim.x) {
+      const double e = double(av[i + j * m]) - double(u[i + j * m]) * sj;
+      acc += e * e;
+    }
+    acc = BlockSum(acc, scratch);  // every thread gets the sum
+    worst = fmax(worst, sqrt(acc));
+    bad = !isfinite(acc);
+  }
+  if (threadIdx.x == 0 && (bad || !(worst <= tol * top))) *flag |= kFlagUnconverged;
+}
+
+__global__ void InfoToFlagsKernel(int64_t count, const int* dev_info, int32_t bit,
+                                  int32_t* flags) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < count && dev_info[i] != 0) flags[i] |= bit;
+}
+
+template <typename T>
+__global__ void FinalizeKernel(int64_t m, int64_t n, int64_t kw, const int32_t* k,
+                               const int32_t* flags, int32_t path, int32_t passes, T* u, T* s,
+                               T* vt, int32_t* info) {
+  const int64_t b = blockIdx.x;
+  const int32_t f = flags[b];
+  const bool nan_out = (f & (kFlagNonFinite | kFlagSolverFailed)) != 0;
+  const int32_t kb = k[b];
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  T* ub = u + b * m * kw;
+  T* sb = s + b * kw;
+  T* vb = vt + b * kw * n;
+  for (int64_t i = threadIdx.x; i < m * kw; i += blockDim.x) {
+    if (nan_out) {
+      ub[i] = nan;
+    } else if (i % kw >= kb) {
+      ub[i] = T(0);
+    }
+  }
+  for (int64_t i = threadIdx.x; i < kw; i += blockDim.x) {
+    if (nan_out) {
+      sb[i] = nan;
+    } else if (i >= kb) {
+      sb[i] = T(0);
+    }
+  }
+  for (int64_t i = threadIdx.x; i < kw * n; i += blockDim.x) {
+    if (nan_out) {
+      vb[i] = nan;
+    } else if (i / n >= kb) {
+      vb[i] = T(0);
+    }
+  }
+  if (threadIdx.x == 0) {
+    int32_t code = path;
+    if (f & kFlagNonFinite) {
+      code = int32_t(Path::kNonFinite);
+    } else if (f & kFlagSolverFailed) {
+      code = int32_t(Path::kSolverFailed);
+    } else if (f & kFlagUnconverged) {
+      code = int32_t(Path::kUnconverged);
+    }
+    info[2 * b] = code;
+    info[2 * b + 1] = passes;
+  }
+}
+
+// One block per (member, column): the first largest-magnitude entry of u_j decides its sign.
+template <typename T>
+__global__ void SignConventionKernel(int64_t m, int64_t n, int64_t kw, T* u, T* vt) {
+  __shared__ double best_abs[kThreads];
+  __shared__ int64_t best_idx[kThreads];
+  const int64_t b = blockIdx.x / kw, j = blockIdx.x % kw;
+  T* ub = u + b * m * kw;
+  T* vb = vt + b * kw * n;
+  double my_abs = -1;
+  int64_t my_idx = 0;
+  for (int64_t q = threadIdx.x; q < m; q += blockDim.x) {
+    const double v = fabs(double(ub[q * kw + j]));
+    if (v > my_abs) {  // strict: the first index wins within a thread
+      my_abs = v;
+      my_idx = q;
+    }
+  }
+  best_abs[threadIdx.x] = my_abs;
+  best_idx[threadIdx.x] = my_idx;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      const double a2 = best_abs[threadIdx.x + stride];
+      const int64_t i2 = best_idx[threadIdx.x + stride];
+      if (a2 > best_abs[threadIdx.x] ||
+          (a2 == best_abs[threadIdx.x] && i2 < best_idx[threadIdx.x])) {
+        best_abs[threadIdx.x] = a2;
+        best_idx[threadIdx.x] = i2;
+      }
+    }
+    __syncthreads();
+  }
+  if (!(ub[best_idx[0] * kw + j] < T(0))) return;  // uniform across the block
+  for (int64_t q = threadIdx.x; q < m; q += blockDim.x) ub[q * kw + j] = -ub[q * kw + j];
+  for (int64_t p = threadIdx.x; p < n; p += blockDim.x) vb[j * n + p] = -vb[j * n + p];
+}
+
+int Blocks(int64_t count) {
+  return static_cast<int>(std::min<int64_t>((count + kThreads - 1) / kThreads, 4096));
+}
+
+}  // namespace
+
+template <typename T>
+void LaunchCheckFinite(cudaStream_t stream, int64_t batch, int64_t per, const T* x,
+                       int32_t* flags) {
+  if (batch > 0) CheckFiniteKernel<T><<<batch, kThreads, 0, stream>>>(per, x, flags);
+}
+
+template <typename T>
+void LaunchFillRandom(cudaStream_t stream, T* x, int64_t count, uint64_t seed) {
+  if (count > 0) FillRandomKernel<T><<<Blocks(count), kThreads, 0, stream>>>(x, count, seed);
+}
+
+template <typename T>
+void LaunchSanitizeColumns(cudaStream_t stream, int64_t rows, int64_t cols, T* x, int64_t ld,
+                           uint64_t seed) {
+  if (cols > 0) SanitizeColumnsKernel<T><<<cols, kThreads, 0, stream>>>(rows, x, ld, seed);
+}
+
+template <typename T>
+void LaunchCopyUpper(cudaStream_t stream, int64_t b, const T* qr, int64_t rows, T* r) {
+  CopyUpperKernel<T><<<b, kThreads, 0, stream>>>(b, qr, rows, r);
+}
+
+template <typename T>
+void LaunchResidualTest(cudaStream_t stream, int64_t m, const T* av, const T* u, const T* sig,
+                        const int32_t* k, double tol, int32_t* flag) {
+  ResidualTestKernel<T><<<1, kThreads, 0, stream>>>(m, av, u, sig, k, tol, flag);
+}
+
+void LaunchInfoToFlags(cudaStream_t stream, int64_t count, const int* dev_info, int32_t bit,
+                       int32_t* flags) {
+  if (count > 0) {
+    InfoToFlagsKernel<<<Blocks(count), kThreads, 0, stream>>>(count, dev_info, bit, flags);
+  }
+}
+
+template <typename T>
+void LaunchFinalize(cudaStream_t stream, int64_t batch, int64_t m, int64_t n, int64_t kw,
+                    const int32_t* k, const int32_t* flags, int32_t path, int32_t passes, T* u,
+                    T* s, T* vt, int32_t* info) {
+  if (batch > 0) {
+    FinalizeKernel<T>
+        <<<batch, kThreads, 0, stream>>>(m, n, kw, k, flags, path, passes, u, s, vt, info);
+  }
+}
+
+template <typename T>
+void LaunchSignConvention(cudaStream_t stream, int64_t batch, int64_t m, int64_t n, int64_t kw,
+                          T* u, T* vt) {
+  if (batch * kw > 0) {
+    SignConventionKernel<T><<<batch * kw, kThreads, 0, stream>>>(m, n, kw, u, vt);
+  }
+}
+
+#define RRAE_FAST_INSTANTIATE(T)                                                                 \
+  template void LaunchCheckFinite<T>(cudaStream_t, int64_t, int64_t, const T*, int32_t*);        \
+  template void LaunchFillRandom<T>(cudaStream_t, T*, int64_t, uint64_t);                        \
+  template void LaunchSanitizeColumns<T>(cudaStream_t, int64_t, int64_t, T*, int64_t, uint64_t); \
+  template void LaunchCopyUpper<T>(cudaStream_t, int64_t, const T*, int64_t, T*);                \
+  template void LaunchResidualTest<T>(cudaStream_t, int64_t, const T*, const T*, const T*,       \
+                                      const int32_t*, double, int32_t*);                         \
+  template void LaunchFinalize<T>(cudaStream_t, int64_t, int64_t, int64_t, int64_t,              \
+                                  const int32_t*, const int32_t*, int32_t, int32_t, T*, T*, T*,  \
+                                  int32_t*);                                                     \
+  template void LaunchSignConvention<T>(cudaStream_t, int64_t, int64_t, int64_t, int64_t, T*, T*);
+
+RRAE_FAST_INSTANTIATE(float)
+RRAE_FAST_INSTANTIATE(double)
+#undef RRAE_FAST_INSTANTIATE
+
+}  // namespace rrae_fast::cuda

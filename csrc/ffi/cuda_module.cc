@@ -1,0 +1,166 @@
+// XLA FFI handler for the CUDA truncated SVD, and the `_cuda` Python module that exports it.
+//
+// The CUDA twin of cpu_module.cc: the same target name, operands, results and attributes, so
+// the Python layer issues one ffi_call for both platforms. Handler chain: TruncatedSvdImpl<T>
+// (typed call into the core, on XLA's stream, workspace from XLA's scratch allocator) <-
+// TruncatedSvdDispatch (shape and dtype checks) <- XLA_FFI_DEFINE_HANDLER_SYMBOL <-
+// NB_MODULE(_cuda).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cuda/handles.h"
+#include "cuda/small_svd.h"
+#include "cuda/truncated_svd.h"
+#include "ffi/ffi_helpers.h"
+#include "nanobind/nanobind.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace nb = nanobind;
+namespace ffi = xla::ffi;
+
+namespace rrae_fast {
+namespace {
+
+template <typename T>
+ffi::Error TruncatedSvdImpl(cudaStream_t stream, ffi::ScratchAllocator& scratch,
+                            const ffi_helpers::MatrixBatch& shape, const int32_t* k, int64_t max_k,
+                            int64_t init_cols, ffi::AnyBuffer a, ffi::AnyBuffer init,
+                            ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
+                            ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
+                            Method method) {
+  cuda::Context ctx;
+  ctx.stream = stream;
+  if (Status st = cuda::HandlesFor(stream, &ctx.handles); !st.ok) {
+    return ffi_helpers::ToFfiError(st);
+  }
+  cuda::Allocator allocate = [&scratch](size_t bytes) -> void* {
+    std::optional<void*> p = scratch.Allocate(bytes, 256);
+    return p.has_value() ? *p : nullptr;
+  };
+  Status status = cuda::TruncatedSvd<T>(
+      ctx, allocate, shape.batch, shape.m, shape.n, k, max_k,
+      reinterpret_cast<const T*>(a.untyped_data()),
+      init_cols > 0 ? reinterpret_cast<const T*>(init.untyped_data()) : nullptr, init_cols,
+      reinterpret_cast<T*>(u->untyped_data()), reinterpret_cast<T*>(s->untyped_data()),
+      reinterpret_cast<T*>(vt->untyped_data()), reinterpret_cast<int32_t*>(info->untyped_data()),
+      method);
+  return ffi_helpers::ToFfiError(status);
+}
+
+ffi::Error TruncatedSvdDispatch(cudaStream_t stream, ffi::ScratchAllocator scratch,
+                                ffi::AnyBuffer a, ffi::AnyBuffer k_buf, ffi::AnyBuffer init,
+                                ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
+                                ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
+                                int64_t max_k, int64_t method, int64_t fault) {
+  auto shape = ffi_helpers::SplitBatch(a.dimensions(), "input a");
+  if (shape.has_error()) return shape.error();
+  const int64_t m = shape->m, n = shape->n;
+  if (max_k < 1 || max_k > std::min(m, n)) {
+    return ffi::Error::InvalidArgument("max_k must be in [1, min(m, n)] = [1, " +
+                                       std::to_string(std::min(m, n)) + "], got " +
+                                       std::to_string(max_k));
+  }
+  if (k_buf.element_type() != ffi::DataType::S32 ||
+      static_cast<int64_t>(k_buf.element_count()) != shape->batch ||
+      k_buf.dimensions().size() + 2 != a.dimensions().size()) {
+    return ffi::Error::InvalidArgument("k must be an int32 array of the batch shape of a");
+  }
+  // cuBLAS and cuSOLVER's classic API take 32-bit sizes.
+  if (m > INT32_MAX / std::max<int64_t>(n, 1)) {
+    return ffi::Error::InvalidArgument("matrix of " + std::to_string(m) + " x " +
+                                       std::to_string(n) + " is too large for 32-bit cuSOLVER");
+  }
+  if (fault != 0) {
+    return ffi::Error::InvalidArgument("fault injection is a CPU test hook only");
+  }
+  if (method < 0 || method > 2) return ffi::Error::InvalidArgument("unknown method code");
+  auto init_dims = init.dimensions();
+  const int64_t init_cols = init_dims.size() == a.dimensions().size() ? init_dims.back() : -1;
+  if (auto e = ffi_helpers::CheckShape(init_dims, a.dimensions(), m, init_cols, "init");
+      init_cols < 0 || e.failure()) {
+    return ffi::Error::InvalidArgument("init must have shape [..., m, c] matching a");
+  }
+  if (auto e = ffi_helpers::CheckShape(u->dimensions(), a.dimensions(), m, max_k, "u");
+      e.failure())
+    return e;
+  if (auto e = ffi_helpers::CheckShape(s->dimensions(), a.dimensions(), max_k, -1, "s");
+      e.failure())
+    return e;
+  if (auto e = ffi_helpers::CheckShape(vt->dimensions(), a.dimensions(), max_k, n, "vt");
+      e.failure())
+    return e;
+  if (auto e = ffi_helpers::CheckShape(info->dimensions(), a.dimensions(), 2, -1, "info");
+      e.failure())
+    return e;
+  const ffi::DataType dtype = a.element_type();
+  if (init.element_type() != dtype || u->element_type() != dtype || s->element_type() != dtype ||
+      vt->element_type() != dtype) {
+    return ffi::Error::InvalidArgument("init and the outputs must have the input's dtype");
+  }
+  if (info->element_type() != ffi::DataType::S32) {
+    return ffi::Error::InvalidArgument("info must be int32");
+  }
+  const int32_t* k = reinterpret_cast<const int32_t*>(k_buf.untyped_data());
+  const Method how = static_cast<Method>(method);
+  switch (dtype) {
+    case ffi::DataType::F32:
+      return TruncatedSvdImpl<float>(stream, scratch, *shape, k, max_k, init_cols, a, init, u, s,
+                                     vt, info, how);
+    case ffi::DataType::F64:
+      return TruncatedSvdImpl<double>(stream, scratch, *shape, k, max_k, init_cols, a, init, u, s,
+                                      vt, info, how);
+    default:
+      return ffi::Error::InvalidArgument("rrae_fast_truncated_svd supports float32 and float64");
+  }
+}
+
+}  // namespace
+}  // namespace rrae_fast
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvdCuda, rrae_fast::TruncatedSvdDispatch,
+                              xla::ffi::Ffi::Bind()
+                                  .Ctx<xla::ffi::PlatformStream<cudaStream_t>>()  // stream
+                                  .Ctx<xla::ffi::ScratchAllocator>()              // workspace
+                                  .Arg<xla::ffi::AnyBuffer>()                     // a [..., m, n]
+                                  .Arg<xla::ffi::AnyBuffer>()                     // k [...] int32
+                                  .Arg<xla::ffi::AnyBuffer>()  // init [..., m, c]
+                                  .Ret<xla::ffi::AnyBuffer>()  // u [..., m, max_k]
+                                  .Ret<xla::ffi::AnyBuffer>()  // s [..., max_k]
+                                  .Ret<xla::ffi::AnyBuffer>()  // vt [..., max_k, n]
+                                  .Ret<xla::ffi::AnyBuffer>()  // info [..., 2] int32
+                                  .Attr<int64_t>("max_k")      // output width
+                                  .Attr<int64_t>("method")     // 0 auto, 1 dense, 2 iter
+                                  .Attr<int64_t>("fault"));    // must be 0 here
+
+NB_MODULE(_cuda, m) {
+  m.doc() = "rrae_fast CUDA kernels (XLA FFI handlers).";
+  m.def(
+      "registrations",
+      []() {
+        nb::dict d;
+        d["rrae_fast_truncated_svd"] = nb::capsule(
+            reinterpret_cast<void*>(RraeFastTruncatedSvdCuda), "xla._CUSTOM_CALL_TARGET");
+        return d;
+      },
+      "FFI targets of this module: a dict from target name to handler capsule.");
+  m.def(
+      "device_count",
+      []() {
+        int count = 0;
+        return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+      },
+      "Number of CUDA devices the runtime sees (0 without a driver or device).");
+  m.def(
+      "choose_path",
+      [](int64_t m, int64_t n, int64_t max_k, int64_t element_size, int64_t method) {
+        return static_cast<int>(
+            rrae_fast::cuda::ChoosePath(m, n, max_k, static_cast<size_t>(element_size),
+                                        static_cast<rrae_fast::Method>(method)));
+      },
+      nb::arg("m"), nb::arg("n"), nb::arg("max_k"), nb::arg("element_size"), nb::arg("method"),
+      "The path code the kernel takes for this shape on the current device.");
+}
