@@ -176,6 +176,13 @@ def machine_info() -> dict:
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
     }
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("jaxlib", "numpy", "scipy", "torch", "scikit-learn", "rraes", "cupy"):
+        try:
+            info[package.replace("-", "_") + "_version"] = version(package)
+        except PackageNotFoundError:
+            pass
     try:
         from threadpoolctl import threadpool_info
 

@@ -86,6 +86,15 @@ def _group_key(group: str, case: dict | None):
     )
 
 
+def _versions(info: dict) -> str:
+    found = [
+        f"{key[: -len('_version')].replace('_', '-')} {value}"
+        for key, value in sorted(info.items())
+        if key.endswith("_version")
+    ]
+    return ("peers' versions: " + ", ".join(found) + ", ") if found else ""
+
+
 def stamp(data: dict) -> str:
     info = data["benchmarks"][0]["extra_info"] if data["benchmarks"] else {}
     cpu = (data.get("machine_info") or {}).get("cpu", {}).get("brand_raw", "?")
@@ -95,6 +104,7 @@ def stamp(data: dict) -> str:
     return (
         f"Taken {str(data.get('datetime'))[:16]} UTC on {info.get('cpus')} CPUs ({cpu}), "
         f"device {info.get('device')}, jax {info.get('jax')}, BLAS {info.get('blas')}, "
+        f"{_versions(info)}"
         f"thread variables {info.get('threads_env') or 'unset'}; 1-minute load during the "
         f"cases {load_text}. Command: {commands}.\n"
     )
