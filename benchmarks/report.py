@@ -200,11 +200,10 @@ def sweep_table(data: dict) -> str:
     )
     if skips:
         out.append("\nSkipped somewhere in the run: " + "; ".join(f"{n} ({r})" for n, r in skips))
-    if data.get("incomplete"):
-        out.append(
-            "\nInterrupted before their record was complete (left out): "
-            + ", ".join(data["incomplete"])
-        )
+    complete = {b["name"] for b in data["benchmarks"]}
+    lost = [name for name in data.get("incomplete", []) if name not in complete]
+    if lost:
+        out.append("\nInterrupted before their record was complete (left out): " + ", ".join(lost))
     return "\n".join(out) + "\n"
 
 
