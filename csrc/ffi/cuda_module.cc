@@ -56,66 +56,26 @@ ffi::Error TruncatedSvdDispatch(cudaStream_t stream, ffi::ScratchAllocator scrat
                                 ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
                                 ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
                                 int64_t max_k, int64_t method, int64_t fault) {
-  auto shape = ffi_helpers::SplitBatch(a.dimensions(), "input a");
-  if (shape.has_error()) return shape.error();
-  const int64_t m = shape->m, n = shape->n;
-  if (max_k < 1 || max_k > std::min(m, n)) {
-    return ffi::Error::InvalidArgument("max_k must be in [1, min(m, n)] = [1, " +
-                                       std::to_string(std::min(m, n)) + "], got " +
-                                       std::to_string(max_k));
-  }
-  if (k_buf.element_type() != ffi::DataType::S32 ||
-      static_cast<int64_t>(k_buf.element_count()) != shape->batch ||
-      k_buf.dimensions().size() + 2 != a.dimensions().size()) {
-    return ffi::Error::InvalidArgument("k must be an int32 array of the batch shape of a");
-  }
+  auto call = ffi_helpers::CheckSvdCall(a, k_buf, init, *u, *s, *vt, *info, max_k, method);
+  if (call.has_error()) return call.error();
+  const ffi_helpers::MatrixBatch& shape = call->shape;
   // cuBLAS and cuSOLVER's classic API take 32-bit sizes.
-  if (m > INT32_MAX / std::max<int64_t>(n, 1)) {
-    return ffi::Error::InvalidArgument("matrix of " + std::to_string(m) + " x " +
-                                       std::to_string(n) + " is too large for 32-bit cuSOLVER");
+  if (shape.m > INT32_MAX / std::max<int64_t>(shape.n, 1)) {
+    return ffi::Error::InvalidArgument("matrix of " + std::to_string(shape.m) + " x " +
+                                       std::to_string(shape.n) +
+                                       " is too large for 32-bit cuSOLVER");
   }
   if (fault != 0) {
     return ffi::Error::InvalidArgument("fault injection is a CPU test hook only");
   }
-  if (method < 0 || method > 2) return ffi::Error::InvalidArgument("unknown method code");
-  auto init_dims = init.dimensions();
-  const int64_t init_cols = init_dims.size() == a.dimensions().size() ? init_dims.back() : -1;
-  if (auto e = ffi_helpers::CheckShape(init_dims, a.dimensions(), m, init_cols, "init");
-      init_cols < 0 || e.failure()) {
-    return ffi::Error::InvalidArgument("init must have shape [..., m, c] matching a");
-  }
-  if (auto e = ffi_helpers::CheckShape(u->dimensions(), a.dimensions(), m, max_k, "u");
-      e.failure())
-    return e;
-  if (auto e = ffi_helpers::CheckShape(s->dimensions(), a.dimensions(), max_k, -1, "s");
-      e.failure())
-    return e;
-  if (auto e = ffi_helpers::CheckShape(vt->dimensions(), a.dimensions(), max_k, n, "vt");
-      e.failure())
-    return e;
-  if (auto e = ffi_helpers::CheckShape(info->dimensions(), a.dimensions(), 2, -1, "info");
-      e.failure())
-    return e;
-  const ffi::DataType dtype = a.element_type();
-  if (init.element_type() != dtype || u->element_type() != dtype || s->element_type() != dtype ||
-      vt->element_type() != dtype) {
-    return ffi::Error::InvalidArgument("init and the outputs must have the input's dtype");
-  }
-  if (info->element_type() != ffi::DataType::S32) {
-    return ffi::Error::InvalidArgument("info must be int32");
-  }
   const int32_t* k = reinterpret_cast<const int32_t*>(k_buf.untyped_data());
   const Method how = static_cast<Method>(method);
-  switch (dtype) {
-    case ffi::DataType::F32:
-      return TruncatedSvdImpl<float>(stream, scratch, *shape, k, max_k, init_cols, a, init, u, s,
-                                     vt, info, how);
-    case ffi::DataType::F64:
-      return TruncatedSvdImpl<double>(stream, scratch, *shape, k, max_k, init_cols, a, init, u, s,
-                                      vt, info, how);
-    default:
-      return ffi::Error::InvalidArgument("rrae_fast_truncated_svd supports float32 and float64");
+  if (a.element_type() == ffi::DataType::F32) {
+    return TruncatedSvdImpl<float>(stream, scratch, shape, k, max_k, call->init_cols, a, init, u,
+                                   s, vt, info, how);
   }
+  return TruncatedSvdImpl<double>(stream, scratch, shape, k, max_k, call->init_cols, a, init, u, s,
+                                  vt, info, how);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "common/status.h"
 #include "xla/ffi/api/ffi.h"
@@ -44,6 +46,67 @@ inline ffi::Error CheckShape(ffi::AnyBuffer::Dimensions dims, ffi::AnyBuffer::Di
   if (ok) return ffi::Error::Success();
   return ffi::Error::InvalidArgument(std::string("output ") + what +
                                      " has the wrong shape for the input and k");
+}
+
+// The shapes of one truncated-SVD call: the batch, and the width of the warm start.
+struct SvdCall {
+  MatrixBatch shape;
+  int64_t init_cols = 0;
+};
+
+// Checks what both kernels share: a is [..., m, n], k an int32 array of the batch shape,
+// 1 <= max_k <= min(m, n), a known method code, init [..., m, c], and results u [..., m, max_k],
+// s [..., max_k], vt [..., max_k, n] of a's dtype (float32 or float64) and info [..., 2] int32.
+inline ffi::ErrorOr<SvdCall> CheckSvdCall(const ffi::AnyBuffer& a, const ffi::AnyBuffer& k,
+                                          const ffi::AnyBuffer& init, const ffi::AnyBuffer& u,
+                                          const ffi::AnyBuffer& s, const ffi::AnyBuffer& vt,
+                                          const ffi::AnyBuffer& info, int64_t max_k,
+                                          int64_t method) {
+  auto shape = SplitBatch(a.dimensions(), "input a");
+  if (shape.has_error()) return ffi::Unexpected(shape.error());
+  const int64_t m = shape->m, n = shape->n;
+  const int64_t r = m < n ? m : n;
+  if (max_k < 1 || max_k > r) {
+    return ffi::Unexpected(ffi::Error::InvalidArgument("max_k must be in [1, min(m, n)] = [1, " +
+                                                       std::to_string(r) + "], got " +
+                                                       std::to_string(max_k)));
+  }
+  if (k.element_type() != ffi::DataType::S32 ||
+      static_cast<int64_t>(k.element_count()) != shape->batch ||
+      k.dimensions().size() + 2 != a.dimensions().size()) {
+    return ffi::Unexpected(
+        ffi::Error::InvalidArgument("k must be an int32 array of the batch shape of a"));
+  }
+  if (method < 0 || method > 2) {
+    return ffi::Unexpected(ffi::Error::InvalidArgument("unknown method code"));
+  }
+  auto init_dims = init.dimensions();
+  const int64_t init_cols = init_dims.size() == a.dimensions().size() ? init_dims.back() : -1;
+  if (init_cols < 0 || CheckShape(init_dims, a.dimensions(), m, init_cols, "init").failure()) {
+    return ffi::Unexpected(
+        ffi::Error::InvalidArgument("init must have shape [..., m, c] matching a"));
+  }
+  for (auto [buffer, rows, cols, what] :
+       {std::tuple{&u, m, max_k, "u"}, std::tuple{&s, max_k, int64_t{-1}, "s"},
+        std::tuple{&vt, max_k, n, "vt"}, std::tuple{&info, int64_t{2}, int64_t{-1}, "info"}}) {
+    if (auto e = CheckShape(buffer->dimensions(), a.dimensions(), rows, cols, what); e.failure()) {
+      return ffi::Unexpected(std::move(e));
+    }
+  }
+  const ffi::DataType dtype = a.element_type();
+  if (dtype != ffi::DataType::F32 && dtype != ffi::DataType::F64) {
+    return ffi::Unexpected(
+        ffi::Error::InvalidArgument("rrae_fast_truncated_svd supports float32 and float64"));
+  }
+  if (init.element_type() != dtype || u.element_type() != dtype || s.element_type() != dtype ||
+      vt.element_type() != dtype) {
+    return ffi::Unexpected(
+        ffi::Error::InvalidArgument("init and the outputs must have the input's dtype"));
+  }
+  if (info.element_type() != ffi::DataType::S32) {
+    return ffi::Unexpected(ffi::Error::InvalidArgument("info must be int32"));
+  }
+  return SvdCall{*shape, init_cols};
 }
 
 inline ffi::Error ToFfiError(const Status& status) {
