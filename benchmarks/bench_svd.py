@@ -10,7 +10,7 @@ peak resident memory of one call measured in a fresh process (``--memory``), the
 load and the BLAS threads. Contenders that cannot or should not run are skipped with a reason
 (kept in the JSON output for the report).
 
-Full run (CPU, ~45 minutes on 2 cores; references are cached in benchmarks/.cache):
+Full run (CPU, about 80 minutes on 2 cores; references are cached in benchmarks/.cache):
 
     pytest benchmarks/bench_svd.py --benchmark-only --no-cov -p no:cacheprovider \\
         --benchmark-json=bench.json
@@ -170,7 +170,7 @@ def test_svd(benchmark, record, settings, gemm_rate, case, contender):
             contender,
             f"estimated {estimate:.0f} s per call > budget {settings['budget']:.0f} s",
         )
-    a, t = (cases.matrix(case), cases.target(case))
+    a, t = cases.matrix(case), cases.target(case)
     with jax.enable_x64(case.dtype == "float64"):
         out, prepared = _time(benchmark, settings, peer, case, a, t, estimate)
 
