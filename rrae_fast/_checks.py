@@ -94,9 +94,15 @@ def check_finite(a: Array, fn: str) -> Array:
     return a
 
 
-def check_method(method: str, fn: str) -> str:
+def check_method(method: str, fn: str, dtype=None) -> str:
+    """Validates ``method``; ``"gram"`` needs float32 (``dtype`` is the kernel's dtype)."""
     if method not in METHODS:
         raise ValueError(f"{fn}: method must be one of {METHODS}, got {method!r}")
+    if method == "gram" and dtype is not None and jnp.dtype(dtype) != jnp.float32:
+        raise ValueError(
+            f"{fn}: method='gram' needs float32 input (float16/bfloat16 are computed in "
+            f"float32), got {jnp.dtype(dtype)}: its Gram matrix cannot meet the float64 contract"
+        )
     return method
 
 

@@ -15,9 +15,10 @@ from jax import Array
 
 from . import _native
 
-METHODS = {"auto": 0, "dense": 1, "iterative": 2}
+METHODS = {"auto": 0, "dense": 1, "iterative": 2, "gram": 3}
 # Path codes of the kernels' `info` output (csrc/common/svd_types.h). "jacobi", "unconverged"
-# and "solver_failed" come from the CUDA kernel only; "unconverged" members are redone here.
+# and "solver_failed" come from the CUDA kernel only ("unconverged" members are redone here);
+# "gram" and "iterative_then_gram" from the CPU kernel only.
 PATHS = (
     "dense",
     "iterative",
@@ -26,6 +27,8 @@ PATHS = (
     "jacobi",
     "unconverged",
     "solver_failed",
+    "gram",
+    "iterative_then_gram",
 )
 
 

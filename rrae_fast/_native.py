@@ -52,6 +52,11 @@ def prefer_iterative(m: int, n: int, k: int) -> bool:
     return bool(_cpu.prefer_iterative(m, n, k))
 
 
+def prefer_gram(m: int, n: int, k: int) -> bool:
+    """Whether the kernel's automatic method takes the Gram path (float32 m x n, rank k)."""
+    return bool(_cpu.prefer_gram(m, n, k))
+
+
 try:
     from . import _cuda
 except ImportError as _error:  # not built, or its CUDA libraries cannot be loaded

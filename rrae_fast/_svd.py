@@ -29,7 +29,8 @@ def _jvp_factors(a, k, max_k, init, method, gradient):
     # itself, so that the rules can be differentiated again (Hessians, jacfwd of grad).
     if gradient == "exact":
         r = min(a.shape[-2:])
-        return _tsvd(a, jnp.full(a.shape[:-2], r, jnp.int32), None, r, "dense", "exact")
+        full = method if method in ("dense", "gram") else "auto"  # auto: gram or dense, k = r
+        return _tsvd(a, jnp.full(a.shape[:-2], r, jnp.int32), None, r, full, "exact")
     return _tsvd(a, k, init, max_k, method, "tangent")
 
 
@@ -164,9 +165,13 @@ def truncated_svd(
         max_k: static width of the outputs when ``k`` may vary; columns beyond ``k`` are zero
             and carry zero derivative. Default: ``k`` (which must then be a concrete int).
         method: ``"auto"`` (default) picks per shape between ``"dense"`` (LAPACK's SVD, cost
-            independent of k) and ``"iterative"`` (randomized subspace iteration stopped by a
+            independent of k), ``"iterative"`` (randomized subspace iteration stopped by a
             residual test that enforces the contract above, falling back to dense if it does
-            not converge within its budget). :func:`diagnose` shows the choice.
+            not converge within its budget) and, for float32 with ``min(m, n) <= 256``,
+            ``"gram"`` (the float64 Gram matrix of the smaller side and a tridiagonal
+            eigensolver, in cache: the fast path for small and tall-skinny matrices; float32
+            only). Where it iterates, ``"auto"`` falls back to ``"gram"`` when that is
+            admissible. :func:`diagnose` shows the choice.
         init: optional warm start, [..., m, c] (or [m, c] for every batch member) with
             ``1 <= c <= min(m, n)``, e.g. the previous training step's ``u``. It only seeds the
             iterative path; the results meet the contract whatever it holds (a NaN or
@@ -266,7 +271,7 @@ def diagnose(
     Args:
         a: [..., m, n] input, as for :func:`truncated_svd`.
         k: number of triplets.
-        method: ``"auto"``, ``"dense"`` or ``"iterative"``.
+        method: ``"auto"``, ``"dense"``, ``"iterative"`` or ``"gram"``.
         init: optional warm start [..., m, c].
 
     Returns:
@@ -275,7 +280,10 @@ def diagnose(
         dense path); a cold start that converges at its first test needs 4, a warm start 2 or 3.
         A path is one of
         ``"dense"``, ``"iterative"``, ``"iterative_then_dense"`` (did not converge within its
-        budget; the dense result was returned) or ``"non_finite"`` (NaN output).
+        budget; the dense result was returned), ``"gram"``, ``"iterative_then_gram"`` (the
+        Gram path's result after an iteration that did not converge) or ``"non_finite"`` (NaN
+        output). A Gram-path result that fails its own checks is redone on the dense path and
+        reported as such.
     """
     a, k, init, _, static = _prepare("diagnose", a, k, None, method, init, "exact", False)
     cpu = jax.devices("cpu")[0]
@@ -289,7 +297,7 @@ def diagnose(
 def _prepare(fn, a, k, max_k, method, init, gradient, check_finite):
     a, dtype = _checks.check_matrix(a, fn)
     k, max_k = _checks.check_rank(k, max_k, a.shape, fn)
-    method = _checks.check_method(method, fn)
+    method = _checks.check_method(method, fn, a.dtype)
     gradient = _checks.check_gradient(gradient, fn)
     init = _checks.check_init(init, a, fn)
     if check_finite:

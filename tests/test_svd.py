@@ -15,7 +15,7 @@ from rrae_fast import _forward
 
 SHAPES = [(7, 4), (4, 7), (6, 6), (1, 5), (5, 1), (2, 2), (200, 64), (513, 300), (3, 2, 9, 5)]
 DTYPES = [np.float32, np.float64]
-METHODS = ["auto", "dense", "iterative"]
+METHODS = ["auto", "dense", "iterative", "gram"]
 
 
 def _ks(shape):
@@ -36,6 +36,10 @@ CASES = [
 def test_contract(rng, shape, k, dtype, spectrum, method):
     """Every shape × dtype × spectrum × k × path meets the accuracy contract and signs."""
     a = helpers.make_matrix(rng, shape, spectrum).astype(dtype)
+    if method == "gram" and dtype == np.float64:
+        with pytest.raises(ValueError, match="needs float32"):
+            rrae_fast.truncated_svd(a, k, method=method)
+        return
     u, s, vt = rrae_fast.truncated_svd(a, k, method=method)
     assert u.dtype == s.dtype == vt.dtype == dtype
     helpers.assert_contract(a, u, s, vt, k)
@@ -44,8 +48,10 @@ def test_contract(rng, shape, k, dtype, spectrum, method):
 SCALES = {np.float32: (1e30, 1e-30), np.float64: (1e200, 1e-200)}
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "dtype,method",
+    [(d, m) for d, m in itertools.product(DTYPES, METHODS) if (d, m) != (np.float64, "gram")],
+)
 @pytest.mark.parametrize("which", [0, 1])
 @pytest.mark.parametrize("spectrum", ["flat", "decaying"])
 def test_extreme_scales(rng, dtype, which, spectrum, method):

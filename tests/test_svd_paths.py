@@ -20,11 +20,13 @@ def rrae_like(rng, m, n, k, noise=1e-3, dtype=np.float32):
 
 
 def test_auto_selects_by_shape(rng):
-    """auto: dense for small matrices or large k, iterative for k well below min(m, n)."""
+    """auto: iterative for k well below min(m, n), else the Gram path for small float32
+    matrices (test_svd_gram.py) and dense otherwise."""
     big = rrae_like(rng, 600, 400, 10)
     assert rrae_fast.diagnose(big, 10)["path"] == "iterative"
     assert rrae_fast.diagnose(big, 200)["path"] == "dense"
-    assert rrae_fast.diagnose(big[:100, :64], 5)["path"] == "dense"
+    assert rrae_fast.diagnose(big[:100, :64], 5)["path"] == "gram"
+    assert rrae_fast.diagnose(big[:100, :64].astype(np.float64), 5)["path"] == "dense"
     assert rrae_fast.diagnose(big, 10, method="dense")["path"] == "dense"
 
 

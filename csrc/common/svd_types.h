@@ -10,7 +10,9 @@
 
 namespace rrae_fast {
 
-enum class Method : int64_t { kAuto = 0, kDense = 1, kIterative = 2 };
+// kGram: the CPU kernel's float64-Gram eigensolver path for small float32 matrices; the CUDA
+// kernel treats it as kAuto.
+enum class Method : int64_t { kAuto = 0, kDense = 1, kIterative = 2, kGram = 3 };
 
 enum class Path : int32_t {
   kDense = 0,               // the library's thin SVD (LAPACK / cuSOLVER gesvd)
@@ -21,6 +23,8 @@ enum class Path : int32_t {
   kUnconverged = 5,         // CUDA: iteration or Jacobi did not converge; the op redoes the
                             //   member on the dense path (it never reaches the user)
   kSolverFailed = 6,        // CUDA: cuSOLVER's SVD did not converge; outputs are NaN
+  kGram = 7,                // CPU: float64 Gram matrix + tridiagonal eigensolver (float32)
+  kIterativeThenGram = 8,   // CPU: subspace iteration did not converge; Gram path's result
 };
 
 // Subspace width of the iterative path for rank k: oversampling makes the iteration converge

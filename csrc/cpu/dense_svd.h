@@ -10,12 +10,13 @@
 
 namespace rrae_fast::cpu {
 
-// Test hook: make the LAPACK calls report failure without running them, so that the recovery
-// and error paths can be exercised. kNone in every normal call.
+// Test hook: make the LAPACK calls (or the Gram path's checks) report failure, so that the
+// recovery and error paths can be exercised. kNone in every normal call.
 enum class Fault : int64_t {
   kNone = 0,
   kGesddFails = 1,  // gesdd reports non-convergence; the gesvd fallback runs
   kAllFail = 2,     // gesdd and the gesvd fallback both report non-convergence
+  kGramFails = 3,   // the Gram path's self-checks report failure; the dense path runs
 };
 
 template <typename T>

@@ -6,9 +6,11 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/finite.h"
+#include "cpu/gram_svd.h"
 #include "cpu/subspace_svd.h"
 
 namespace rrae_fast::cpu {
@@ -35,6 +37,20 @@ bool PreferIterative(int64_t m, int64_t n, int64_t k) {
   // whose spectrum does not let the iteration converge costs the attempt on top of the dense
   // SVD, which grows with b: keep b <= r / 3.
   return r >= 256 && 3 * SubspaceWidth(m, n, k) <= r;
+}
+
+bool PreferGram(int64_t m, int64_t n, int64_t k) {
+  // Measured against LAPACK's sgesdd on this project's machine (Gaussian float32 matrices,
+  // p = min(m, n) from 8 to 256, max(m, n) / p from 1 to 8, k from 1 to p; benchmarks/RESULTS.md).
+  // The Gram path's cost is dominated by O(q·p²) and O(p³) terms with small constants, plus
+  // O(p²·k) terms that make it lose to LAPACK for k near p on square matrices.
+  const int64_t p = std::min(m, n), q = std::max(m, n);
+  if (p > kGramMaxSide) return false;
+  if (q >= 2 * p) return p <= 128 || 2 * k <= p;
+  if (p <= 32) return true;
+  if (p <= 96) return 2 * k <= p;
+  if (p <= 192) return 4 * k <= p;
+  return 8 * k <= p;
 }
 
 namespace {
@@ -80,6 +96,7 @@ template <typename T>
 struct Scratch {
   DenseScratch<T> dense;
   SubspaceScratch<T> subspace;
+  GramScratch gram;
 };
 
 // One matrix: the top k triplets into outputs of width max_k (u: m x max_k, s: max_k,
@@ -104,6 +121,12 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
   std::fill(vt + k * n, vt + max_k * n, T(0));
   const bool iterate = options.method == Method::kIterative ||
                        (options.method == Method::kAuto && PreferIterative(m, n, k));
+  // The Gram path (float32 only): chosen, or the automatic choice where it beats LAPACK, also
+  // as the fallback of an iteration that did not converge.
+  const bool gram =
+      std::is_same_v<T, float> && (options.method == Method::kGram ||
+                                   (options.method == Method::kAuto && PreferGram(m, n, k)));
+  info[0] = static_cast<int32_t>(Path::kDense);
   if (iterate && options.fault == Fault::kNone) {
     SubspaceResult result;
     const SubspaceOptions opt =
@@ -118,10 +141,18 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
       return Status::Ok();
     }
     info[0] = static_cast<int32_t>(Path::kIterativeThenDense);
-  } else {
-    info[0] = static_cast<int32_t>(Path::kDense);
   }
-  Status st = DenseSvd(la, m, n, k, max_k, a, u, s, vt, sc.dense, options.fault);
+  if constexpr (std::is_same_v<T, float>) {
+    const bool gram_runs = options.fault == Fault::kNone || options.fault == Fault::kGramFails;
+    if (gram && gram_runs && GramSvd(table.Get<double>(), m, n, k, max_k, a, u, s, vt, sc.gram) &&
+        options.fault != Fault::kGramFails) {
+      info[0] = static_cast<int32_t>(info[1] > 0 ? Path::kIterativeThenGram : Path::kGram);
+      ApplySignConvention(m, n, k, max_k, u, vt);
+      return Status::Ok();
+    }
+  }
+  const Fault lapack_fault = options.fault == Fault::kGramFails ? Fault::kNone : options.fault;
+  Status st = DenseSvd(la, m, n, k, max_k, a, u, s, vt, sc.dense, lapack_fault);
   if (!st.ok) return st;
   ApplySignConvention(m, n, k, max_k, u, vt);
   return Status::Ok();

@@ -6,9 +6,11 @@
 // beyond a member's k set to zero; init (optional) is [batch, m, init_cols]; info is [batch, 2]
 // (path taken, sweeps over A).
 //
-// Two paths per matrix: the dense path (LAPACK gesdd, gesvd fallback) and the iterative path
+// Three paths per matrix: the dense path (LAPACK gesdd, gesvd fallback), the iterative path
 // (randomized subspace iteration, stopped by a residual test, dense fallback when it does not
-// converge within its budget). Guarantees, per batch member, whatever the path:
+// converge within its budget) and, for small float32 matrices, the Gram path (float64 Gram
+// matrix and tridiagonal eigensolver, dense fallback if its self-checks fail). Guarantees, per
+// batch member, whatever the path:
 //   * s is descending and >= 0; columns of u and rows of vt are orthonormal;
 //   * sign convention: the entry of largest magnitude in each column of u is positive (the first
 //     such entry on a tie), with the matching row of vt flipped alongside;
@@ -40,6 +42,11 @@ bool SizesFitLapack(int64_t m, int64_t n);
 
 // The automatic choice: true when the iterative path is expected to beat the dense one.
 bool PreferIterative(int64_t m, int64_t n, int64_t k);
+
+// The automatic choice for float32: true when the Gram path (gram_svd.h) is expected to beat
+// LAPACK. Where PreferIterative is also true the iteration runs first and the Gram path is its
+// fallback.
+bool PreferGram(int64_t m, int64_t n, int64_t k);
 
 template <typename T>
 Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n,

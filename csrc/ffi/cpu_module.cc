@@ -62,7 +62,7 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
                                        std::to_string(shape.n) +
                                        " is too large for 32-bit LAPACK");
   }
-  if (fault < 0 || fault > 2) return ffi::Error::InvalidArgument("unknown fault code");
+  if (fault < 0 || fault > 3) return ffi::Error::InvalidArgument("unknown fault code");
   cpu::SvdOptions options;
   options.method = static_cast<cpu::Method>(method);
   options.fault = static_cast<cpu::Fault>(fault);
@@ -89,7 +89,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispa
                                   .Ret<xla::ffi::AnyBuffer>()   // vt [..., max_k, n]
                                   .Ret<xla::ffi::AnyBuffer>()   // info [..., 2] int32
                                   .Attr<int64_t>("max_k")       // output width
-                                  .Attr<int64_t>("method")      // 0 auto, 1 dense, 2 iter
+                                  .Attr<int64_t>("method")      // 0 auto, 1 dense, 2 iter, 3 gram
                                   .Attr<int64_t>("fault"));     // fault (tests only)
 
 // =============================================================================================
@@ -136,6 +136,9 @@ NB_MODULE(_cpu, m) {
   m.def("prefer_iterative", &rrae_fast::cpu::PreferIterative, nb::arg("m"), nb::arg("n"),
         nb::arg("k"),
         "Whether the automatic method takes the iterative path for an m x n matrix and rank k.");
+  m.def("prefer_gram", &rrae_fast::cpu::PreferGram, nb::arg("m"), nb::arg("n"), nb::arg("k"),
+        "Whether the automatic method takes the Gram path for a float32 m x n matrix and rank k "
+        "(after the iteration, where that is preferred too).");
   m.def(
       "set_lapack",
       [](nb::dict capsules) {

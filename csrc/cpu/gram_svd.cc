@@ -1,0 +1,527 @@
+// Gram path (see gram_svd.h).
+//
+// With p = min(m, n) and q = max(m, n), let Y be the q x p matrix A (m >= n) or Aᵀ (m < n), so
+// that G = Yᵀ Y is the p x p Gram matrix of the smaller side. The eigenpairs (λ_j, e_j) of G give
+// the SVD of A: σ_j = sqrt(λ_j), the factor on the small side is e_j and the other one is
+// Y e_j / σ_j. Everything below runs in float64 on data that fits in cache:
+//   1. G = Yᵀ Y by GEMM over blocks of rows of Y, then scaled to a largest diagonal of 1;
+//   2. Householder reduction of G to a tridiagonal T = Qᵀ G Q;
+//   3. the eigenvalues of T by the root-free implicit QL iteration;
+//   4. the top-k eigenvectors of T by inverse iteration on the pivoted LU factors of T - λI,
+//      re-orthogonalised within clusters of close eigenvalues, each accepted on its residual,
+//      and their orthogonality checked;
+//   5. back-transformation by Q, then W = Y E by GEMM;
+//   6. the columns of W normalised; those whose σ_j is too small for the eigenvectors'
+//      accuracy to make them orthogonal get modified Gram–Schmidt, repeated while a pass
+//      removes more than half of a column, and a column of negligible norm (σ_j ≈ 0) is
+//      replaced by a unit vector orthogonal to the others.
+//
+// Why not LAPACK: its routines for these sizes spend most of their time outside arithmetic.
+// One thread, 64 x 32 float32: sgesdd 143 µs, dsyevd on the 32 x 32 Gram matrix 83 µs; this
+// path does the whole SVD for k = 8 in ~33 µs (stages: Gram 3, tridiagonal 8, eigenvalues 13,
+// eigenvectors 4, the rest 5). Where it is preferred: PreferGram in truncated_svd.cc.
+#include "cpu/gram_svd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "cpu/blas.h"
+
+namespace rrae_fast::cpu {
+
+namespace {
+
+constexpr double kEps = std::numeric_limits<double>::epsilon();
+
+double Dot(const double* x, const double* y, int64_t len) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < len; ++i) acc += x[i] * y[i];
+  return acc;
+}
+
+void Axpy(double alpha, const double* x, double* y, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) y[i] += alpha * x[i];
+}
+
+// Scales x to unit 2-norm; false if it is zero or not finite.
+bool Normalize(double* x, int64_t len) {
+  double big = 0;
+  for (int64_t i = 0; i < len; ++i) big = std::max(big, std::abs(x[i]));
+  if (!(big > 0) || !std::isfinite(big)) return false;
+  const double inv_big = 1.0 / big;
+  for (int64_t i = 0; i < len; ++i) x[i] *= inv_big;
+  const double inv = 1.0 / std::sqrt(Dot(x, x, len));
+  for (int64_t i = 0; i < len; ++i) x[i] *= inv;
+  return true;
+}
+
+// x -= Σ_c (b_c · x) b_c over the rows b_c of `basis` (count x len, orthonormal).
+void Project(const double* basis, int64_t count, double* x, int64_t len) {
+  for (int64_t c = 0; c < count; ++c) {
+    const double* b = basis + c * len;
+    Axpy(-Dot(b, x, len), b, x, len);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. The Gram matrix
+// ------------------------------------------------------------------------------------------
+
+// Rows of Y converted to float64 per block: enough to amortise a GEMM call, few enough to stay
+// in cache (~256 KiB).
+int64_t RowBlock(int64_t p, int64_t q) { return std::min(q, std::max<int64_t>(8, 32768 / p)); }
+
+// Rows [r0, r0 + count) of Y as float64 into out (count x p, row-major; column-major p x count).
+void LoadRows(const float* a, int64_t m, int64_t n, int64_t r0, int64_t count, double* out) {
+  if (m >= n) {  // Y = A
+    for (int64_t t = 0; t < count; ++t) {
+      const float* src = a + (r0 + t) * n;
+      double* dst = out + t * n;
+      for (int64_t c = 0; c < n; ++c) dst[c] = src[c];
+    }
+  } else {  // Y = Aᵀ: row r of Y is column r of A
+    for (int64_t i = 0; i < m; ++i) {
+      const float* src = a + i * n + r0;
+      for (int64_t t = 0; t < count; ++t) out[t * m + i] = src[t];
+    }
+  }
+}
+
+// g (p x p) = Yᵀ Y, in float64 (one GEMM per block of rows of Y).
+void GramMatrix(const Lapack<double>& la, const float* a, int64_t m, int64_t n, GramScratch& sc) {
+  const int64_t p = std::min(m, n), q = std::max(m, n), block = RowBlock(p, q);
+  double* rows = sc.rows.data();
+  for (int64_t r0 = 0; r0 < q; r0 += block) {
+    const int64_t count = std::min(block, q - r0);
+    LoadRows(a, m, n, r0, count, rows);
+    // Column-major: G (p x p) += B Bᵀ with B = rows (p x count).
+    blas::Gemm(la, 'N', 'T', p, p, count, 1.0, rows, p, rows, p, r0 == 0 ? 0.0 : 1.0, sc.g.data(),
+               p);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. Householder tridiagonalisation
+// ------------------------------------------------------------------------------------------
+
+// Reduces the symmetric p x p matrix g (upper triangle) to the tridiagonal (d, e), e[i]
+// coupling i and i + 1 (e[p - 1] = 0). Reflector i is I − τ_i v vᵀ on coordinates i + 1 .. p − 1
+// with v = g[i][i + 1 ..] (its first entry set to 1); Q = H_0 H_1 ... H_{p−3}.
+void Tridiagonalize(int64_t p, double* g, double* d, double* e, double* tau, double* w) {
+  for (int64_t i = 0; i + 2 < p; ++i) {
+    double* gi = g + i * p;
+    d[i] = gi[i];
+    const int64_t len = p - i - 1;
+    double* v = gi + i + 1;  // x = G[i][i+1 ..], overwritten by the reflector
+    const double alpha = v[0];
+    // G is scaled (|G_ij| <= 1, ‖G‖ <= p): plain sums of squares neither overflow nor lose
+    // anything that matters to underflow.
+    const double xnorm2 = Dot(v + 1, v + 1, len - 1);
+    if (xnorm2 == 0) {  // already tridiagonal in this row
+      tau[i] = 0;
+      e[i] = alpha;
+      continue;
+    }
+    const double beta = -std::copysign(std::sqrt(alpha * alpha + xnorm2), alpha);
+    const double t = (beta - alpha) / beta;
+    const double inv = 1.0 / (alpha - beta);
+    for (int64_t j = 1; j < len; ++j) v[j] *= inv;
+    v[0] = 1;
+    tau[i] = t;
+    e[i] = beta;
+    // w = τ S v with S = G[i+1 .., i+1 ..] held in its upper triangle: row r of it contributes
+    // S[r][r..] · v[r..] to w[r] and S[r][r+1..] v[r] to w[r+1..].
+    std::fill(w, w + len, 0.0);
+    for (int64_t r = 0; r < len; ++r) {
+      const double* row = g + (i + 1 + r) * p + i + 1;
+      w[r] += Dot(row + r, v + r, len - r);
+      Axpy(v[r], row + r + 1, w + r + 1, len - r - 1);
+    }
+    for (int64_t j = 0; j < len; ++j) w[j] *= t;
+    Axpy(-0.5 * t * Dot(w, v, len), v, w, len);
+    // S -= v wᵀ + w vᵀ, upper triangle
+    for (int64_t r = 0; r < len; ++r) {
+      double* row = g + (i + 1 + r) * p + i + 1;
+      const double vr = v[r], wr = w[r];
+      for (int64_t j = r; j < len; ++j) row[j] -= vr * w[j] + wr * v[j];
+    }
+  }
+  if (p >= 2) {
+    d[p - 2] = g[(p - 2) * p + p - 2];
+    e[p - 2] = g[(p - 2) * p + p - 1];
+    tau[p - 2] = 0;
+  }
+  d[p - 1] = g[(p - 1) * p + p - 1];
+  e[p - 1] = 0;
+  tau[p - 1] = 0;
+}
+
+// e (p x k, a vector per column) <- Q e, one reflector at a time across all k columns.
+void BackTransform(int64_t p, int64_t k, const double* g, const double* tau, double* e,
+                   double* c) {
+  for (int64_t i = p - 3; i >= 0; --i) {
+    if (tau[i] == 0) continue;
+    const double* v = g + i * p + i + 1;
+    std::fill(c, c + k, 0.0);
+    for (int64_t r = i + 1; r < p; ++r) Axpy(v[r - i - 1], e + r * k, c, k);  // c = vᵀ E
+    for (int64_t r = i + 1; r < p; ++r) Axpy(-tau[i] * v[r - i - 1], c, e + r * k, k);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Eigenvalues of T
+// ------------------------------------------------------------------------------------------
+
+// Eigenvalues of [[a, b], [b, c]] without cancellation in the smaller one.
+void Eigenvalues2x2(double a, double b, double c, double* rt1, double* rt2) {
+  const double sum = a + c, half_diff = 0.5 * (a - c);
+  const double root = std::sqrt(half_diff * half_diff + b * b);
+  const double big = std::abs(a) > std::abs(c) ? a : c, small = std::abs(a) > std::abs(c) ? c : a;
+  if (sum == 0) {
+    *rt1 = root;
+    *rt2 = -root;
+    return;
+  }
+  *rt1 = 0.5 * sum + std::copysign(root, sum);   // the eigenvalue of larger magnitude
+  *rt2 = (big / *rt1) * small - (b / *rt1) * b;  // det / rt1
+}
+
+// Eigenvalues of the symmetric tridiagonal (d, e) into d (unordered) by the root-free implicit
+// QL iteration of Pal, Walker and Kahan (the variant in LAPACK's dsterf): it works on the squared
+// couplings e2 (destroyed), so a rotation costs no square root and, as written here, one
+// division on its critical path. False if one eigenvalue takes more than 60 sweeps. T is scaled
+// (‖T‖ <= p), so squares neither overflow nor lose what matters to underflow.
+bool TridiagonalEigenvalues(int64_t p, double* d, double* e2) {
+  for (int64_t i = 0; i < p; ++i) e2[i] *= e2[i];
+  const double eps2 = kEps * kEps;
+  int64_t l = 0;
+  int sweeps = 0;
+  while (l < p) {
+    int64_t mm = l;  // first negligible coupling at or after l
+    for (; mm + 1 < p; ++mm) {
+      if (e2[mm] <= eps2 * std::max(std::abs(d[mm] * d[mm + 1]), 1e-4)) break;
+    }
+    if (mm + 1 < p) e2[mm] = 0;
+    if (mm == l) {  // d[l] has converged
+      ++l;
+      sweeps = 0;
+      continue;
+    }
+    if (mm == l + 1) {  // a 2 x 2 block: its eigenvalues in closed form
+      Eigenvalues2x2(d[l], std::sqrt(e2[l]), d[l + 1], &d[l], &d[l + 1]);
+      e2[l] = 0;
+      l += 2;
+      sweeps = 0;
+      continue;
+    }
+    if (++sweeps > 60) return false;
+    // Wilkinson shift from the leading 2 x 2.
+    const double rte = std::sqrt(e2[l]);
+    double sigma = (d[l + 1] - d[l]) / (2.0 * rte);
+    sigma = d[l] - rte / (sigma + std::copysign(std::sqrt(sigma * sigma + 1.0), sigma));
+    double c = 1, s = 0;
+    double gamma = d[mm] - sigma;
+    double pp = gamma * gamma;
+    for (int64_t i = mm - 1; i >= l; --i) {
+      const double bb = e2[i];
+      const double r = pp + bb;
+      if (i != mm - 1) e2[i + 1] = s * r;
+      const double old_c = c;
+      const double inv_r = 1.0 / r;
+      // r / pp (for the next pp = γ² / c = γ² · r / pp) does not wait for this step's division.
+      const double r_over_pp = pp != 0 ? r / pp : 0;
+      c = pp * inv_r;
+      s = bb * inv_r;
+      const double old_gamma = gamma;
+      const double alpha = d[i];
+      gamma = c * (alpha - sigma) - s * old_gamma;
+      d[i + 1] = old_gamma + (alpha - gamma);
+      pp = c != 0 ? gamma * gamma * r_over_pp : old_c * bb;
+    }
+    e2[l] = s * pp;
+    d[l] = sigma + gamma;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. Eigenvectors of T by inverse iteration
+// ------------------------------------------------------------------------------------------
+
+struct ShiftedLu {
+  double *u0, *u1, *u2, *l;  // U's diagonal and two superdiagonals, L's multipliers
+  uint8_t* swap;             // rows i and i + 1 exchanged at step i
+};
+
+// Pivoted LU of T − σI; pivots smaller than `tiny` are replaced by ±tiny.
+void FactorShifted(int64_t p, const double* d, const double* e, double sigma, double tiny,
+                   const ShiftedLu& f) {
+  double alpha = d[0] - sigma;  // current row: alpha at column i, beta at column i + 1
+  double beta = p > 1 ? e[0] : 0;
+  for (int64_t i = 0; i + 1 < p; ++i) {
+    const double c = e[i];  // T[i + 1][i]
+    const double a_next = d[i + 1] - sigma;
+    const double b_next = i + 2 < p ? e[i + 1] : 0;
+    if (std::abs(alpha) >= std::abs(c)) {
+      const double mult = alpha != 0 ? c / alpha : 0;
+      f.u0[i] = alpha;
+      f.u1[i] = beta;
+      f.u2[i] = 0;
+      f.l[i] = mult;
+      f.swap[i] = 0;
+      alpha = a_next - mult * beta;
+      beta = b_next;
+    } else {
+      const double mult = alpha / c;
+      f.u0[i] = c;
+      f.u1[i] = a_next;
+      f.u2[i] = b_next;
+      f.l[i] = mult;
+      f.swap[i] = 1;
+      alpha = beta - mult * a_next;
+      beta = -mult * b_next;
+    }
+  }
+  f.u0[p - 1] = alpha;
+  f.u1[p - 1] = f.u2[p - 1] = f.l[p - 1] = 0;
+  f.swap[p - 1] = 0;
+  for (int64_t i = 0; i < p; ++i) {  // from here on u0 holds the pivots' reciprocals
+    const double pivot = std::abs(f.u0[i]) < tiny ? std::copysign(tiny, f.u0[i]) : f.u0[i];
+    f.u0[i] = 1.0 / pivot;
+  }
+}
+
+// x <- (T − σI)⁻¹ x from the factors.
+void SolveShifted(int64_t p, const ShiftedLu& f, double* x) {
+  for (int64_t i = 0; i + 1 < p; ++i) {
+    if (f.swap[i]) {
+      const double t = x[i];
+      x[i] = x[i + 1];
+      x[i + 1] = t - f.l[i] * x[i];
+    } else {
+      x[i + 1] -= f.l[i] * x[i];
+    }
+  }
+  x[p - 1] *= f.u0[p - 1];
+  if (p >= 2) x[p - 2] = (x[p - 2] - f.u1[p - 2] * x[p - 1]) * f.u0[p - 2];
+  for (int64_t i = p - 3; i >= 0; --i) {
+    x[i] = (x[i] - f.u1[i] * x[i + 1] - f.u2[i] * x[i + 2]) * f.u0[i];
+  }
+}
+
+// ‖T x − λ x‖_∞.
+double Residual(int64_t p, const double* d, const double* e, double lambda, const double* x) {
+  double worst = 0;
+  for (int64_t i = 0; i < p; ++i) {
+    double r = (d[i] - lambda) * x[i];
+    if (i > 0) r += e[i - 1] * x[i - 1];
+    if (i + 1 < p) r += e[i] * x[i + 1];
+    worst = std::max(worst, std::abs(r));
+  }
+  return worst;
+}
+
+// The eigenvectors of (d, e) for its k largest eigenvalues lam[0..k) (descending) into the
+// rows of x (k x p), and the largest residual ‖T x_j − λ_j x_j‖_∞ in *worst. False if one of
+// them does not reach its residual tolerance.
+bool TopEigenvectors(int64_t p, int64_t k, const double* d, const double* e, const double* lam,
+                     double* x, double* worst, GramScratch& sc) {
+  double tnorm = 0;
+  for (int64_t i = 0; i < p; ++i) {
+    tnorm = std::max(tnorm, std::abs(d[i]) + std::abs(e[i]) + (i > 0 ? std::abs(e[i - 1]) : 0));
+  }
+  if (tnorm == 0) tnorm = 1;
+  const double tiny = kEps * tnorm;
+  const double cluster = 1e-3 * tnorm;        // closer eigenvalues: keep their vectors orthogonal
+  const double separate = 10 * kEps * tnorm;  // shifts of one cluster at least this far apart
+  const double accept = 1e3 * double(p) * kEps * tnorm;  // residual tolerance
+  const ShiftedLu f{sc.lu.data(), sc.lu.data() + p, sc.lu.data() + 2 * p, sc.lu.data() + 3 * p,
+                    sc.swap.data()};
+  int64_t first = 0;  // the current cluster is lam[first .. j]
+  double previous = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    if (j > 0 && lam[j - 1] - lam[j] > cluster) first = j;
+    double sigma = lam[j];
+    if (j > first && sigma > previous - separate) sigma = previous - separate;
+    previous = sigma;
+    FactorShifted(p, d, e, sigma, tiny, f);
+    double* xj = x + j * p;
+    uint64_t state = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(j + 1);
+    for (int64_t i = 0; i < p; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      xj[i] = double(state >> 11) * 0x1p-53 - 0.5;
+    }
+    bool accepted = false;
+    for (int it = 0; it < 6 && !accepted; ++it) {
+      SolveShifted(p, f, xj);
+      if (!Normalize(xj, p)) return false;
+      if (j > first) {
+        for (int pass = 0; pass < 2; ++pass) Project(x + first * p, j - first, xj, p);
+        if (!Normalize(xj, p)) return false;
+      }
+      const double residual = Residual(p, d, e, lam[j], xj);
+      accepted = residual <= accept;
+      if (accepted) *worst = std::max(*worst, residual);
+    }
+    if (!accepted) return false;
+  }
+  return true;
+}
+
+// max |x_i · x_j − δ_ij| over the rows of x (k x p); xx is k x k scratch.
+double OrthogonalityError(const Lapack<double>& la, int64_t k, int64_t p, const double* x,
+                          double* xx) {
+  blas::Gemm(la, 'T', 'N', k, k, p, 1.0, x, p, x, p, 0.0, xx, k);  // column-major: xᵀx, x is p x k
+  double worst = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t j = 0; j < k; ++j) worst = std::max(worst, std::abs(xx[i * k + j] - (i == j)));
+  }
+  return worst;
+}
+
+// ------------------------------------------------------------------------------------------
+// 5.–6. The other factor
+// ------------------------------------------------------------------------------------------
+
+// wt (k x q) = (Y e)ᵀ for e (p x k), one GEMM per block of rows of Y.
+void MultiplyY(const Lapack<double>& la, const float* a, int64_t m, int64_t n, int64_t k,
+               const double* e, double* wt, GramScratch& sc) {
+  const int64_t p = std::min(m, n), q = std::max(m, n), block = RowBlock(p, q);
+  double* rows = sc.rows.data();
+  for (int64_t r0 = 0; r0 < q; r0 += block) {
+    const int64_t count = std::min(block, q - r0);
+    LoadRows(a, m, n, r0, count, rows);
+    // Column-major: wt is q x k (ld q), rows is p x count, e is k x p: wt[r0 ..] = rowsᵀ eᵀ.
+    blas::Gemm(la, 'T', 'T', count, k, p, 1.0, rows, p, e, k, 0.0, wt + r0, q);
+  }
+}
+
+// Orthonormalises the rows of w (k x q), in order. Row j is W's column Y e_j, of norm ~σ_j,
+// and |w_i · w_j| <= δ·scale for i != j (δ bounds the eigenvectors' residuals and loss of
+// orthogonality in T's units), so rows with λ_j >= 1e9·δ are orthogonal to 1e-9 once
+// normalised and need nothing more. The others get modified Gram–Schmidt against all rows
+// before them, repeated while a pass removes more than half of the row; a row reduced to
+// nothing (σ_j ≈ 0) becomes the unit vector e_t, projected, that keeps the most norm.
+void OrthonormalizeRows(int64_t k, int64_t q, const double* lam, double delta, double* w,
+                        double* candidate) {
+  for (int64_t j = 0; j < k; ++j) {
+    double* wj = w + j * q;
+    double norm = std::sqrt(Dot(wj, wj, q));
+    bool kept = lam[j] >= 1e9 * delta && norm > 0;
+    for (int pass = 0; pass < 4 && !kept && norm > 0; ++pass) {
+      Project(w, j, wj, q);
+      const double after = std::sqrt(Dot(wj, wj, q));
+      const bool settled = after > 0.5 * norm;
+      norm = after;
+      if (settled) {
+        kept = norm > std::numeric_limits<double>::min() / kEps;
+        break;
+      }
+    }
+    if (kept) {
+      const double inv = 1.0 / norm;
+      for (int64_t r = 0; r < q; ++r) wj[r] *= inv;
+      continue;
+    }
+    double best = -1;
+    for (int64_t t = 0; t < q && best < 0.5; ++t) {
+      std::fill(candidate, candidate + q, 0.0);
+      candidate[(j + t) % q] = 1;
+      Project(w, j, candidate, q);
+      Project(w, j, candidate, q);
+      const double c = std::sqrt(Dot(candidate, candidate, q));
+      if (c > best) {
+        best = c;
+        std::copy(candidate, candidate + q, wj);
+      }
+    }
+    const double inv = 1.0 / best;
+    for (int64_t r = 0; r < q; ++r) wj[r] *= inv;
+  }
+}
+
+}  // namespace
+
+bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t ldu,
+             const float* a, float* u, float* s, float* vt, GramScratch& sc) {
+  const int64_t p = std::min(m, n), q = std::max(m, n);
+  sc.rows.resize(RowBlock(p, q) * p);
+  sc.g.resize(p * p);
+  sc.d.resize(p);
+  sc.e.resize(p);
+  sc.tau.resize(p);
+  sc.lam.resize(p);
+  sc.lu.resize(4 * p);
+  sc.swap.resize(p);
+  sc.x.resize(k * p);
+  sc.ev.resize(p * k);
+  sc.xx.resize(k * k);
+  sc.wt.resize(k * q);
+  sc.work.resize(std::max(p, q));
+
+  // 1. G = YᵀY, scaled so that its largest diagonal entry (its largest entry) is 1.
+  GramMatrix(la, a, m, n, sc);
+  double* g = sc.g.data();
+  double scale = 0;
+  for (int64_t i = 0; i < p; ++i) scale = std::max(scale, g[i * p + i]);
+  if (!std::isfinite(scale)) return false;
+  if (scale == 0) scale = 1;  // A = 0: every σ is 0, the factors are completions
+  const double inv_scale = 1.0 / scale;
+  for (int64_t i = 0; i < p * p; ++i) g[i] *= inv_scale;
+
+  // 2.–3. T and its eigenvalues, descending.
+  double* d = sc.d.data();
+  double* e = sc.e.data();
+  Tridiagonalize(p, g, d, e, sc.tau.data(), sc.work.data());
+  double* lam = sc.lam.data();
+  std::copy(d, d + p, lam);
+  std::copy(e, e + p, sc.work.data());
+  if (!TridiagonalEigenvalues(p, lam, sc.work.data())) return false;
+  std::sort(lam, lam + p, std::greater<double>());
+
+  // 4. Their eigenvectors, checked.
+  double* x = sc.x.data();
+  double residual = 0;
+  if (!TopEigenvectors(p, k, d, e, lam, x, &residual, sc)) return false;
+  const double orthogonality = OrthogonalityError(la, k, p, x, sc.xx.data());
+  if (!(orthogonality <= 1e-8)) return false;
+
+  // 5. In G's coordinates (p x k, a vector per column), then W = Y E (q x k).
+  double* ev = sc.ev.data();
+  for (int64_t i = 0; i < p; ++i) {
+    for (int64_t j = 0; j < k; ++j) ev[i * k + j] = x[j * p + i];
+  }
+  BackTransform(p, k, g, sc.tau.data(), ev, sc.work.data());
+  double* wt = sc.wt.data();
+  MultiplyY(la, a, m, n, k, ev, wt, sc);
+
+  // δ: the eigenvectors' residuals and orthogonality, and the tridiagonal reduction's error.
+  const double delta = residual + orthogonality + 8.0 * double(p) * kEps;
+  OrthonormalizeRows(k, q, lam, delta, wt, sc.work.data());
+
+  for (int64_t j = 0; j < k; ++j) {
+    s[j] = static_cast<float>(std::sqrt(std::max(lam[j], 0.0) * scale));
+  }
+  const double* large = wt;  // rows: factor columns on the long side (q long)
+  if (m >= n) {              // V on the short side, U on the long one
+    for (int64_t j = 0; j < k; ++j) {
+      for (int64_t c = 0; c < n; ++c) vt[j * n + c] = static_cast<float>(ev[c * k + j]);
+    }
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t j = 0; j < k; ++j) u[r * ldu + j] = static_cast<float>(large[j * q + r]);
+    }
+  } else {
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t j = 0; j < k; ++j) u[r * ldu + j] = static_cast<float>(ev[r * k + j]);
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      for (int64_t c = 0; c < n; ++c) vt[j * n + c] = static_cast<float>(large[j * q + c]);
+    }
+  }
+  return true;
+}
+
+}  // namespace rrae_fast::cpu
