@@ -49,21 +49,32 @@ def _clean_command(command: str) -> str:
 
 
 def load(paths: list[str]) -> dict:
-    """Merge several JSON files: benchmarks, skipped contenders, and the first file's header."""
-    merged: dict = {"benchmarks": [], "skipped": [], "commands": [], "incomplete": []}
+    """Merge several JSON files: benchmarks, skipped contenders, and the first file's header.
+
+    A benchmark (or skip) recorded again in a later file replaces the earlier record, so a
+    rerun of some groups after a change is merged over the run it updates.
+    """
+    merged: dict = {"benchmarks": {}, "skipped": {}, "commands": [], "incomplete": []}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
         for bench in data["benchmarks"]:
             # A case interrupted after its timing but before its record has no "contender".
             if "contender" in bench["extra_info"] or not bench["name"].startswith("test_svd"):
-                merged["benchmarks"].append(bench)
+                key = (bench["group"], bench["extra_info"].get("contender", bench["name"]))
+                merged["benchmarks"][key] = bench
+                merged["skipped"].pop(key, None)
             if "contender" not in bench["extra_info"] and "test_svd" in bench["name"]:
                 merged["incomplete"].append(bench["name"])
-        merged["skipped"] += data.get("skipped", [])
+        for skip in data.get("skipped", []):
+            key = (skip["group"], skip["name"])
+            merged["skipped"][key] = skip
+            merged["benchmarks"].pop(key, None)
         merged["commands"].append(_clean_command(data.get("command", "?")))
         for key in ("machine_info", "datetime", "loadavg_end"):
             merged.setdefault(key, data.get(key))
+    merged["benchmarks"] = list(merged["benchmarks"].values())
+    merged["skipped"] = list(merged["skipped"].values())
     return merged
 
 

@@ -215,9 +215,9 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   // op(X) = Aᵀ·X for a block X on the left (m rows), A·X for one on the right (n rows).
   auto apply = [&](bool left, int64_t cols, const T* x, T* out) {
     if (left) {
-      blas::Gemm<T>(la, 'N', 'N', n, cols, m, T(1), a, n, x, m, T(0), out, n);
+      blas::GemmRows<T>(la, opt.threads, 'N', 'N', n, cols, m, T(1), a, n, x, m, T(0), out, n);
     } else {
-      blas::Gemm<T>(la, 'T', 'N', m, cols, n, T(1), a, n, x, n, T(0), out, m);
+      blas::GemmRows<T>(la, opt.threads, 'T', 'N', m, cols, n, T(1), a, n, x, n, T(0), out, m);
     }
     result->passes += 1;
   };

@@ -6,15 +6,17 @@
 #include <vector>
 
 #include "common/status.h"
+#include "cpu/blas.h"
 #include "cpu/lapack.h"
 
 namespace rrae_fast::cpu {
 
 struct SubspaceOptions {
-  int64_t block = 0;      // subspace width b, k <= b <= min(m, n)
-  int64_t max_iters = 0;  // iterations (two products with A each) before giving up
-  double tol = 0;         // converged when every ‖Aᵀ u_i − σ_i v_i‖ <= tol · σ_1
-  uint64_t seed = 0;      // random start
+  int64_t block = 0;       // subspace width b, k <= b <= min(m, n)
+  int64_t max_iters = 0;   // iterations (two products with A each) before giving up
+  double tol = 0;          // converged when every ‖Aᵀ u_i − σ_i v_i‖ <= tol · σ_1
+  uint64_t seed = 0;       // random start
+  blas::RowSplit threads;  // threads for the products with A (one matrix on the whole pool)
 };
 
 template <typename T>

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -104,7 +105,7 @@ struct Scratch {
 template <typename T>
 Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t max_k,
                  const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt, int32_t* info,
-                 Scratch<T>& sc, const SvdOptions& options) {
+                 Scratch<T>& sc, const SvdOptions& options, const blas::RowSplit& threads) {
   const Lapack<T>& la = table.Get<T>();
   const T nan = std::numeric_limits<T>::quiet_NaN();
   info[1] = 0;
@@ -129,8 +130,8 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
   info[0] = static_cast<int32_t>(Path::kDense);
   if (iterate && options.fault == Fault::kNone) {
     SubspaceResult result;
-    const SubspaceOptions opt =
-        IterativeOptions(m, n, k, double(std::numeric_limits<T>::epsilon()));
+    SubspaceOptions opt = IterativeOptions(m, n, k, double(std::numeric_limits<T>::epsilon()));
+    opt.threads = threads;
     Status st = SubspaceSvd(table, m, n, k, max_k, a, init, init_cols, u, s, vt, sc.subspace, opt,
                             &result);
     if (!st.ok) return st;
@@ -184,15 +185,23 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   const bool can_pin = lapack.set_threads_local != nullptr;
   const bool parallel = batch > 1 && workers > 1 && can_pin;
   const bool pin = parallel || (can_pin && IsSmall(m, n));
+  // One matrix on several workers: its large products are split by rows among them instead.
+  blas::RowSplit threads;
+  if (!parallel && batch == 1 && !pin && can_pin && schedule) {
+    // No more parts than cores: XLA's pool may hold as many threads as cores besides the
+    // calling one, and a part left over would run after the others.
+    const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    threads = blas::RowSplit{&schedule, std::min(workers, cores), lapack.set_threads_local};
+  }
   if (!parallel) workers = 1;
   std::vector<Scratch<T>> scratch(std::max<int64_t>(1, std::min(workers, batch)));
   std::vector<Status> status(batch);
   ParallelFor(batch, workers, schedule, [&](int64_t worker, int64_t b) {
     const int previous = pin ? lapack.set_threads_local(1) : 0;
     const T* seed = init_cols > 0 ? init + b * m * init_cols : nullptr;
-    status[b] =
-        OneMatrix(lapack, m, n, k[b], max_k, a + b * m * n, seed, init_cols, u + b * m * max_k,
-                  s + b * max_k, vt + b * max_k * n, info + 2 * b, scratch[worker], options);
+    status[b] = OneMatrix(lapack, m, n, k[b], max_k, a + b * m * n, seed, init_cols,
+                          u + b * m * max_k, s + b * max_k, vt + b * max_k * n, info + 2 * b,
+                          scratch[worker], options, threads);
     if (pin) lapack.set_threads_local(previous);
   });
   for (int64_t b = 0; b < batch; ++b) {
