@@ -58,9 +58,29 @@ bool Normalize(double* x, int64_t len) {
   return true;
 }
 
-// x -= Σ_c (b_c · x) b_c over the rows b_c of `basis` (count x len, orthonormal).
+// x -= Σ_c (b_c · x) b_c over the rows b_c of `basis` (count x len, orthonormal): classical
+// Gram–Schmidt within groups of four rows (one pass over x for their four products, one for
+// the update), modified across groups. Callers repeat it where one pass may not be enough.
 void Project(const double* basis, int64_t count, double* x, int64_t len) {
-  for (int64_t c = 0; c < count; ++c) {
+  int64_t c = 0;
+  for (; c + 4 <= count; c += 4) {
+    const double* b0 = basis + c * len;
+    const double* b1 = b0 + len;
+    const double* b2 = b1 + len;
+    const double* b3 = b2 + len;
+    double d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+#pragma omp simd reduction(+ : d0, d1, d2, d3)
+    for (int64_t i = 0; i < len; ++i) {
+      const double xi = x[i];
+      d0 += b0[i] * xi;
+      d1 += b1[i] * xi;
+      d2 += b2[i] * xi;
+      d3 += b3[i] * xi;
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) x[i] -= d0 * b0[i] + d1 * b1[i] + d2 * b2[i] + d3 * b3[i];
+  }
+  for (; c < count; ++c) {
     const double* b = basis + c * len;
     Axpy(-Dot(b, x, len), b, x, len);
   }
@@ -358,8 +378,8 @@ bool TopEigenvectors(int64_t p, int64_t k, const double* d, const double* e, con
     for (int it = 0; it < 6 && !accepted; ++it) {
       SolveShifted(p, f, xj);
       if (!Normalize(xj, p)) return false;
-      if (j > first) {
-        for (int pass = 0; pass < 2; ++pass) Project(x + first * p, j - first, xj, p);
+      if (j > first) {  // one pass per solve; the accepted vector gets a second one below
+        Project(x + first * p, j - first, xj, p);
         if (!Normalize(xj, p)) return false;
       }
       const double residual = Residual(p, d, e, lam[j], xj);
@@ -367,6 +387,11 @@ bool TopEigenvectors(int64_t p, int64_t k, const double* d, const double* e, con
       if (accepted) *worst = std::max(*worst, residual);
     }
     if (!accepted) return false;
+    if (j > first) {
+      Project(x + first * p, j - first, xj, p);
+      if (!Normalize(xj, p)) return false;
+      *worst = std::max(*worst, Residual(p, d, e, lam[j], xj));
+    }
   }
   return true;
 }
@@ -399,19 +424,16 @@ void MultiplyY(const Lapack<double>& la, const float* a, int64_t m, int64_t n, i
   }
 }
 
-// Orthonormalises the rows of w (k x q), in order. Row j is W's column Y e_j, of norm ~σ_j,
-// and |w_i · w_j| <= δ·scale for i != j (δ bounds the eigenvectors' residuals and loss of
-// orthogonality in T's units), so rows with λ_j >= 1e9·δ are orthogonal to 1e-9 once
-// normalised and need nothing more. The others get modified Gram–Schmidt against all rows
-// before them, repeated while a pass removes more than half of the row; a row reduced to
-// nothing (σ_j ≈ 0) becomes the unit vector e_t, projected, that keeps the most norm.
-void OrthonormalizeRows(int64_t k, int64_t q, const double* lam, double delta, double* w,
-                        double* candidate) {
-  for (int64_t j = 0; j < k; ++j) {
+// Rows [from, k) of w (k x q) orthonormalised in order against every row before them (those
+// before `from` orthonormal already): modified Gram–Schmidt, repeated while a pass removes more
+// than half of the row; a row reduced to nothing (σ_j ≈ 0) becomes the unit vector e_t,
+// projected, that keeps the most norm.
+void OrthonormalizeEach(int64_t from, int64_t k, int64_t q, double* w, double* candidate) {
+  for (int64_t j = from; j < k; ++j) {
     double* wj = w + j * q;
     double norm = std::sqrt(Dot(wj, wj, q));
-    bool kept = lam[j] >= 1e9 * delta && norm > 0;
-    for (int pass = 0; pass < 4 && !kept && norm > 0; ++pass) {
+    bool kept = false;
+    for (int pass = 0; pass < 4 && norm > 0; ++pass) {
       Project(w, j, wj, q);
       const double after = std::sqrt(Dot(wj, wj, q));
       const bool settled = after > 0.5 * norm;
@@ -443,6 +465,65 @@ void OrthonormalizeRows(int64_t k, int64_t q, const double* lam, double delta, d
   }
 }
 
+// The columns of the column-major q x nb `block` orthonormalised by CholeskyQR (the same
+// columns as Gram–Schmidt gives): once where R's diagonal spans less than 1e2 (the loss of
+// orthogonality, ~ε·κ², is then below 1e-11), else twice. False, with the block unchanged,
+// when its Gram matrix is too ill-conditioned for that to be accurate (κ ≳ 1e6, e.g. a
+// negligible column) or the second pass does not find the block orthonormal; r is nb x nb
+// scratch, copy q x nb.
+bool CholeskyQr2(const Lapack<double>& la, int64_t q, int64_t nb, double* block, double* r,
+                 double* copy) {
+  std::copy(block, block + q * nb, copy);
+  for (int pass = 0; pass < 2; ++pass) {
+    blas::Gemm(la, 'T', 'N', nb, nb, q, 1.0, block, q, block, q, 0.0, r, nb);
+    bool ok = blas::PotrfUpper(la, nb, r, nb) == 0;
+    double big = 0, small = std::numeric_limits<double>::infinity(), off = 0;
+    for (int64_t j = 0; ok && j < nb; ++j) {
+      big = std::max(big, r[j * nb + j]);
+      small = std::min(small, r[j * nb + j]);
+      for (int64_t i = 0; i < j; ++i) off = std::max(off, std::abs(r[j * nb + i]));
+    }
+    ok = ok && small > 1e-6 * big;
+    if (ok && pass == 1)
+      ok = std::abs(big - 1) <= 1e-6 && std::abs(small - 1) <= 1e-6 && off <= 1e-6;
+    if (!ok) {
+      std::copy(copy, copy + q * nb, block);
+      return false;
+    }
+    blas::TrsmRightUpper(la, q, nb, r, nb, block, q);
+    if (pass == 0 && big < 1e2 * small) break;
+  }
+  return true;
+}
+
+// Orthonormalises the rows of w (k x q), in order. Row j is W's column Y e_j, of norm ~σ_j,
+// and |w_i · w_j| <= δ·scale for i != j (δ bounds the eigenvectors' residuals and loss of
+// orthogonality in T's units), so the leading rows with λ_j >= 1e9·δ are orthogonal to 1e-9
+// once normalised and need nothing more. The trailing others are projected out of those (two
+// block passes), then orthonormalised among themselves by CholeskyQR2, or row by row where
+// that is not accurate (OrthonormalizeEach).
+void OrthonormalizeRows(const Lapack<double>& la, int64_t k, int64_t q, const double* lam,
+                        double delta, double* w, GramScratch& sc) {
+  int64_t reliable = 0;
+  for (; reliable < k && lam[reliable] >= 1e9 * delta; ++reliable) {
+    double* wj = w + reliable * q;
+    const double norm = std::sqrt(Dot(wj, wj, q));
+    if (!(norm > std::numeric_limits<double>::min() / kEps)) break;
+    const double inv = 1.0 / norm;
+    for (int64_t r = 0; r < q; ++r) wj[r] *= inv;
+  }
+  if (reliable == k) return;
+  const int64_t rest = k - reliable;
+  double* block = w + reliable * q;  // column-major q x rest
+  double* small = sc.xx.data();      // k x k
+  for (int pass = 0; pass < 2 && reliable > 0; ++pass) {
+    blas::Gemm(la, 'T', 'N', reliable, rest, q, 1.0, w, q, block, q, 0.0, small, reliable);
+    blas::Gemm(la, 'N', 'N', q, rest, reliable, -1.0, w, q, small, reliable, 1.0, block, q);
+  }
+  if (CholeskyQr2(la, q, rest, block, small, sc.copy.data())) return;
+  OrthonormalizeEach(reliable, k, q, w, sc.work.data());
+}
+
 }  // namespace
 
 bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t ldu,
@@ -460,6 +541,7 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
   sc.ev.resize(p * k);
   sc.xx.resize(k * k);
   sc.wt.resize(k * q);
+  sc.copy.resize(k * q);
   sc.work.resize(std::max(p, q));
 
   // 1. G = YᵀY, scaled so that its largest diagonal entry (its largest entry) is 1.
@@ -500,7 +582,7 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
 
   // δ: the eigenvectors' residuals and orthogonality, and the tridiagonal reduction's error.
   const double delta = residual + orthogonality + 8.0 * double(p) * kEps;
-  OrthonormalizeRows(k, q, lam, delta, wt, sc.work.data());
+  OrthonormalizeRows(la, k, q, lam, delta, wt, sc);
 
   for (int64_t j = 0; j < k; ++j) {
     s[j] = static_cast<float>(std::sqrt(std::max(lam[j], 0.0) * scale));

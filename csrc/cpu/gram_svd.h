@@ -26,6 +26,7 @@ struct GramScratch {
   std::vector<double> xx;     // k x k: their inner products
   std::vector<double> ev;     // p x k: eigenvectors of the Gram matrix (columns)
   std::vector<double> wt;     // k x q: Y times those (rows), then orthonormal
+  std::vector<double> copy;   // k x q: a copy of some of those rows
   std::vector<double> work;   // p
 };
 
