@@ -16,6 +16,9 @@ from jax import Array
 from . import _native
 
 METHODS = {"auto": 0, "dense": 1, "iterative": 2, "gram": 3}
+# The kernels' method codes: the public ones, and "auto" / "iterative" without the fallback
+# after an iteration that does not converge, for the derivative rules (see `attempt`).
+_KERNEL_METHODS = {**METHODS, "auto_no_fallback": 4, "iterative_no_fallback": 5}
 # Path codes of the kernels' `info` output (csrc/common/svd_types.h). "jacobi", "unconverged"
 # and "solver_failed" come from the CUDA kernel only ("unconverged" members are redone here);
 # "gram" and "iterative_then_gram" from the CPU kernel only.
@@ -54,7 +57,7 @@ def ffi_call(
         k,
         init,
         max_k=np.int64(max_k),
-        method=np.int64(METHODS[method]),
+        method=np.int64(_KERNEL_METHODS[method]),
         fault=np.int64(fault),
     )
 
@@ -127,6 +130,33 @@ def _cuda_factors(max_k: int, method: str):
         return run(a, k, init), (True, True, True)
 
     return run
+
+
+def attempt(
+    a: Array, k: Array, max_k: int, init: Array | None = None, method: str = "auto"
+) -> tuple[Array, Array, Array, Array]:
+    """``factors`` without a fallback after an iteration: factors and a [...] bool, False where
+    an iteration did not converge.
+
+    There the factors are placeholders (finite, orthonormal, σ = 1) for the caller to replace;
+    no dense fallback is computed. The derivative rules use this to take the full SVD once, for
+    primal and tangent together, when the iteration fails. Platforms without our kernel return
+    XLA's SVD, always "converged".
+    """
+    unconverged = PATHS.index("unconverged")
+    code = f"{method}_no_fallback" if method in ("auto", "iterative") else method
+
+    def native(x):
+        u, s, vt, info = ffi_call(x, k, max_k, init, code)
+        return u, s, vt, info[..., 0] != unconverged
+
+    def default(x):
+        return (*xla_factors(x, k, max_k), jnp.ones(x.shape[:-2], bool))
+
+    branches = {"cpu": native, "default": default}
+    if _native.cuda_available():  # pragma: no cover - needs a CUDA build
+        branches["cuda"] = native
+    return jax.lax.platform_dependent(a, **branches)
 
 
 def factors(

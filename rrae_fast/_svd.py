@@ -47,27 +47,58 @@ def _tsvd(a, k, init, max_k: int, method: str, gradient: str) -> tuple[Array, Ar
     return _forward.factors(a, k, max_k, init, method)
 
 
+def _cut(k, max_k, u, s, vt):
+    """The first max_k columns, zero beyond k."""
+    keep = _forward.keep_mask(k, max_k)
+    zero = jnp.zeros((), u.dtype)
+    return (
+        jnp.where(keep[..., None, :], u[..., :max_k], zero),
+        jnp.where(keep, s[..., :max_k], zero),
+        jnp.where(keep[..., :, None], vt[..., :max_k, :], zero),
+    )
+
+
+def _solved_tangent(a, k, max_k, u, s, vt, da):
+    """Tangent of the top-k factors from the solves (no full SVD), width max_k."""
+    blocks = _resolvent.complement(a, u, s, vt, k, da)
+    return _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k, complement=blocks)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _attempt(a, k, init, max_k: int, method: str) -> tuple[Array, Array, Array, Array]:
+    """The forward pass without a fallback after an iteration (rrae_fast._forward.attempt),
+    differentiable where it converged: the derivative rules take the full SVD only when it did
+    not, once for primal and tangent, instead of after the forward pass's own fallback."""
+    return _forward.attempt(a, k, max_k, init, method)
+
+
+@_attempt.defjvp
+def _attempt_jvp(max_k, method, primals, tangents):
+    (a, k, init), (da, _, _) = primals, tangents
+    u, s, vt, converged = _attempt(a, k, init, max_k, method)
+    du, ds, dvt = _cut(k, max_k, *_solved_tangent(a, k, max_k, u, s, vt, da))
+    return (u, s, vt, converged), (du, ds, dvt, np.zeros(converged.shape, jax.dtypes.float0))
+
+
 @_tsvd.defjvp
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     if gradient == "exact" and _iterative_backward(a, max_k, method):
-        u, s, vt = _tsvd(a, k, init, max_k, method, "exact")
-        blocks = _resolvent.complement(a, u, s, vt, k, da)
-        du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k, complement=blocks)
+        u, s, vt, converged = _attempt(a, k, init, max_k, method)
+
+        def by_solves():
+            return (u, s, vt), _solved_tangent(a, k, max_k, u, s, vt, da)
+
+        def by_full_svd():  # the iteration gave up: one full SVD for primal and tangent
+            uf, sf, vtf = _jvp_factors(a, k, max_k, init, method, "exact")
+            tangent = _svd_grad.truncated_svd_jvp(uf, sf, vtf, da, max_k)
+            return (uf[..., :max_k], sf[..., :max_k], vtf[..., :max_k, :]), tangent
+
+        (u, s, vt), (du, ds, dvt) = jax.lax.cond(jnp.all(converged), by_solves, by_full_svd)
     else:
         u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
         du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
-    keep = _forward.keep_mask(k, max_k)
-    zero = jnp.zeros((), a.dtype)
-
-    def cut(x, y, z):  # the first max_k columns, zero beyond k
-        return (
-            jnp.where(keep[..., None, :], x[..., :max_k], zero),
-            jnp.where(keep, y[..., :max_k], zero),
-            jnp.where(keep[..., :, None], z[..., :max_k, :], zero),
-        )
-
-    return cut(u, s, vt), cut(du, ds, dvt)
+    return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
 
 
 def _product(u: Array, s: Array, vt: Array) -> Array:
@@ -83,21 +114,26 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     if gradient == "exact" and _iterative_backward(a, max_k, method):
-        u, s, vt = _tsvd(a, k, init, max_k, method, "exact")
-
-        solvable = _resolvent.use_solves(a, u, s, vt, k)
+        u, s, vt, converged = _attempt(a, k, init, max_k, method)
+        u, s, vt = _cut(k, max_k, u, s, vt)
+        solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k)
 
         def by_solves():
             x, y = _resolvent.complement(a, u, s, vt, k, da, solvable)
             st = _resolvent.stable_singular_values(s, *a.shape[-2:])[..., None, :]
             t = u @ (jnp.swapaxes(u, -1, -2) @ da @ jnp.swapaxes(vt, -1, -2)) @ vt
-            return t + (x * st) @ vt + u @ jnp.swapaxes(y * st, -1, -2)
+            return _product(u, s, vt), t + (x * st) @ vt + u @ jnp.swapaxes(y * st, -1, -2)
 
-        def by_full_svd():  # rank below k: the dense rule's convention for the kept zeros
-            uf, sf, vtf = _jvp_factors(a, k, max_k, init, method, "exact")
-            return _svd_grad.rank_reduce_jvp(uf, sf, vtf, da, _forward.keep_mask(k, sf.shape[-1]))
+        # The iteration gave up (then one full SVD gives primal and tangent), or the rank is
+        # below k or the solves would cost more (the dense rule's convention).
+        def by_full_svd():
+            return _full_rank_reduce_jvp(a, k, max_k, init, method, "exact", da)
 
-        return _product(u, s, vt), jax.lax.cond(solvable, by_solves, by_full_svd)
+        return jax.lax.cond(solvable, by_solves, by_full_svd)
+    return _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da)
+
+
+def _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da):
     u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
     keep = _forward.keep_mask(k, s.shape[-1])
     primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 
 import helpers
 import rrae_fast
-from rrae_fast import _resolvent, _svd
+from rrae_fast import _forward, _resolvent, _svd
 
 
 def _clear():
@@ -178,3 +180,31 @@ def test_hessian_through_the_solves(rng, backward):
     h_dense = np.asarray(jax.hessian(f)(a))
     np.testing.assert_allclose(h, h.transpose(2, 3, 0, 1), atol=1e-10)
     np.testing.assert_allclose(h, h_dense, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["rank_reduce", "truncated_svd"])
+def test_iteration_that_gives_up_costs_one_full_svd(rng, name):
+    """Flat spectrum where the forward pass iterates: the derivative rule runs the iteration
+    without its fallback, then one full SVD for primal and tangent, and matches the dense rule."""
+    a = rng.standard_normal((600, 400))
+    t = rng.standard_normal((600, 400))
+    assert rrae_fast.diagnose(a, 10)["path"] == "iterative_then_dense"
+    *_, converged = _forward.attempt(jnp.asarray(a), jnp.int32(10), 10)
+    assert not bool(converged)
+
+    def loss(x, method):
+        if name == "rank_reduce":
+            return jnp.sum((rrae_fast.rank_reduce(x, 10, method=method) - t) ** 2)
+        return sum(jnp.sum(jnp.sin(z)) for z in rrae_fast.truncated_svd(x, 10, method=method))
+
+    grad = jax.jit(jax.grad(lambda x: loss(x, "auto")))
+    # The kernel calls in the compiled gradient, as (max_k, method code).
+    hlo = grad.lower(a).compile().as_text()
+    config = r"backend_config=\{fault = 0 : i64, max_k = (\d+) : i64, method = (\d+) : i64\}"
+    calls = {(int(k), int(m)) for k, m in re.findall(config, hlo)}
+    assert (10, _forward._KERNEL_METHODS["auto_no_fallback"]) in calls
+    assert (400, _forward.METHODS["auto"]) in calls  # the full SVD, in the branch that needs it
+    assert (10, _forward.METHODS["auto"]) not in calls  # no forward pass with its own fallback
+    g_auto = np.asarray(grad(a))
+    g_dense = np.asarray(jax.jit(jax.grad(lambda x: loss(x, "dense")))(a))
+    np.testing.assert_allclose(g_auto, g_dense, rtol=1e-7, atol=1e-9 * np.abs(g_dense).max())

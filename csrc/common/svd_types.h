@@ -11,8 +11,24 @@
 namespace rrae_fast {
 
 // kGram: the CPU kernel's float64-Gram eigensolver path for small float32 matrices; the CUDA
-// kernel treats it as kAuto.
-enum class Method : int64_t { kAuto = 0, kDense = 1, kIterative = 2, kGram = 3 };
+// kernel treats it as kAuto. kAutoNoFallback / kIterativeNoFallback (internal, for the
+// derivative rules): kAuto / kIterative, except that an iteration that does not converge is
+// reported kUnconverged instead of being followed by another path.
+enum class Method : int64_t {
+  kAuto = 0,
+  kDense = 1,
+  kIterative = 2,
+  kGram = 3,
+  kAutoNoFallback = 4,
+  kIterativeNoFallback = 5,
+};
+
+// The method without its no-fallback flag.
+inline Method BaseMethod(Method method) {
+  if (method == Method::kAutoNoFallback) return Method::kAuto;
+  if (method == Method::kIterativeNoFallback) return Method::kIterative;
+  return method;
+}
 
 enum class Path : int32_t {
   kDense = 0,               // the library's thin SVD (LAPACK / cuSOLVER gesvd)
@@ -20,8 +36,8 @@ enum class Path : int32_t {
   kIterativeThenDense = 2,  // subspace iteration did not converge; dense result returned
   kNonFinite = 3,           // NaN/Inf input: outputs are NaN
   kJacobi = 4,              // CUDA: one-sided Jacobi, one thread block per matrix, converged
-  kUnconverged = 5,         // CUDA: iteration or Jacobi did not converge; the op redoes the
-                            //   member on the dense path (it never reaches the user)
+  kUnconverged = 5,         // iteration (or CUDA's Jacobi) did not converge, no fallback taken:
+                            //   the op redoes the member (it never reaches the user)
   kSolverFailed = 6,        // CUDA: cuSOLVER's SVD did not converge; outputs are NaN
   kGram = 7,                // CPU: float64 Gram matrix + tridiagonal eigensolver (float32)
   kIterativeThenGram = 8,   // CPU: subspace iteration did not converge; Gram path's result

@@ -120,13 +120,14 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
   for (int64_t q = 0; q < m; ++q) std::fill(u + q * max_k + k, u + (q + 1) * max_k, T(0));
   std::fill(s + k, s + max_k, T(0));
   std::fill(vt + k * n, vt + max_k * n, T(0));
-  const bool iterate = options.method == Method::kIterative ||
-                       (options.method == Method::kAuto && PreferIterative(m, n, k));
+  const Method method = BaseMethod(options.method);
+  const bool fallback = method == options.method;  // after an iteration that does not converge
+  const bool iterate =
+      method == Method::kIterative || (method == Method::kAuto && PreferIterative(m, n, k));
   // The Gram path (float32 only): chosen, or the automatic choice where it beats LAPACK, also
   // as the fallback of an iteration that did not converge.
-  const bool gram =
-      std::is_same_v<T, float> && (options.method == Method::kGram ||
-                                   (options.method == Method::kAuto && PreferGram(m, n, k)));
+  const bool gram = std::is_same_v<T, float> &&
+                    (method == Method::kGram || (method == Method::kAuto && PreferGram(m, n, k)));
   info[0] = static_cast<int32_t>(Path::kDense);
   if (iterate && options.fault == Fault::kNone) {
     SubspaceResult result;
@@ -142,6 +143,18 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
       return Status::Ok();
     }
     info[0] = static_cast<int32_t>(Path::kIterativeThenDense);
+    if (!fallback) {
+      // No fallback: placeholders (finite, orthonormal) that the caller replaces.
+      info[0] = static_cast<int32_t>(Path::kUnconverged);
+      for (int64_t q = 0; q < m; ++q) {
+        for (int64_t j = 0; j < k; ++j) u[q * max_k + j] = q == j ? T(1) : T(0);
+      }
+      std::fill(s, s + k, T(1));
+      for (int64_t j = 0; j < k; ++j) {
+        for (int64_t c = 0; c < n; ++c) vt[j * n + c] = c == j ? T(1) : T(0);
+      }
+      return Status::Ok();
+    }
   }
   if constexpr (std::is_same_v<T, float>) {
     const bool gram_runs = options.fault == Fault::kNone || options.fault == Fault::kGramFails;

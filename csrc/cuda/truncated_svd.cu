@@ -14,6 +14,9 @@
 namespace rrae_fast::cuda {
 
 Path ChoosePath(int64_t m, int64_t n, int64_t max_k, size_t element_size, Method method) {
+  // This kernel never falls back by itself (the op redoes "unconverged" members), so the
+  // no-fallback variants are the plain methods here.
+  method = BaseMethod(method);
   if (method == Method::kDense) return Path::kDense;
   if (method == Method::kIterative) return Path::kIterative;
   if (JacobiFits(m, n, element_size)) return Path::kJacobi;

@@ -89,7 +89,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispa
                                   .Ret<xla::ffi::AnyBuffer>()   // vt [..., max_k, n]
                                   .Ret<xla::ffi::AnyBuffer>()   // info [..., 2] int32
                                   .Attr<int64_t>("max_k")       // output width
-                                  .Attr<int64_t>("method")      // 0 auto, 1 dense, 2 iter, 3 gram
+                                  .Attr<int64_t>("method")      // svd_types.h: Method
                                   .Attr<int64_t>("fault"));     // fault (tests only)
 
 // =============================================================================================
