@@ -194,7 +194,8 @@ def test_svd(benchmark, record, settings, gemm_rate, case, contender):
             info["grad_err"] = float(np.linalg.norm(g - ref) / np.linalg.norm(ref))
     cheap = benchmark.stats.stats.median < 2.0  # diagnose runs the kernel once more
     if contender in peers.OURS and case.mode == "fwd" and jax.default_backend() == "cpu" and cheap:
-        info.update(_diagnose(case, a, contender, prepared.init))
+        with jax.enable_x64(case.dtype == "float64"):  # else a float64 input is run as float32
+            info.update(_diagnose(case, a, contender, prepared.init))
     info.update(_memory(settings, peer, case, benchmark.stats.stats.median))
     record(**info)
     if contender in peers.OURS and "sigma_err" in info:

@@ -95,14 +95,7 @@ def _time(benchmark, record, fn, settings) -> None:
     benchmark.pedantic(
         lambda: jax.block_until_ready(fn()), rounds=rounds, iterations=1, warmup_rounds=warmup
     )
-    record(
-        first_loss=float(out[0]),
-        loadavg_1m_after=os.getloadavg()[0],
-        rounds=rounds,
-        batch=BATCH,
-        latent=LATENT,
-        k=K,
-    )
+    record(first_loss=float(out[0]), loadavg_1m_after=os.getloadavg()[0], rounds=rounds)
 
 
 def _authors_step():
@@ -190,7 +183,7 @@ def test_train_step(benchmark, record, settings, contender):
         model, fn = _authors_step()
     else:
         model, fn = _ours_step(fast_transpose=contender == "ours")
-    record(params=_param_count(model))
+    record(params=_param_count(model), batch=BATCH, latent=LATENT, k=K)
     _time(benchmark, record, fn, settings)
 
 
