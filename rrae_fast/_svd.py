@@ -114,8 +114,7 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     if gradient == "exact" and _iterative_backward(a, max_k, method):
-        u, s, vt, converged = _attempt(a, k, init, max_k, method)
-        u, s, vt = _cut(k, max_k, u, s, vt)
+        u, s, vt, converged = _attempt(a, k, init, max_k, method)  # zero beyond k
         solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k)
 
         def by_solves():
