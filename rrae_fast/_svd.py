@@ -205,8 +205,9 @@ def truncated_svd(
             not converge within its budget) and, for float32 with ``min(m, n) <= 256``,
             ``"gram"`` (the float64 Gram matrix of the smaller side and a tridiagonal
             eigensolver, in cache: the fast path for small and tall-skinny matrices; float32
-            only). Where it iterates, ``"auto"`` falls back to ``"gram"`` when that is
-            admissible. :func:`diagnose` shows the choice.
+            only; asked for explicitly it also runs on larger matrices, at a cost that grows
+            like ``min(m, n)³``). Where it iterates, ``"auto"`` falls back to ``"gram"`` when
+            that is admissible. :func:`diagnose` shows the choice.
         init: optional warm start, [..., m, c] (or [m, c] for every batch member) with
             ``1 <= c <= min(m, n)``, e.g. the previous training step's ``u``. It only seeds the
             iterative path; the results meet the contract whatever it holds (a NaN or
