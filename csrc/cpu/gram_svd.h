@@ -27,7 +27,7 @@ struct GramScratch {
   std::vector<double> ev;     // p x k: eigenvectors of the Gram matrix (columns)
   std::vector<double> wt;     // k x q: Y times those (rows), then orthonormal
   std::vector<double> copy;   // k x q: a copy of some of those rows
-  std::vector<double> work;   // p
+  std::vector<double> work;   // max(p, q): a row of Y, a column of W, or k scalars
 };
 
 // Top-k triplets of the finite row-major float32 m x n matrix `a` into u (m x k, row stride
