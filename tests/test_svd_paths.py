@@ -44,6 +44,24 @@ def test_iterative_converges_fast_on_rrae_like(rng, dtype):
     helpers.assert_contract(a, *rrae_fast.truncated_svd(a, 12, method="iterative"), 12)
 
 
+@pytest.mark.parametrize(
+    "m, n, k",
+    [(517, 301, 1), (301, 517, 7), (777, 263, 17), (263, 777, 40), (1000, 264, 100), (650, 530, 160)],
+)
+def test_iterative_odd_sizes(rng, m, n, k):
+    """float32 products with A run through tiled kernels (rows in blocks of 24, columns in
+    strips of 32 and pieces of 8, block columns in panels of 1 to 3 and of 8 to 24): sizes
+    that are multiples of none of these, block widths 9 to 178, meet the contract and agree
+    with LAPACK."""
+    a = rrae_like(rng, m, n, k)
+    info = rrae_fast.diagnose(a, k, method="iterative")
+    assert info["path"] == "iterative"
+    u, s, vt = rrae_fast.truncated_svd(a, k, method="iterative")
+    helpers.assert_contract(a, u, s, vt, k)
+    s_ref = np.linalg.svd(a.astype(np.float64), compute_uv=False)[:k]
+    np.testing.assert_allclose(s, s_ref, rtol=0, atol=2e-5 * s_ref[0])
+
+
 def test_slow_spectrum_falls_back_to_dense(rng):
     """A flat spectrum does not converge within the budget: the dense result is returned."""
     a = rng.standard_normal((600, 400)).astype(np.float32)
@@ -65,6 +83,38 @@ def test_batch_mixes_paths_and_non_finite(rng):
     u, s, vt = rrae_fast.truncated_svd(a, 6, method="iterative")
     helpers.assert_contract(a[:2], u[:2], s[:2], vt[:2], 6)
     assert np.all(np.isnan(s[2]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (123, 77), (599, 399)])
+def test_iterative_non_finite_entry_is_flagged(rng, dtype, bad, where):
+    """The iteration's first sweep over A (the random sketch) doubles as the NaN/Inf check:
+    one bad entry anywhere, cold or warm with fewer start columns than the block, gives NaN
+    outputs and the non_finite path."""
+    a = rrae_like(rng, 600, 400, 10, dtype=dtype)
+    a[where] = bad
+    init = np.linalg.qr(rng.standard_normal((600, 5)))[0].astype(dtype)
+    for kwargs in ({}, {"init": init}):
+        info = rrae_fast.diagnose(a, 10, method="iterative", **kwargs)
+        assert info["path"] == "non_finite"
+        u, s, vt = rrae_fast.truncated_svd(a, 10, method="iterative", **kwargs)
+        assert np.all(np.isnan(u)) and np.all(np.isnan(s)) and np.all(np.isnan(vt))
+
+
+@pytest.mark.parametrize(
+    "scale, path",
+    [(1e-30, "iterative"), (1e37, "iterative"), (3e38, "iterative_then_dense")],
+)
+def test_iterative_extreme_finite_scale_is_not_flagged(rng, scale, path):
+    """σ_1 near the ends of float32's range: the sketch's NaN/Inf check lets the finite input
+    through, and where the iteration's products overflow (σ_1 = 3e38), the dense path takes
+    over; the contract holds either way."""
+    a = rrae_like(rng, 600, 400, 10)
+    a = (a * (np.float32(scale) / np.linalg.norm(a, 2))).astype(np.float32)
+    assert np.all(np.isfinite(a))
+    assert rrae_fast.diagnose(a, 10, method="iterative")["path"] == path
+    helpers.assert_contract(a, *rrae_fast.truncated_svd(a, 10, method="iterative"), 10)
 
 
 def _warm_cases(rng, m, n, k, u_prev):

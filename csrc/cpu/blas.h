@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "common/parallel.h"
 #include "cpu/lapack.h"
@@ -62,6 +63,35 @@ void SyrkUpperT(const Lapack<T>& la, int64_t rows, int64_t cols, T alpha, const 
   la.syrk(&uplo, &trans, &N, &K, &alpha, const_cast<T*>(a), &LDA, &beta, c, &LDC);
 }
 
+// Upper triangle of C = AᵀA (A rows x cols, C cols x cols) with A's rows split among
+// split.workers threads: one Gram matrix per part (`partial` holds all but the first), summed
+// in part order, so the result does not depend on which thread ran which part.
+template <typename T>
+void SyrkUpperTRows(const Lapack<T>& la, const RowSplit& split, int64_t rows, int64_t cols,
+                    const T* a, int64_t lda, T* c, int64_t ldc, std::vector<T>& partial) {
+  const int64_t parts = std::min<int64_t>(split.workers, rows / 256);
+  if (parts < 2 || split.schedule == nullptr || split.set_threads_local == nullptr) {
+    SyrkUpperT(la, rows, cols, T(1), a, lda, T(0), c, ldc);
+    return;
+  }
+  partial.resize((parts - 1) * cols * cols);
+  const int64_t chunk = (rows + parts - 1) / parts;
+  ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
+    const int64_t r0 = part * chunk, count = std::max<int64_t>(0, std::min(chunk, rows - r0));
+    T* out = part == 0 ? c : partial.data() + (part - 1) * cols * cols;
+    const int64_t ldo = part == 0 ? ldc : cols;
+    const int previous = split.set_threads_local(1);
+    SyrkUpperT(la, count, cols, T(1), a + r0, lda, T(0), out, ldo);
+    split.set_threads_local(previous);
+  });
+  for (int64_t part = 1; part < parts; ++part) {
+    const T* g = partial.data() + (part - 1) * cols * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      for (int64_t i = 0; i <= j; ++i) c[i + j * ldc] += g[i + j * cols];
+    }
+  }
+}
+
 // B ← B·R⁻¹ with R upper triangular (cols x cols), B rows x cols.
 template <typename T>
 void TrsmRightUpper(const Lapack<T>& la, int64_t rows, int64_t cols, const T* r, int64_t ldr, T* b,
@@ -70,6 +100,25 @@ void TrsmRightUpper(const Lapack<T>& la, int64_t rows, int64_t cols, const T* r,
   lapack_int M = rows, N = cols, LDR = ldr, LDB = ldb;
   T one = 1;
   la.trsm(&side, &uplo, &trans, &diag, &M, &N, &one, const_cast<T*>(r), &LDR, b, &LDB);
+}
+
+// TrsmRightUpper with B's rows split among split.workers threads (one BLAS thread each).
+template <typename T>
+void TrsmRightUpperRows(const Lapack<T>& la, const RowSplit& split, int64_t rows, int64_t cols,
+                        const T* r, int64_t ldr, T* b, int64_t ldb) {
+  const int64_t parts = std::min<int64_t>(split.workers, rows / 256);
+  if (parts < 2 || split.schedule == nullptr || split.set_threads_local == nullptr) {
+    TrsmRightUpper(la, rows, cols, r, ldr, b, ldb);
+    return;
+  }
+  const int64_t chunk = (rows + parts - 1) / parts;
+  ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
+    const int64_t r0 = part * chunk, count = std::min(chunk, rows - r0);
+    if (count <= 0) return;
+    const int previous = split.set_threads_local(1);
+    TrsmRightUpper(la, count, cols, r, ldr, b + r0, ldb);
+    split.set_threads_local(previous);
+  });
 }
 
 // Cholesky factor (upper) in place; returns LAPACK's info.

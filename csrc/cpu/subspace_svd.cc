@@ -29,12 +29,14 @@
 
 #include "common/finite.h"
 #include "cpu/blas.h"
+#include "cpu/narrow_product.h"
 
 namespace rrae_fast::cpu {
 
 namespace {
 
-// Deterministic uniform numbers in [-1, 1) (splitmix64): cheap, and the same on every run.
+// Deterministic uniform numbers in [-1, 1) (splitmix64), none zero: cheap, and the same on
+// every run.
 template <typename T>
 void FillRandom(T* x, int64_t count, uint64_t seed) {
   uint64_t state = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
@@ -43,7 +45,8 @@ void FillRandom(T* x, int64_t count, uint64_t seed) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
-    x[i] = static_cast<T>(static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    const T v = static_cast<T>(static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    x[i] = v != T(0) ? v : T(0.5);  // no zeros: see SubspaceResult::sketch_not_finite
   }
 }
 
@@ -86,8 +89,9 @@ Status HouseholderQr(const Lapack<T>& la, int64_t rows, int64_t cols, T* x, T* r
 // One Cholesky-QR pass: X ← X·R⁻¹ with RᵀR = XᵀX. False (X untouched) when X is too
 // ill-conditioned for the pass to be accurate: CholeskyQR2 needs cond(X) well below ε^(-1/2).
 template <typename T>
-bool CholeskyQrPass(const Lapack<T>& la, int64_t rows, int64_t cols, T* x, T* r) {
-  blas::SyrkUpperT<T>(la, rows, cols, T(1), x, rows, T(0), r, cols);
+bool CholeskyQrPass(const Lapack<T>& la, const blas::RowSplit& split, int64_t rows, int64_t cols,
+                    T* x, T* r, std::vector<T>& partial) {
+  blas::SyrkUpperTRows<T>(la, split, rows, cols, x, rows, r, cols, partial);
   if (blas::PotrfUpper<T>(la, cols, r, cols) != 0) return false;
   T lo = std::numeric_limits<T>::infinity(), hi = 0;
   for (int64_t i = 0; i < cols; ++i) {
@@ -96,7 +100,7 @@ bool CholeskyQrPass(const Lapack<T>& la, int64_t rows, int64_t cols, T* x, T* r)
   }
   const T guard = T(10) * std::sqrt(std::numeric_limits<T>::epsilon());
   if (!(lo > guard * hi)) return false;  // also catches NaN
-  blas::TrsmRightUpper<T>(la, rows, cols, r, cols, x, rows);
+  blas::TrsmRightUpperRows<T>(la, split, rows, cols, r, cols, x, rows);
   return true;
 }
 
@@ -105,68 +109,88 @@ bool CholeskyQrPass(const Lapack<T>& la, int64_t rows, int64_t cols, T* x, T* r)
 // covers the sketches of decaying spectra that defeat a float32 Gram matrix. False (X
 // untouched) when X is more ill-conditioned than that, or rank-deficient.
 template <typename T>
-bool CholeskyQrPassF64(const LapackTable& table, int64_t rows, int64_t cols, T* x, double* r,
-                       SubspaceScratch<T>& sc) {
+bool CholeskyQrPassF64(const LapackTable& table, const blas::RowSplit& split, int64_t rows,
+                       int64_t cols, T* x, double* r, SubspaceScratch<T>& sc) {
   const Lapack<double>& la = table.f64;
-  double* xd;
-  if constexpr (std::is_same_v<T, double>) {
-    xd = x;
-  } else {
+  if constexpr (std::is_same_v<T, float>) {
+    // float32 entries can neither overflow nor underflow a float64 Gram matrix: no scaling.
     sc.xd.resize(rows * cols);
     std::copy(x, x + rows * cols, sc.xd.begin());
-    xd = sc.xd.data();
-  }
-  // Columns are scaled to unit max-norm first, so that the Gram matrix neither overflows nor
-  // underflows at extreme scales (entries of 1e±200 in float64); R absorbs the scaling.
-  sc.colscale.resize(cols);
-  for (int64_t j = 0; j < cols; ++j) {
-    double big = 0;
-    for (int64_t i = 0; i < rows; ++i) big = std::max(big, std::abs(xd[i + j * rows]));
-    if (!(big > 0) || !std::isfinite(big)) return false;  // zero or non-finite column
-    sc.colscale[j] = big;
-    for (int64_t i = 0; i < rows; ++i) xd[i + j * rows] /= big;
-  }
-  blas::SyrkUpperT<double>(la, rows, cols, 1.0, xd, rows, 0.0, r, cols);
-  if (blas::PotrfUpper<double>(la, cols, r, cols) != 0) {
-    for (int64_t j = 0; j < cols; ++j) {
-      for (int64_t i = 0; i < rows; ++i) xd[i + j * rows] *= sc.colscale[j];
+    blas::SyrkUpperTRows<double>(la, split, rows, cols, sc.xd.data(), rows, r, cols, sc.partial_d);
+    if (blas::PotrfUpper<double>(la, cols, r, cols) != 0) return false;
+    double lo = std::numeric_limits<double>::infinity(), hi = 0;
+    for (int64_t i = 0; i < cols; ++i) {
+      lo = std::min(lo, std::abs(r[i + i * cols]));
+      hi = std::max(hi, std::abs(r[i + i * cols]));
     }
-    return false;
-  }
-  double lo = std::numeric_limits<double>::infinity(), hi = 0;
-  for (int64_t i = 0; i < cols; ++i) {
-    lo = std::min(lo, std::abs(r[i + i * cols]));
-    hi = std::max(hi, std::abs(r[i + i * cols]));
-  }
-  // CholeskyQR loses orthogonality like cond(X)²·ε; keep cond(X) below ~ 0.1·ε^(-1/2).
-  if (!(lo > 10.0 * std::sqrt(std::numeric_limits<double>::epsilon()) * hi)) {
-    for (int64_t j = 0; j < cols; ++j) {
-      for (int64_t i = 0; i < rows; ++i) xd[i + j * rows] *= sc.colscale[j];
+    if (!(lo > 10.0 * std::sqrt(std::numeric_limits<double>::epsilon()) * hi)) return false;
+    if (hi < 1e4 * lo) {
+      // Moderately conditioned (the usual case): the solve in float32 with R rounded to
+      // float32. It is backward stable (X = X R⁻¹·R to float32 rounding, R the rounded
+      // factor returned) and leaves X·R⁻¹ orthogonal to ~cond(X)·ε32 <= 1e-3, which the
+      // second pass corrects; the float64 solve costs twice as much.
+      sc.rf.resize(cols * cols);
+      for (int64_t i = 0; i < cols * cols; ++i) {
+        sc.rf[i] = static_cast<float>(r[i]);
+        r[i] = sc.rf[i];
+      }
+      blas::TrsmRightUpperRows<float>(table.f32, split, rows, cols, sc.rf.data(), cols, x, rows);
+    } else {
+      blas::TrsmRightUpperRows<double>(la, split, rows, cols, r, cols, sc.xd.data(), rows);
+      for (int64_t i = 0; i < rows * cols; ++i) x[i] = static_cast<float>(sc.xd[i]);
     }
-    return false;
+    return true;
+  } else {
+    double* xd = x;
+    // Columns are scaled to unit max-norm first, so that the Gram matrix neither overflows nor
+    // underflows at extreme scales (entries of 1e±200 in float64); R absorbs the scaling.
+    sc.colscale.resize(cols);
+    for (int64_t j = 0; j < cols; ++j) {
+      double big = 0;
+      for (int64_t i = 0; i < rows; ++i) big = std::max(big, std::abs(xd[i + j * rows]));
+      if (!(big > 0) || !std::isfinite(big)) return false;  // zero or non-finite column
+      sc.colscale[j] = big;
+      for (int64_t i = 0; i < rows; ++i) xd[i + j * rows] /= big;
+    }
+    blas::SyrkUpperTRows<double>(la, split, rows, cols, xd, rows, r, cols, sc.partial_d);
+    if (blas::PotrfUpper<double>(la, cols, r, cols) != 0) {
+      for (int64_t j = 0; j < cols; ++j) {
+        for (int64_t i = 0; i < rows; ++i) xd[i + j * rows] *= sc.colscale[j];
+      }
+      return false;
+    }
+    double lo = std::numeric_limits<double>::infinity(), hi = 0;
+    for (int64_t i = 0; i < cols; ++i) {
+      lo = std::min(lo, std::abs(r[i + i * cols]));
+      hi = std::max(hi, std::abs(r[i + i * cols]));
+    }
+    // CholeskyQR loses orthogonality like cond(X)²·ε; keep cond(X) below ~ 0.1·ε^(-1/2).
+    if (!(lo > 10.0 * std::sqrt(std::numeric_limits<double>::epsilon()) * hi)) {
+      for (int64_t j = 0; j < cols; ++j) {
+        for (int64_t i = 0; i < rows; ++i) xd[i + j * rows] *= sc.colscale[j];
+      }
+      return false;
+    }
+    blas::TrsmRightUpperRows<double>(la, split, rows, cols, r, cols, xd, rows);
+    // X D⁻¹ = Q R'  =>  X = Q (R' D).
+    for (int64_t j = 0; j < cols; ++j) {
+      for (int64_t i = 0; i <= j; ++i) r[i + j * cols] *= sc.colscale[j];
+    }
+    return true;
   }
-  blas::TrsmRightUpper<double>(la, rows, cols, r, cols, xd, rows);
-  // X D⁻¹ = Q R'  =>  X = Q (R' D).
-  for (int64_t j = 0; j < cols; ++j) {
-    for (int64_t i = 0; i <= j; ++i) r[i + j * cols] *= sc.colscale[j];
-  }
-  if constexpr (!std::is_same_v<T, double>) {
-    for (int64_t i = 0; i < rows * cols; ++i) x[i] = static_cast<T>(xd[i]);
-  }
-  return true;
 }
 
 // Orthonormalises X (rows x cols) in place; if r is given, X_in = X_out·R with R upper.
 // CholeskyQR2 (first pass in float64, second in T), Householder QR when X is too
 // ill-conditioned for it (e.g. the sketch of an exactly rank-deficient matrix).
 template <typename T>
-Status Orthonormalize(const LapackTable& table, int64_t rows, int64_t cols, T* x, T* r,
-                      SubspaceScratch<T>& sc) {
+Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int64_t rows,
+                      int64_t cols, T* x, T* r, SubspaceScratch<T>& sc) {
   const Lapack<T>& la = table.Get<T>();
   sc.rd.resize(cols * cols);
-  if (CholeskyQrPassF64(table, rows, cols, x, sc.rd.data(), sc)) {
+  if (CholeskyQrPassF64(table, split, rows, cols, x, sc.rd.data(), sc)) {
     sc.g.resize(cols * cols);
-    bool second = CholeskyQrPass(la, rows, cols, x, sc.g.data());
+    bool second = CholeskyQrPass(la, split, rows, cols, x, sc.g.data(), sc.partial);
     if (!second) {
       // Rare: the first pass left X too ill-conditioned; finish with Householder.
       Status st = HouseholderQr(la, rows, cols, x, sc.g.data(), sc);
@@ -176,6 +200,14 @@ Status Orthonormalize(const LapackTable& table, int64_t rows, int64_t cols, T* x
     return Status::Ok();
   }
   return HouseholderQr(la, rows, cols, x, r, sc);
+}
+
+// Whether a product of width `cols` with A (float32) goes to the narrow kernels rather than
+// BLAS. Measured on 4096 x 4096 (2 cores, OpenBLAS's sgemm split by rows as the peer): A·X
+// 6.3 / 14.1 / 45 ms against 11.5 / 21.7 / 52 ms at width 25 / 76 / 280; Aᵀ·Y 7.6 / 16.9 ms
+// against 11.0 / 21.3 ms at width 25 / 76, but 59 against 51 ms at width 280.
+bool UseNarrowProducts(bool transposed, int64_t cols) {
+  return (!transposed || cols <= 160) && NarrowProductsAvailable();
 }
 
 // SVD of the b x b matrix in sc.r (destroyed) into sc.us, sc.sig, sc.vst. False on failure.
@@ -211,9 +243,37 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   sc.sig.resize(b);
   sc.iwork.resize(8 * b);
   *result = SubspaceResult{};
+  // When the products are split among threads, every BLAS call here runs on one thread per
+  // part: OpenBLAS's own threads stay awake (spinning) for a while after a call and would
+  // compete with the parts of the next product (measured: 4096 x 4096, k = 16, 46 ms with
+  // them, 30 ms without).
+  struct PinBlas {
+    SetThreadsLocalFn* set = nullptr;
+    int previous = 0;
+    ~PinBlas() {
+      if (set != nullptr) set(previous);
+    }
+  } pin;
+  if (opt.threads.schedule != nullptr && opt.threads.workers > 1 &&
+      opt.threads.set_threads_local != nullptr) {
+    pin.set = opt.threads.set_threads_local;
+    pin.previous = pin.set(1);
+  }
 
   // op(X) = Aᵀ·X for a block X on the left (m rows), A·X for one on the right (n rows).
   auto apply = [&](bool left, int64_t cols, const T* x, T* out) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (UseNarrowProducts(left, cols)) {
+        const ProductThreads threads{opt.threads.schedule, opt.threads.workers};
+        if (left) {
+          NarrowProductATY(m, n, cols, a, n, x, m, out, n, sc.pack, threads);
+        } else {
+          NarrowProductAX(m, n, cols, a, n, x, n, out, m, sc.pack, threads);
+        }
+        result->passes += 1;
+        return;
+      }
+    }
     if (left) {
       blas::GemmRows<T>(la, opt.threads, 'N', 'N', n, cols, m, T(1), a, n, x, m, T(0), out, n);
     } else {
@@ -233,8 +293,13 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   if (seeded < b) {
     FillRandom(sc.prod.data(), n * (b - seeded), opt.seed);  // Ω, n x (b − seeded)
     apply(false, b - seeded, sc.prod.data(), sc.block.data() + seeded * m);
+    if (!AllFinite(sc.block.data() + seeded * m, m * (b - seeded))) {
+      result->sketch_not_finite = true;
+      return Status::Ok();
+    }
   }
-  Status st = Orthonormalize(table, m, b, sc.block.data(), static_cast<T*>(nullptr), sc);
+  Status st =
+      Orthonormalize(table, opt.threads, m, b, sc.block.data(), static_cast<T*>(nullptr), sc);
   if (!st.ok) return st;
   bool left = true;  // the side of `block`
   apply(left, b, sc.block.data(), sc.prod.data());
@@ -246,7 +311,8 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
     // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
     // test on a cold first pass (a warm start may already be converged).
     const bool test = pass > 0 || seeded > 0;
-    st = Orthonormalize(table, rows_p, b, sc.prod.data(), test ? sc.r.data() : nullptr, sc);
+    st = Orthonormalize(table, opt.threads, rows_p, b, sc.prod.data(),
+                        test ? sc.r.data() : nullptr, sc);
     if (!st.ok) return st;
     if (!test) {
       apply(!left, b, sc.prod.data(), sc.next.data());
@@ -254,10 +320,10 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
       if (!SmallSvd(la, b, sc)) return Status::Ok();  // let the caller take the dense path
       // Ritz vectors B Z_k and Q_P X_k (Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k]); the test product
       // op(Q_P X_k) = P' X_k costs a pass of width k only.
-      blas::Gemm<T>(la, 'N', 'T', rows_b, k, b, T(1), sc.block.data(), rows_b, sc.vst.data(), b,
-                    T(0), sc.bz.data(), rows_b);
-      blas::Gemm<T>(la, 'N', 'N', rows_p, b, b, T(1), sc.prod.data(), rows_p, sc.us.data(), b,
-                    T(0), sc.qx.data(), rows_p);  // Q_P X, all b columns
+      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, k, b, T(1), sc.block.data(), rows_b,
+                        sc.vst.data(), b, T(0), sc.bz.data(), rows_b);
+      blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, b, b, T(1), sc.prod.data(), rows_p,
+                        sc.us.data(), b, T(0), sc.qx.data(), rows_p);  // Q_P X, all b columns
       apply(!left, k, sc.qx.data(), sc.next.data());
       // Residual P' X_k − (B Z_k) Σ in units of σ_1 (no under/overflow at extreme scales).
       const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
@@ -304,8 +370,8 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
       // Not yet: the rest of op(Q_P X), then P' = op(Q_P X) Xᵀ (X is orthogonal) into the
       // buffer of B, which is no longer needed.
       apply(!left, b - k, sc.qx.data() + k * rows_p, sc.next.data() + k * rows_b);
-      blas::Gemm<T>(la, 'N', 'T', rows_b, b, b, T(1), sc.next.data(), rows_b, sc.us.data(), b,
-                    T(0), sc.block.data(), rows_b);
+      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, b, b, T(1), sc.next.data(), rows_b,
+                        sc.us.data(), b, T(0), sc.block.data(), rows_b);
       std::swap(sc.block, sc.next);
     }
     // Q_P becomes the block, P' the product; the side flips.

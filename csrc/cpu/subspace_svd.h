@@ -28,11 +28,19 @@ struct SubspaceScratch {
   std::vector<double> colscale;      // column scaling of a block before its Gram matrix
   std::vector<T> us, vst, sig;       // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b)
   std::vector<T> tau, work;          // LAPACK scratch
+  std::vector<float> pack;           // packed block of a narrow product (float32 only)
+  std::vector<T> partial;            // per-thread Gram matrices of a split product
+  std::vector<double> partial_d;
+  std::vector<float> rf;  // a float64 triangular factor rounded to float32
   std::vector<lapack_int> iwork;
 };
 
 struct SubspaceResult {
   bool converged = false;
+  // The random sketch A·Ω came out non-finite: A has a NaN or an infinity (every column of Ω
+  // is free of zeros, so a non-finite entry of A reaches its row of the sketch), or A·Ω
+  // overflowed. Nothing else was done; the caller tells the two apart.
+  bool sketch_not_finite = false;
   int64_t passes = 0;  // GEMM sweeps over A (products with A or Aᵀ, the random sketch included)
 };
 
@@ -40,6 +48,8 @@ struct SubspaceResult {
 // s (k) and vt (k x n row-major), unsigned. `init` (row-major m x init_cols, may be null) seeds
 // the first columns of the subspace; non-finite or degenerate seeds are tolerated. Not converging
 // is not an error: `result.converged` is false and the caller falls back to the dense path.
+// `a` need not be checked for NaN/Inf beforehand when the sketch covers at least one column
+// (init_cols < opt.block): see SubspaceResult::sketch_not_finite.
 template <typename T>
 Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t ldu,
                    const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,

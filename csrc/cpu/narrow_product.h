@@ -1,0 +1,41 @@
+// Products of a large row-major float32 matrix with a narrow block: A·X and Aᵀ·Y.
+//
+// The iterative path spends most of its time in these: A is m x n (thousands each), the block
+// a few dozen columns wide. A general GEMM packs A for every call, an extra sweep over the
+// largest operand; the kernels here read A once, straight from its row-major layout, and keep
+// the (packed) block in cache. AVX2 + FMA; `NarrowProductsAvailable()` says whether this CPU
+// runs them (the caller uses BLAS otherwise).
+#ifndef RRAE_FAST_CPU_NARROW_PRODUCT_H_
+#define RRAE_FAST_CPU_NARROW_PRODUCT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "common/parallel.h"
+
+namespace rrae_fast::cpu {
+
+// True when the CPU has AVX2 and FMA.
+bool NarrowProductsAvailable();
+
+// Threads for one product: `workers` jobs on `schedule` (null: the calling thread alone).
+struct ProductThreads {
+  const Scheduler* schedule = nullptr;
+  int64_t workers = 1;
+};
+
+// out (m x b, column-major, leading dimension ldo) = A·X, with A row-major m x n (row stride
+// lda) and X column-major n x b (leading dimension ldx). `pack` is scratch (resized here).
+void NarrowProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t lda, const float* x,
+                     int64_t ldx, float* out, int64_t ldo, std::vector<float>& pack,
+                     const ProductThreads& threads);
+
+// out (n x b, column-major, leading dimension ldo) = Aᵀ·Y, with A row-major m x n (row stride
+// lda) and Y column-major m x b (leading dimension ldy). `pack` is scratch (resized here).
+void NarrowProductATY(int64_t m, int64_t n, int64_t b, const float* a, int64_t lda, const float* y,
+                      int64_t ldy, float* out, int64_t ldo, std::vector<float>& pack,
+                      const ProductThreads& threads);
+
+}  // namespace rrae_fast::cpu
+
+#endif  // RRAE_FAST_CPU_NARROW_PRODUCT_H_
