@@ -115,10 +115,11 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     if gradient == "exact" and _iterative_backward(a, max_k, method):
         u, s, vt, converged = _attempt(a, k, init, max_k, method)  # zero beyond k
-        solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k)
+        at = _resolvent.transposed(a)
+        solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k, at)
 
         def by_solves():
-            x, y = _resolvent.complement(a, u, s, vt, k, da, solvable)
+            x, y = _resolvent.complement(a, u, s, vt, k, da, solvable, at)
             st = _resolvent.stable_singular_values(s, *a.shape[-2:])[..., None, :]
             t = u @ (jnp.swapaxes(u, -1, -2) @ da @ jnp.swapaxes(vt, -1, -2)) @ vt
             return _product(u, s, vt), t + (x * st) @ vt + u @ jnp.swapaxes(y * st, -1, -2)
