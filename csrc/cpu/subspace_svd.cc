@@ -51,14 +51,20 @@ void FillRandom(T* x, int64_t count, uint64_t seed) {
 }
 
 // R ← R2·R1 for upper-triangular b x b factors (column-major, ld b); R may alias neither.
+// Column j of R is Σ_{l <= j} R2[:, l]·R1[l, j], accumulated in float64.
 template <typename T>
-void TriangularProduct(int64_t b, const T* r2, const double* r1, T* r) {
+void TriangularProduct(int64_t b, const T* r2, const double* r1, T* r, std::vector<double>& col) {
+  col.resize(b);
   for (int64_t j = 0; j < b; ++j) {
-    for (int64_t i = 0; i < b; ++i) {
-      double acc = 0;
-      for (int64_t l = i; l <= j; ++l) acc += double(r2[i + l * b]) * r1[l + j * b];
-      r[i + j * b] = i <= j ? static_cast<T>(acc) : T(0);
+    std::fill(col.begin(), col.begin() + j + 1, 0.0);
+    double* c = col.data();
+    for (int64_t l = 0; l <= j; ++l) {
+      const double f = r1[l + j * b];
+      const T* x = r2 + l * b;
+#pragma omp simd
+      for (int64_t i = 0; i <= l; ++i) c[i] += double(x[i]) * f;
     }
+    for (int64_t i = 0; i < b; ++i) r[i + j * b] = i <= j ? static_cast<T>(c[i]) : T(0);
   }
 }
 
@@ -196,7 +202,7 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
       Status st = HouseholderQr(la, rows, cols, x, sc.g.data(), sc);
       if (!st.ok) return st;
     }
-    if (r != nullptr) TriangularProduct(cols, sc.g.data(), sc.rd.data(), r);
+    if (r != nullptr) TriangularProduct(cols, sc.g.data(), sc.rd.data(), r, sc.colscale);
     return Status::Ok();
   }
   return HouseholderQr(la, rows, cols, x, r, sc);

@@ -25,7 +25,8 @@ struct SubspaceScratch {
   std::vector<T> bz, qx;             // Ritz vectors: B Z_k (max(m, n) x k), Q_P X (max(m, n) x b)
   std::vector<T> r, g;               // b x b: triangular factors, Gram matrices
   std::vector<double> rd, xd;        // float64 Gram/factor (b x b) and a float64 copy of a block
-  std::vector<double> colscale;      // column scaling of a block before its Gram matrix
+  std::vector<double> colscale;      // column scaling of a block before its Gram matrix; a
+                                     // column of a triangular product
   std::vector<T> us, vst, sig;       // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b)
   std::vector<T> tau, work;          // LAPACK scratch
   std::vector<float> pack;           // packed block of a narrow product (float32 only)
