@@ -3,14 +3,16 @@
 // A·X, "dot" form: out[i, :] = Σ_p A[i, p]·X[p, :]. X is packed into panels of 8·C columns,
 // each stored p-major (X[p, panel] contiguous, zero-padded), and a tile of R rows of A times
 // one panel accumulates in R·C vector registers while p runs over the whole row: per p, C
-// loads of X, R broadcasts of A, R·C fused multiply-adds. R rows of A stay in L1/L2 across
-// the panels of a block of rows, so A is read from memory once.
+// loads of X, R broadcasts of A, R·C fused multiply-adds. The rows of a block of 24 stay in
+// L2 across the panels, so A is read from memory once. A remainder of at most 4 columns is not
+// padded: its tiles run their vectors along p instead (RowDotTile).
 //
 // Aᵀ·Y, "axpy" form: out[p, :] = Σ_i A[i, p]·Y[i, :]. A strip of 32 consecutive columns of A
 // (one 128-byte piece of each row) times C columns of Y accumulates in 4·C vector registers
 // while i runs over a block of rows: per row, 4 loads of A, C broadcasts of Y, 4·C fused
-// multiply-adds. The strip's block of rows (128 x 128 bytes) stays in L1 across the panels of
-// Y, so again A is read from memory once. Y is packed row-major per panel of C columns.
+// multiply-adds. The strip's block of 128 rows is first copied into a contiguous tile that
+// stays in L1 across the panels of Y, and the next strips of its rows are prefetched, so again
+// A is read from memory once. Y is packed row-major per panel of C columns.
 //
 // Both split their output among threads (rows of A·X, strips of Aᵀ·Y), so no reduction is
 // needed. Accumulation is in float32 in the same order for every call: results do not depend
