@@ -46,7 +46,14 @@ def test_iterative_converges_fast_on_rrae_like(rng, dtype):
 
 @pytest.mark.parametrize(
     "m, n, k",
-    [(517, 301, 1), (301, 517, 7), (777, 263, 17), (263, 777, 40), (1000, 264, 100), (650, 530, 160)],
+    [
+        (517, 301, 1),
+        (301, 517, 7),
+        (777, 263, 17),
+        (263, 777, 40),
+        (1000, 264, 100),
+        (650, 530, 160),
+    ],
 )
 def test_iterative_odd_sizes(rng, m, n, k):
     """float32 products with A run through tiled kernels (rows in blocks of 24, columns in
