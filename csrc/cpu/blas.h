@@ -29,6 +29,25 @@ struct RowSplit {
   SetThreadsLocalFn* set_threads_local = nullptr;
 };
 
+// Parts `split` makes of `rows` rows (at least 256 each); 1 when it runs BLAS as it is.
+inline int64_t RowParts(const RowSplit& split, int64_t rows) {
+  if (split.schedule == nullptr || split.set_threads_local == nullptr) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(split.workers, rows / 256));
+}
+
+// Calls fn(part, r0, count) for `parts` consecutive ranges [r0, r0 + count) covering `rows`
+// (count may be 0 for the last), each on one of split's jobs with its BLAS on one thread.
+template <typename Fn>
+void ForEachRowPart(const RowSplit& split, int64_t parts, int64_t rows, const Fn& fn) {
+  const int64_t chunk = (rows + parts - 1) / parts;
+  ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
+    const int64_t r0 = part * chunk, count = std::max<int64_t>(0, std::min(chunk, rows - r0));
+    const int previous = split.set_threads_local(1);
+    fn(part, r0, count);
+    split.set_threads_local(previous);
+  });
+}
+
 // C (m x n) = alpha·op(A)·B + beta·C with C's rows (op(A)'s rows) split among split.workers
 // threads. For the tall-skinny products of the iterative path (m in the thousands, n a block
 // width) this is 10–20 % faster than OpenBLAS's own two threads inside XLA (4096 x 4096 times
@@ -38,19 +57,15 @@ template <typename T>
 void GemmRows(const Lapack<T>& la, const RowSplit& split, char ta, char tb, int64_t m, int64_t n,
               int64_t k, T alpha, const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c,
               int64_t ldc) {
-  const int64_t parts = std::min<int64_t>(split.workers, m / 256);
-  if (parts < 2 || split.schedule == nullptr || split.set_threads_local == nullptr) {
+  const int64_t parts = RowParts(split, m);
+  if (parts < 2) {
     Gemm(la, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  const int64_t chunk = (m + parts - 1) / parts;
-  ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
-    const int64_t r0 = part * chunk, rows = std::min(chunk, m - r0);
-    if (rows <= 0) return;
-    const int previous = split.set_threads_local(1);
+  ForEachRowPart(split, parts, m, [&](int64_t, int64_t r0, int64_t rows) {
+    if (rows == 0) return;
     const T* a0 = ta == 'N' ? a + r0 : a + r0 * lda;  // rows r0 .. of op(A), column-major A
     Gemm(la, ta, tb, rows, n, k, alpha, a0, lda, b, ldb, beta, c + r0, ldc);
-    split.set_threads_local(previous);
   });
 }
 
@@ -69,20 +84,15 @@ void SyrkUpperT(const Lapack<T>& la, int64_t rows, int64_t cols, T alpha, const 
 template <typename T>
 void SyrkUpperTRows(const Lapack<T>& la, const RowSplit& split, int64_t rows, int64_t cols,
                     const T* a, int64_t lda, T* c, int64_t ldc, std::vector<T>& partial) {
-  const int64_t parts = std::min<int64_t>(split.workers, rows / 256);
-  if (parts < 2 || split.schedule == nullptr || split.set_threads_local == nullptr) {
+  const int64_t parts = RowParts(split, rows);
+  if (parts < 2) {
     SyrkUpperT(la, rows, cols, T(1), a, lda, T(0), c, ldc);
     return;
   }
   partial.resize((parts - 1) * cols * cols);
-  const int64_t chunk = (rows + parts - 1) / parts;
-  ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
-    const int64_t r0 = part * chunk, count = std::max<int64_t>(0, std::min(chunk, rows - r0));
+  ForEachRowPart(split, parts, rows, [&](int64_t part, int64_t r0, int64_t count) {
     T* out = part == 0 ? c : partial.data() + (part - 1) * cols * cols;
-    const int64_t ldo = part == 0 ? ldc : cols;
-    const int previous = split.set_threads_local(1);
-    SyrkUpperT(la, count, cols, T(1), a + r0, lda, T(0), out, ldo);
-    split.set_threads_local(previous);
+    SyrkUpperT(la, count, cols, T(1), a + r0, lda, T(0), out, part == 0 ? ldc : cols);
   });
   for (int64_t part = 1; part < parts; ++part) {
     const T* g = partial.data() + (part - 1) * cols * cols;
@@ -106,18 +116,13 @@ void TrsmRightUpper(const Lapack<T>& la, int64_t rows, int64_t cols, const T* r,
 template <typename T>
 void TrsmRightUpperRows(const Lapack<T>& la, const RowSplit& split, int64_t rows, int64_t cols,
                         const T* r, int64_t ldr, T* b, int64_t ldb) {
-  const int64_t parts = std::min<int64_t>(split.workers, rows / 256);
-  if (parts < 2 || split.schedule == nullptr || split.set_threads_local == nullptr) {
+  const int64_t parts = RowParts(split, rows);
+  if (parts < 2) {
     TrsmRightUpper(la, rows, cols, r, ldr, b, ldb);
     return;
   }
-  const int64_t chunk = (rows + parts - 1) / parts;
-  ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
-    const int64_t r0 = part * chunk, count = std::min(chunk, rows - r0);
-    if (count <= 0) return;
-    const int previous = split.set_threads_local(1);
-    TrsmRightUpper(la, count, cols, r, ldr, b + r0, ldb);
-    split.set_threads_local(previous);
+  ForEachRowPart(split, parts, rows, [&](int64_t, int64_t r0, int64_t count) {
+    if (count > 0) TrsmRightUpper(la, count, cols, r, ldr, b + r0, ldb);
   });
 }
 

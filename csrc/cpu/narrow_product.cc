@@ -29,6 +29,13 @@ namespace rrae_fast::cpu {
 
 namespace {
 
+// A mask of the first `count` (0..8) lanes, for the masked loads and stores of a partial vector.
+RRAE_FAST_AVX2 __m256i FirstLanes(int count) {
+  alignas(32) static const int kBits[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                            0,  0,  0,  0,  0,  0,  0,  0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kBits + 8 - count));
+}
+
 // ---- A·X ----------------------------------------------------------------------------------
 
 // out[r, c] for r < R rows of A (row stride lda) and the `width` valid columns of one packed
@@ -70,8 +77,6 @@ RRAE_FAST_AVX2 void DotTile(int64_t n, const float* a, int64_t lda, const float*
 template <int R, int W>
 RRAE_FAST_AVX2 void RowDotTile(int64_t n, const float* a, int64_t lda, const float* x, int64_t ldx,
                                float* out, int64_t ldo) {
-  alignas(32) static const int kMaskBits[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                0,  0,  0,  0,  0,  0,  0,  0};
   __m256 acc[R][W];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -91,8 +96,7 @@ RRAE_FAST_AVX2 void RowDotTile(int64_t n, const float* a, int64_t lda, const flo
     }
   }
   if (full < n) {
-    const __m256i mask =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskBits + 8 - (n - full)));
+    const __m256i mask = FirstLanes(static_cast<int>(n - full));
     __m256 xv[W];
 #pragma GCC unroll 8
     for (int w = 0; w < W; ++w) xv[w] = _mm256_maskload_ps(x + w * ldx + full, mask);
@@ -159,9 +163,7 @@ RRAE_FAST_AVX2 void RowDotRowsOfPanel(int64_t r0, int64_t r1, int64_t n, const f
 template <int P, int C>
 RRAE_FAST_AVX2 void AxpyTile(int64_t rows, const float* tile, const float* yp, float* out,
                              int64_t ldo, int last, bool first) {
-  alignas(32) static const int kMaskBits[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                0,  0,  0,  0,  0,  0,  0,  0};
-  const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskBits + 8 - last));
+  const __m256i mask = FirstLanes(last);
   __m256 acc[C][P];
 #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) {
@@ -221,9 +223,7 @@ RRAE_FAST_AVX2 void AxpyStrip(int64_t i0, int64_t rows, const float* a, int64_t 
                               int last, const std::vector<AxpyPanel>& panels, const float* pack,
                               float* out, int64_t ldo) {
   alignas(64) float tile[kAxpyRows * 8 * P];
-  alignas(32) static const int kMaskBits[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                0,  0,  0,  0,  0,  0,  0,  0};
-  const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskBits + 8 - last));
+  const __m256i mask = FirstLanes(last);
   for (int64_t i = 0; i < rows; ++i) {
     const float* row = a + (i0 + i) * lda + p0;
     // The next strip of the same row, fetched while the panels work on this one (rows are
