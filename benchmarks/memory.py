@@ -3,11 +3,12 @@
 Usage: python benchmarks/memory.py PEER '{"mode": "fwd", "m": 4096, "n": 4608, "k": 256, ...}'
 
 Builds the case's input and the contender's call (compiling it, for JAX), runs it once to settle
-one-time allocations, then resets the kernel's high-water mark of the resident set
-(``/proc/self/clear_refs``), runs it again and prints one JSON line: the peak resident memory
-over the resident memory just before that call (``peak_extra_mib``: workspace and outputs, the
-input excluded), and XLA's temporary buffer size for JAX contenders (``xla_temp_mib``).
-The suites call this once per contender and case (``--memory``).
+one-time allocations (then frees the workspace that rrae_fast's kernel keeps between calls, so
+that the measured call's workspace is counted), then resets the kernel's high-water mark of the
+resident set (``/proc/self/clear_refs``), runs it again and prints one JSON line: the peak
+resident memory over the resident memory just before that call (``peak_extra_mib``: workspace
+and outputs, the input excluded), and XLA's temporary buffer size for JAX contenders
+(``xla_temp_mib``). The suites call this once per contender and case (``--memory``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import cases
 import peers
+import rrae_fast._native
 
 
 def _status_mib(key: str) -> float:
@@ -39,6 +41,9 @@ def measure(peer: str, case: cases.Case) -> dict[str, float]:
     with jax.enable_x64(case.dtype == "float64"):
         prepared = peers.get(peer).prepare(case, a, t)
         prepared.call()
+    # The kernel keeps its workspace between calls; free it so that the measured call's is
+    # counted (what a first call, or one after a call of another size, needs).
+    rrae_fast._native.release_workspace()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current resident set
     before = _status_mib("VmRSS")

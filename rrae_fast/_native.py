@@ -57,6 +57,12 @@ def prefer_gram(m: int, n: int, k: int) -> bool:
     return bool(_cpu.prefer_gram(m, n, k))
 
 
+def release_workspace() -> None:
+    """Free the workspace the CPU kernel keeps between calls (up to 64 MiB per thread that ran
+    it; the next call rebuilds it)."""
+    _cpu.release_workspace()
+
+
 try:
     from . import _cuda
 except ImportError as _error:  # not built, or its CUDA libraries cannot be loaded

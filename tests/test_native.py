@@ -60,3 +60,19 @@ def test_version():
     """__version__ comes from the installed metadata."""
     assert rrae_fast.__version__ != "0+unknown"
     assert np.all(np.isfinite(rrae_fast.truncated_svd(np.eye(3), 2)[1]))
+
+
+@pytest.mark.parametrize("method", ["iterative", "gram"])
+def test_workspace_kept_between_calls_changes_no_result(method):
+    """The kernel keeps its workspace between calls: results do not depend on what ran before
+    (bit for bit), nor on whether that workspace was freed."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((300, 200)).astype(np.float32)
+    first = [np.asarray(x) for x in rrae_fast.truncated_svd(a, 6, method=method)]
+    rrae_fast.truncated_svd(rng.standard_normal((400, 260)).astype(np.float32), 20, method=method)
+    again = [np.asarray(x) for x in rrae_fast.truncated_svd(a, 6, method=method)]
+    _native.release_workspace()
+    fresh = [np.asarray(x) for x in rrae_fast.truncated_svd(a, 6, method=method)]
+    for x, y, z in zip(first, again, fresh):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x, z)

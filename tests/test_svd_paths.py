@@ -96,13 +96,15 @@ def test_batch_mixes_paths_and_non_finite(rng):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("where", [(0, 0), (123, 77), (599, 399)])
 def test_iterative_non_finite_entry_is_flagged(rng, dtype, bad, where):
-    """The iteration's first sweep over A (the random sketch) doubles as the NaN/Inf check:
-    one bad entry anywhere, cold or warm with fewer start columns than the block, gives NaN
-    outputs and the non_finite path."""
+    """The iteration's first sweep over A doubles as the NaN/Inf check: the random sketch on
+    a cold start or one with fewer start columns than k; AᵀB where init fills the start block
+    (k columns or more), or a separate check where some row of that block is zero. One bad
+    entry anywhere gives NaN outputs and the non_finite path."""
     a = rrae_like(rng, 600, 400, 10, dtype=dtype)
     a[where] = bad
-    init = np.linalg.qr(rng.standard_normal((600, 5)))[0].astype(dtype)
-    for kwargs in ({}, {"init": init}):
+    inits = [np.linalg.qr(rng.standard_normal((600, c)))[0].astype(dtype) for c in (5, 10, 30)]
+    inits.append(np.eye(600, 10, dtype=dtype))  # rows 10.. of the block are zero
+    for kwargs in [{}] + [{"init": init} for init in inits]:
         info = rrae_fast.diagnose(a, 10, method="iterative", **kwargs)
         assert info["path"] == "non_finite"
         u, s, vt = rrae_fast.truncated_svd(a, 10, method="iterative", **kwargs)
@@ -147,8 +149,8 @@ def test_warm_start_any_init_meets_contract(rng, case):
     info = rrae_fast.diagnose(a1, k, method="iterative", init=init)
     assert info["path"] == "iterative"
     cold = rrae_fast.diagnose(a1, k, method="iterative")["passes"]
-    if case == "previous_basis":  # a narrow sketch and two products: converged at once
-        assert info["passes"] == 3 < cold
+    if case == "previous_basis":  # two products of width k, no sketch: converged at once
+        assert info["passes"] == 2 < cold
     ak = rrae_fast.rank_reduce(a1, k, init=init, method="iterative")
     np.testing.assert_allclose(ak, rrae_fast.rank_reduce(a1, k, method="dense"), atol=2e-5)
 
@@ -164,6 +166,23 @@ def test_warm_start_from_moved_basis(rng):
     cold = rrae_fast.diagnose(a1, k, method="iterative")
     # Its first test (a sweep of width k) may fail where a cold start does not test at all.
     assert warm["path"] == "iterative" and warm["passes"] <= cold["passes"] + 1
+
+
+@pytest.mark.parametrize("extra", [0, 3])
+def test_warm_start_widens_when_its_first_test_fails(rng, extra):
+    """A warm start with k to b − 1 columns begins with those alone; from a basis too far off
+    for its first test it adds random columns up to the block width and goes on."""
+    m, n, k = 400, 300, 8
+    a0 = rrae_like(rng, m, n, k)
+    a1 = (a0 + 1e-3 * np.linalg.norm(a0, 2) * rng.standard_normal((m, n)) / np.sqrt(n)).astype(
+        np.float32
+    )
+    u0 = np.linalg.svd(a0.astype(np.float64), full_matrices=False)[0]
+    init = np.concatenate([u0[:, :k], rng.standard_normal((m, extra))], axis=1).astype(np.float32)
+    helpers.assert_contract(a1, *rrae_fast.truncated_svd(a1, k, method="iterative", init=init), k)
+    info = rrae_fast.diagnose(a1, k, method="iterative", init=init)
+    cold = rrae_fast.diagnose(a1, k, method="iterative")
+    assert info["path"] == "iterative" and 2 < info["passes"] <= cold["passes"] + 1
 
 
 def test_init_broadcasts_over_batch_and_works_under_jit(rng):

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/vector_bytes.h"
 #include "cpu/lapack.h"
 
 namespace rrae_fast::cpu {
@@ -28,6 +29,10 @@ struct GramScratch {
   std::vector<double> wt;     // k x q: Y times those (rows), then orthonormal
   std::vector<double> copy;   // k x q: a copy of some of those rows
   std::vector<double> work;   // max(p, q): a row of Y, a column of W, or k scalars
+
+  std::size_t Bytes() const {
+    return VectorBytes(rows, g, d, e, tau, lam, lu, swap, x, xx, ev, wt, copy, work);
+  }
 };
 
 // Top-k triplets of the finite row-major float32 m x n matrix `a` into u (m x k, row stride

@@ -16,8 +16,10 @@
 // P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'. The start is
 // B = orth([init | A Ω]) with Ω pseudo-random. A cold start skips the test of its first pass (a
 // random sketch is never accurate enough for a noisy matrix), so it converges at the earliest
-// after three products of width b and one of width k; a warm start whose init already spans
-// the answer after one of width b and one of width k (plus a sketch for columns beyond init).
+// after three products of width b and one of width k. A warm start whose init has w >= k
+// columns starts from B = orth(init) alone, width w; if init already spans the answer it
+// converges after one product of width w and one of width k. If not, after that pass B gains
+// b − w random columns (and P their products) and the iteration goes on at width b.
 // Workspace is O((m + n)·b + b²); no m x n temporary is formed.
 #include "cpu/subspace_svd.h"
 
@@ -186,16 +188,51 @@ bool CholeskyQrPassF64(const LapackTable& table, const blas::RowSplit& split, in
   }
 }
 
+// Whether the upper-triangular cols x cols factor r (column-major) is within 0.1 of I in the
+// Frobenius norm, so that cond(r) <= 1.25.
+template <typename T>
+bool NearIdentity(int64_t cols, const T* r) {
+  double off = 0;
+  for (int64_t j = 0; j < cols; ++j) {
+    for (int64_t i = 0; i <= j; ++i) {
+      const double e = double(r[i + j * cols]) - (i == j ? 1.0 : 0.0);
+      off += e * e;
+    }
+  }
+  return off <= 0.01;  // also false for NaN
+}
+
+// What Orthonormalize may assume of its block.
+enum class Block {
+  kAny,
+  kBasisOnly,        // only its span matters: it is multiplied by A and dropped
+  kNearOrthonormal,  // likely orthonormal already (a warm start's init, e.g. a previous U)
+};
+
 // Orthonormalises X (rows x cols) in place; if r is given, X_in = X_out·R with R upper.
 // CholeskyQR2 (first pass in float64, second in T), Householder QR when X is too
-// ill-conditioned for it (e.g. the sketch of an exactly rank-deficient matrix).
+// ill-conditioned for it (e.g. the sketch of an exactly rank-deficient matrix). The first
+// pass leaves X orthogonal to ~cond(X)·ε32 in float32 (<= 1e-3) and to ~cond(X)²·ε64
+// (<= 1e-2) otherwise: enough for a kBasisOnly block, which gets that pass alone. A
+// kNearOrthonormal block gets a pass in T first; if its factor is within 0.1 of I, X was
+// orthonormal to begin with and that pass is as accurate as a second.
 template <typename T>
 Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int64_t rows,
-                      int64_t cols, T* x, T* r, SubspaceScratch<T>& sc) {
+                      int64_t cols, T* x, T* r, SubspaceScratch<T>& sc,
+                      Block block = Block::kAny) {
   const Lapack<T>& la = table.Get<T>();
+  sc.g.resize(cols * cols);
+  if (block == Block::kNearOrthonormal && r == nullptr &&
+      CholeskyQrPass(la, split, rows, cols, x, sc.g.data(), sc.partial)) {
+    if (NearIdentity(cols, sc.g.data()) ||
+        CholeskyQrPass(la, split, rows, cols, x, sc.g.data(), sc.partial)) {
+      return Status::Ok();
+    }
+    return HouseholderQr(la, rows, cols, x, r, sc);
+  }
   sc.rd.resize(cols * cols);
   if (CholeskyQrPassF64(table, split, rows, cols, x, sc.rd.data(), sc)) {
-    sc.g.resize(cols * cols);
+    if (r == nullptr && block == Block::kBasisOnly) return Status::Ok();
     bool second = CholeskyQrPass(la, split, rows, cols, x, sc.g.data(), sc.partial);
     if (!second) {
       // Rare: the first pass left X too ill-conditioned; finish with Householder.
@@ -214,6 +251,34 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
 // against 11.0 / 21.3 ms at width 25 / 76, but 59 against 51 ms at width 280.
 bool UseNarrowProducts(bool transposed, int64_t cols) {
   return (!transposed || cols <= 160) && NarrowProductsAvailable();
+}
+
+// y[i + j·ldy] = x[i·ldx + j] for i < rows, j < cols: a row-major block into a column-major
+// one (or back). Rows go in groups of 64, so that the writes run along contiguous stretches
+// instead of one cache line per entry.
+template <typename T>
+void CopyTransposed(int64_t rows, int64_t cols, const T* x, int64_t ldx, T* y, int64_t ldy) {
+  constexpr int64_t kRows = 64;
+  for (int64_t i0 = 0; i0 < rows; i0 += kRows) {
+    const int64_t i1 = std::min(rows, i0 + kRows);
+    for (int64_t j = 0; j < cols; ++j) {
+      for (int64_t i = i0; i < i1; ++i) y[i + j * ldy] = x[i * ldx + j];
+    }
+  }
+}
+
+// Whether every row of the column-major rows x cols block x holds a normal entry (non-zero and
+// not subnormal, so that no flush-to-zero mode turns it into a zero).
+template <typename T>
+bool RowsReachable(int64_t rows, int64_t cols, const T* x) {
+  std::vector<unsigned char> hit(rows, 0);
+  for (int64_t j = 0; j < cols; ++j) {
+    const T* c = x + j * rows;
+    for (int64_t i = 0; i < rows; ++i) {
+      hit[i] |= std::abs(c[i]) >= std::numeric_limits<T>::min() ? 1 : 0;
+    }
+  }
+  return std::all_of(hit.begin(), hit.end(), [](unsigned char h) { return h != 0; });
 }
 
 // SVD of the b x b matrix in sc.r (destroyed) into sc.us, sc.sig, sc.vst. False on failure.
@@ -288,27 +353,41 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
     result->passes += 1;
   };
 
-  // ---- Start: B = orth([init | A Ω]) on the left, P = AᵀB.
+  // ---- Start. A warm start whose init holds at least k columns begins with those alone
+  // (width w = their number, no sketch) and widens to b only if its first test fails; any
+  // other start is B = orth([init | A Ω]) of width b. B sits on the left, P = AᵀB.
   int64_t seeded = 0;
   if (init != nullptr && init_cols > 0 && AllFinite(init, m * init_cols)) {
     seeded = std::min(init_cols, b);
-    for (int64_t q = 0; q < m; ++q) {
-      for (int64_t j = 0; j < seeded; ++j) sc.block[q + j * m] = init[q * init_cols + j];
-    }
+    CopyTransposed(m, seeded, init, init_cols, sc.block.data(), m);
   }
-  if (seeded < b) {
-    FillRandom(sc.prod.data(), n * (b - seeded), opt.seed);  // Ω, n x (b − seeded)
-    apply(false, b - seeded, sc.prod.data(), sc.block.data() + seeded * m);
-    if (!AllFinite(sc.block.data() + seeded * m, m * (b - seeded))) {
-      result->sketch_not_finite = true;
+  int64_t w = seeded >= k ? seeded : b;  // the width of B and P for now
+  if (seeded < w) {
+    FillRandom(sc.prod.data(), n * (w - seeded), opt.seed);  // Ω, n x (w − seeded)
+    apply(false, w - seeded, sc.prod.data(), sc.block.data() + seeded * m);
+    if (!AllFinite(sc.block.data() + seeded * m, m * (w - seeded))) {
+      result->not_finite = true;
       return Status::Ok();
     }
   }
-  Status st =
-      Orthonormalize(table, opt.threads, m, b, sc.block.data(), static_cast<T*>(nullptr), sc);
+  // A cold start only multiplies this block by Aᵀ (its first pass has no test).
+  Status st = Orthonormalize(table, opt.threads, m, w, sc.block.data(), static_cast<T*>(nullptr),
+                             sc, seeded == 0 ? Block::kBasisOnly : Block::kNearOrthonormal);
   if (!st.ok) return st;
+  // Without a sketch, P = AᵀB shows a NaN or infinity of A instead, provided every row of B
+  // holds a normal (non-zero, not subnormal) entry: a non-finite A_ij times B_ic ≠ 0 is
+  // non-finite (times zero too, but a BLAS may skip zeros), and no sum makes it finite again.
+  const bool product_checks = seeded == w && RowsReachable(m, w, sc.block.data());
+  if (seeded == w && !product_checks && !AllFinite(a, m * n)) {
+    result->not_finite = true;
+    return Status::Ok();
+  }
   bool left = true;  // the side of `block`
-  apply(left, b, sc.block.data(), sc.prod.data());
+  apply(left, w, sc.block.data(), sc.prod.data());
+  if (product_checks && !AllFinite(sc.prod.data(), n * w)) {
+    result->not_finite = true;
+    return Status::Ok();
+  }
 
   // ---- Iterate: see the top of the file.
   double previous = std::numeric_limits<double>::infinity();  // the last test's residual
@@ -317,19 +396,19 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
     // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
     // test on a cold first pass (a warm start may already be converged).
     const bool test = pass > 0 || seeded > 0;
-    st = Orthonormalize(table, opt.threads, rows_p, b, sc.prod.data(),
+    st = Orthonormalize(table, opt.threads, rows_p, w, sc.prod.data(),
                         test ? sc.r.data() : nullptr, sc);
     if (!st.ok) return st;
     if (!test) {
-      apply(!left, b, sc.prod.data(), sc.next.data());
+      apply(!left, w, sc.prod.data(), sc.next.data());
     } else {
-      if (!SmallSvd(la, b, sc)) return Status::Ok();  // let the caller take the dense path
+      if (!SmallSvd(la, w, sc)) return Status::Ok();  // let the caller take the dense path
       // Ritz vectors B Z_k and Q_P X_k (Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k]); the test product
       // op(Q_P X_k) = P' X_k costs a pass of width k only.
-      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, k, b, T(1), sc.block.data(), rows_b,
-                        sc.vst.data(), b, T(0), sc.bz.data(), rows_b);
-      blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, b, b, T(1), sc.prod.data(), rows_p,
-                        sc.us.data(), b, T(0), sc.qx.data(), rows_p);  // Q_P X, all b columns
+      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, k, w, T(1), sc.block.data(), rows_b,
+                        sc.vst.data(), w, T(0), sc.bz.data(), rows_b);
+      blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, w, w, T(1), sc.prod.data(), rows_p,
+                        sc.us.data(), w, T(0), sc.qx.data(), rows_p);  // Q_P X, all w columns
       apply(!left, k, sc.qx.data(), sc.next.data());
       // Residual P' X_k − (B Z_k) Σ in units of σ_1 (no under/overflow at extreme scales).
       const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
@@ -346,12 +425,12 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
       }
       if (!std::isfinite(worst)) return Status::Ok();
       const double tol = sc.sig[0] > 0 ? opt.tol : 0.0;
-      if (worst > tol) {
+      if (worst > tol && w == b) {
         // Give up early when the contraction per pass cannot reach tol within the remaining
         // budget (flat or clustered spectra): the dense path is then cheaper. The rate is the
         // observed one once two tests exist; at the first test, subspace iteration's predicted
         // (σ_b/σ_k) per pass from the Ritz values (an optimistic guess: Ritz values of the
-        // trailing columns underestimate σ_b).
+        // trailing columns underestimate σ_b). A narrow warm start widens first (below).
         const double rate =
             previous < std::numeric_limits<double>::infinity()
                 ? worst / previous
@@ -361,29 +440,43 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
           return Status::Ok();
         }
       }
-      previous = worst;
+      if (w == b) previous = worst;
       if (worst <= tol) {
         const T* ucol = left ? sc.bz.data() : sc.qx.data();  // m x k
         const T* vcol = left ? sc.qx.data() : sc.bz.data();  // n x k = row-major Vt
         std::memcpy(vt, vcol, sizeof(T) * n * k);
-        for (int64_t q = 0; q < m; ++q) {
-          for (int64_t j = 0; j < k; ++j) u[q * ldu + j] = ucol[q + j * m];
-        }
+        CopyTransposed(k, m, ucol, m, u, ldu);
         std::memcpy(s, sc.sig.data(), sizeof(T) * k);
         result->converged = true;
         return Status::Ok();
       }
       // Not yet: the rest of op(Q_P X), then P' = op(Q_P X) Xᵀ (X is orthogonal) into the
       // buffer of B, which is no longer needed.
-      apply(!left, b - k, sc.qx.data() + k * rows_p, sc.next.data() + k * rows_b);
-      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, b, b, T(1), sc.next.data(), rows_b,
-                        sc.us.data(), b, T(0), sc.block.data(), rows_b);
+      if (w > k) apply(!left, w - k, sc.qx.data() + k * rows_p, sc.next.data() + k * rows_b);
+      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, w, w, T(1), sc.next.data(), rows_b,
+                        sc.us.data(), w, T(0), sc.block.data(), rows_b);
       std::swap(sc.block, sc.next);
     }
     // Q_P becomes the block, P' the product; the side flips.
     std::swap(sc.block, sc.prod);
     std::swap(sc.prod, sc.next);
     left = !left;
+    if (w < b) {
+      // A narrow warm start that did not converge: B gains b − w columns Ω (scaled to unit
+      // norm on average) and P their products, then B = B_in R⁻¹ is orthonormalised and
+      // P = A B_in R⁻¹ follows with a triangular solve.
+      const int64_t rows_nb = left ? m : n, rows_np = left ? n : m;
+      T* omega = sc.block.data() + w * rows_nb;
+      FillRandom(omega, rows_nb * (b - w), opt.seed);
+      const T unit_norm = static_cast<T>(std::sqrt(3.0 / double(rows_nb)));
+      for (int64_t i = 0; i < rows_nb * (b - w); ++i) omega[i] *= unit_norm;
+      apply(left, b - w, omega, sc.prod.data() + w * rows_np);
+      w = b;
+      st = Orthonormalize(table, opt.threads, rows_nb, b, sc.block.data(), sc.r.data(), sc);
+      if (!st.ok) return st;
+      blas::TrsmRightUpperRows<T>(la, opt.threads, rows_np, b, sc.r.data(), b, sc.prod.data(),
+                                  rows_np);
+    }
   }
   return Status::Ok();
 }

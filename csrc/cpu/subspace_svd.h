@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/vector_bytes.h"
 #include "cpu/blas.h"
 #include "cpu/lapack.h"
 
@@ -34,23 +35,27 @@ struct SubspaceScratch {
   std::vector<double> partial_d;
   std::vector<float> rf;  // a float64 triangular factor rounded to float32
   std::vector<lapack_int> iwork;
+
+  std::size_t Bytes() const {
+    return VectorBytes(block, prod, next, bz, qx, r, g, rd, xd, colscale, us, vst, sig, tau, work,
+                       pack, partial, partial_d, rf, iwork);
+  }
 };
 
 struct SubspaceResult {
   bool converged = false;
-  // The random sketch A·Ω came out non-finite: A has a NaN or an infinity (every column of Ω
-  // is free of zeros, so a non-finite entry of A reaches its row of the sketch), or A·Ω
-  // overflowed. Nothing else was done; the caller tells the two apart.
-  bool sketch_not_finite = false;
+  // A has a NaN or an infinity, or the first product with it overflowed: nothing else was
+  // done, and the caller tells the two apart. The first product (the random sketch A·Ω, or
+  // AᵀB where init fills the block) reaches every entry of A; see the start of SubspaceSvd.
+  bool not_finite = false;
   int64_t passes = 0;  // GEMM sweeps over A (products with A or Aᵀ, the random sketch included)
 };
 
-// Top-k triplets of the finite row-major m x n matrix `a` into u (m x k, row stride ldu >= k),
+// Top-k triplets of the row-major m x n matrix `a` into u (m x k, row stride ldu >= k),
 // s (k) and vt (k x n row-major), unsigned. `init` (row-major m x init_cols, may be null) seeds
 // the first columns of the subspace; non-finite or degenerate seeds are tolerated. Not converging
 // is not an error: `result.converged` is false and the caller falls back to the dense path.
-// `a` need not be checked for NaN/Inf beforehand when the sketch covers at least one column
-// (init_cols < opt.block): see SubspaceResult::sketch_not_finite.
+// `a` need not be checked for NaN/Inf beforehand: see SubspaceResult::not_finite.
 template <typename T>
 Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t ldu,
                    const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,

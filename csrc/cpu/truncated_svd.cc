@@ -5,6 +5,8 @@
 #include <climits>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -73,21 +75,33 @@ SubspaceOptions IterativeOptions(int64_t m, int64_t n, int64_t k, double eps) {
   return opt;
 }
 
-// Flips (u_j, vt_j) so that the largest-magnitude entry of u_j is positive.
+// Flips (u_j, vt_j) so that the largest-magnitude entry of u_j is positive (its first
+// occurrence on ties). Row by row, all columns at once: u is row-major, and a scan down each
+// column in turn would touch a cache line per entry.
 template <typename T>
 void ApplySignConvention(int64_t m, int64_t n, int64_t k, int64_t ldu, T* u, T* vt) {
-  for (int64_t j = 0; j < k; ++j) {
-    int64_t best = 0;
-    T best_abs = -1;
-    for (int64_t q = 0; q < m; ++q) {
-      const T v = std::abs(u[q * ldu + j]);
-      if (v > best_abs) {
-        best_abs = v;
-        best = q;
-      }
+  std::vector<T> best_abs(k, T(-1)), best(k, T(0)), sign(k);
+  for (int64_t q = 0; q < m; ++q) {
+    const T* row = u + q * ldu;
+    for (int64_t j = 0; j < k; ++j) {
+      const T v = std::abs(row[j]);
+      const bool larger = v > best_abs[j];
+      best_abs[j] = larger ? v : best_abs[j];
+      best[j] = larger ? row[j] : best[j];
     }
-    if (u[best * ldu + j] < 0) {
-      for (int64_t q = 0; q < m; ++q) u[q * ldu + j] = -u[q * ldu + j];
+  }
+  bool any = false;
+  for (int64_t j = 0; j < k; ++j) {
+    sign[j] = best[j] < 0 ? T(-1) : T(1);
+    any = any || best[j] < 0;
+  }
+  if (!any) return;
+  for (int64_t q = 0; q < m; ++q) {
+    T* row = u + q * ldu;
+    for (int64_t j = 0; j < k; ++j) row[j] *= sign[j];
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    if (sign[j] < 0) {
       for (int64_t p = 0; p < n; ++p) vt[j * n + p] = -vt[j * n + p];
     }
   }
@@ -98,6 +112,44 @@ struct Scratch {
   DenseScratch<T> dense;
   SubspaceScratch<T> subspace;
   GramScratch gram;
+};
+
+// Workspace kept between calls. Fresh pages cost ~0.3 ms per MiB to fault in (4096 x 4096 at
+// k = 256: ~30 MiB of blocks, ~10 ms of a ~140 ms call), and glibc hands blocks of that size
+// back to the system when they are freed, so that every call would pay again. One pool per
+// element type keeps up to kMaxKept scratch sets of at most kKeepBytes each; the dense path's
+// buffers (a copy of A and full factors) are never kept. ReleaseWorkspace empties the pools.
+template <typename T>
+class ScratchPool {
+ public:
+  static constexpr std::size_t kKeepBytes = std::size_t{64} << 20;
+  static constexpr std::size_t kMaxKept = 8;
+
+  static ScratchPool& Get() {
+    static ScratchPool* pool = new ScratchPool;  // never destroyed: no exit-time ordering
+    return *pool;
+  }
+  std::unique_ptr<Scratch<T>> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (kept_.empty()) return std::make_unique<Scratch<T>>();
+    std::unique_ptr<Scratch<T>> sc = std::move(kept_.back());
+    kept_.pop_back();
+    return sc;
+  }
+  void Give(std::unique_ptr<Scratch<T>> sc) {
+    sc->dense = DenseScratch<T>{};
+    if (sc->subspace.Bytes() + sc->gram.Bytes() > kKeepBytes) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (kept_.size() < kMaxKept) kept_.push_back(std::move(sc));
+  }
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    kept_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Scratch<T>>> kept_;
 };
 
 // One matrix: the top k triplets into outputs of width max_k (u: m x max_k, s: max_k,
@@ -120,11 +172,10 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
   const bool fallback = method == options.method;  // after an iteration that does not converge
   const bool iterate =
       method == Method::kIterative || (method == Method::kAuto && PreferIterative(m, n, k));
-  // NaN/Inf input: checked up front, except where the iteration's random sketch, a full sweep
-  // over A anyway, shows it (a 4096 x 4096 check costs ~3 ms; SubspaceResult).
-  const bool sketch_checks =
-      iterate && options.fault == Fault::kNone && init_cols < SubspaceWidth(m, n, k);
-  if (!sketch_checks && !AllFinite(a, m * n)) return not_finite();
+  // NaN/Inf input: checked up front, except where the iteration's first product, a full sweep
+  // over A anyway, shows it (a 4096 x 4096 check costs ~3 ms; SubspaceResult::not_finite).
+  const bool iteration_checks = iterate && options.fault == Fault::kNone;
+  if (!iteration_checks && !AllFinite(a, m * n)) return not_finite();
   // Columns beyond k: zero.
   for (int64_t q = 0; q < m; ++q) std::fill(u + q * max_k + k, u + (q + 1) * max_k, T(0));
   std::fill(s + k, s + max_k, T(0));
@@ -141,9 +192,9 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
     Status st = SubspaceSvd(table, m, n, k, max_k, a, init, init_cols, u, s, vt, sc.subspace, opt,
                             &result);
     if (!st.ok) return st;
-    if (result.sketch_not_finite) {
+    if (result.not_finite) {
       if (!AllFinite(a, m * n)) return not_finite();
-      // Finite, but the sketch overflowed: the dense path below.
+      // Finite, but the first product overflowed: the dense path below.
     }
     info[1] = static_cast<int32_t>(result.passes);
     if (result.converged) {
@@ -216,14 +267,22 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
     threads = blas::RowSplit{&schedule, std::min(workers, cores), lapack.set_threads_local};
   }
   if (!parallel) workers = 1;
-  std::vector<Scratch<T>> scratch(std::max<int64_t>(1, std::min(workers, batch)));
+  // One scratch set per worker, from the pool and back to it whatever happens.
+  struct Lease {
+    std::vector<std::unique_ptr<Scratch<T>>> sets;
+    ~Lease() {
+      for (auto& sc : sets) ScratchPool<T>::Get().Give(std::move(sc));
+    }
+  } scratch;
+  scratch.sets.resize(std::max<int64_t>(1, std::min(workers, batch)));
+  for (auto& sc : scratch.sets) sc = ScratchPool<T>::Get().Take();
   std::vector<Status> status(batch);
   ParallelFor(batch, workers, schedule, [&](int64_t worker, int64_t b) {
     const int previous = pin ? lapack.set_threads_local(1) : 0;
     const T* seed = init_cols > 0 ? init + b * m * init_cols : nullptr;
     status[b] = OneMatrix(lapack, m, n, k[b], max_k, a + b * m * n, seed, init_cols,
                           u + b * m * max_k, s + b * max_k, vt + b * max_k * n, info + 2 * b,
-                          scratch[worker], options, threads);
+                          *scratch.sets[worker], options, threads);
     if (pin) lapack.set_threads_local(previous);
   });
   for (int64_t b = 0; b < batch; ++b) {
@@ -232,6 +291,11 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
     }
   }
   return Status::Ok();
+}
+
+void ReleaseWorkspace() {
+  ScratchPool<float>::Get().Clear();
+  ScratchPool<double>::Get().Clear();
 }
 
 template Status TruncatedSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, const int32_t*,

@@ -54,6 +54,10 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
                     T* u, T* s, T* vt, int32_t* info, const Scheduler& schedule, int64_t workers,
                     const SvdOptions& options);
 
+// TruncatedSvd keeps the workspace of its iterative and Gram paths between calls (up to 64 MiB
+// per set, one set per worker that ran); this frees it.
+void ReleaseWorkspace();
+
 }  // namespace rrae_fast::cpu
 
 #endif  // RRAE_FAST_CPU_TRUNCATED_SVD_H_

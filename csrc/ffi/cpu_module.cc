@@ -139,6 +139,8 @@ NB_MODULE(_cpu, m) {
   m.def("prefer_gram", &rrae_fast::cpu::PreferGram, nb::arg("m"), nb::arg("n"), nb::arg("k"),
         "Whether the automatic method takes the Gram path for a float32 m x n matrix and rank k "
         "(after the iteration, where that is preferred too).");
+  m.def("release_workspace", &rrae_fast::cpu::ReleaseWorkspace,
+        "Free the workspace the kernel keeps between calls (it is rebuilt on the next call).");
   m.def(
       "set_lapack",
       [](nb::dict capsules) {
