@@ -25,7 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import cases
 import peers
-import rrae_fast._native
+import rrae_fast
 
 
 def _status_mib(key: str) -> float:
@@ -43,7 +43,7 @@ def measure(peer: str, case: cases.Case) -> dict[str, float]:
         prepared.call()
     # The kernel keeps its workspace between calls; free it so that the measured call's is
     # counted (what a first call, or one after a call of another size, needs).
-    rrae_fast._native.release_workspace()
+    rrae_fast.release_workspace()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current resident set
     before = _status_mib("VmRSS")

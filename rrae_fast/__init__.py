@@ -2,6 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._native import (
+    release_workspace as release_workspace,
+)
 from ._svd import (
     diagnose as diagnose,
 )
@@ -17,4 +20,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "diagnose", "rank_reduce", "truncated_svd"]
+__all__ = ["__version__", "diagnose", "rank_reduce", "release_workspace", "truncated_svd"]

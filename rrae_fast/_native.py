@@ -58,8 +58,11 @@ def prefer_gram(m: int, n: int, k: int) -> bool:
 
 
 def release_workspace() -> None:
-    """Free the workspace the CPU kernel keeps between calls (up to 64 MiB per thread that ran
-    it; the next call rebuilds it)."""
+    """Free the workspace that the CPU kernel keeps between calls.
+
+    The iterative and Gram paths keep their buffers (up to 64 MiB per thread that ran them) so
+    that repeated calls do not fault fresh pages in each time; the next call rebuilds them.
+    """
     _cpu.release_workspace()
 
 

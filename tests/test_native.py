@@ -71,7 +71,7 @@ def test_workspace_kept_between_calls_changes_no_result(method):
     first = [np.asarray(x) for x in rrae_fast.truncated_svd(a, 6, method=method)]
     rrae_fast.truncated_svd(rng.standard_normal((400, 260)).astype(np.float32), 20, method=method)
     again = [np.asarray(x) for x in rrae_fast.truncated_svd(a, 6, method=method)]
-    _native.release_workspace()
+    rrae_fast.release_workspace()
     fresh = [np.asarray(x) for x in rrae_fast.truncated_svd(a, 6, method=method)]
     for x, y, z in zip(first, again, fresh):
         np.testing.assert_array_equal(x, y)
