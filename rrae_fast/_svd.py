@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.ad_checkpoint import checkpoint_name
 from jaxtyping import ArrayLike, Float, Int
 
 from . import _checks, _forward, _native, _resolvent, _svd_grad
@@ -60,7 +61,8 @@ def _cut(k, max_k, u, s, vt):
 
 def _solved_tangent(a, k, max_k, u, s, vt, da):
     """Tangent of the top-k factors from the solves (no full SVD), width max_k."""
-    blocks = _resolvent.complement(a, u, s, vt, k, da)
+    omega, x, y = _resolvent.coupling(a, u, s, vt, k, da)
+    blocks = (omega, jnp.swapaxes(x, -1, -2), jnp.swapaxes(y, -1, -2))
     return _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k, complement=blocks)
 
 
@@ -90,15 +92,22 @@ def _tsvd_jvp(max_k, method, gradient, primals, tangents):
             return (u, s, vt), _solved_tangent(a, k, max_k, u, s, vt, da)
 
         def by_full_svd():  # the iteration gave up: one full SVD for primal and tangent
-            uf, sf, vtf = _jvp_factors(a, k, max_k, init, method, "exact")
-            tangent = _svd_grad.truncated_svd_jvp(uf, sf, vtf, da, max_k)
-            return (uf[..., :max_k], sf[..., :max_k], vtf[..., :max_k, :]), tangent
+            return _lean_full_tsvd_jvp(a, k, max_k, init, method, da)
 
         (u, s, vt), (du, ds, dvt) = jax.lax.cond(jnp.all(converged), by_solves, by_full_svd)
     else:
         u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
         du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
     return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
+
+
+def _full_tsvd_jvp(a, k, max_k, init, method, da):
+    u, s, vt = (
+        checkpoint_name(x, "full_factors")
+        for x in _jvp_factors(a, k, max_k, init, method, "exact")
+    )
+    tangent = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
+    return (u[..., :max_k], s[..., :max_k], vt[..., :max_k, :]), tangent
 
 
 def _product(u: Array, s: Array, vt: Array) -> Array:
@@ -115,30 +124,42 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     if gradient == "exact" and _iterative_backward(a, max_k, method):
         u, s, vt, converged = _attempt(a, k, init, max_k, method)  # zero beyond k
-        at = _resolvent.transposed(a)
-        solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k, at)
+        solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k)
 
         def by_solves():
-            x, y = _resolvent.complement(a, u, s, vt, k, da, solvable, at)
-            st = _resolvent.stable_singular_values(s, *a.shape[-2:])[..., None, :]
-            t = u @ (jnp.swapaxes(u, -1, -2) @ da @ jnp.swapaxes(vt, -1, -2)) @ vt
-            return _product(u, s, vt), t + (x * st) @ vt + u @ jnp.swapaxes(y * st, -1, -2)
+            # dA_k = U Ω Vᵀ + X Σ Vᵀ + U Σ Yᵀ, with X and Y as rows: two products of width k.
+            omega, x, y = _resolvent.coupling(a, u, s, vt, k, da, solvable)
+            st = _resolvent.stable_singular_values(s, *a.shape[-2:])[..., :, None]
+            tangent = u @ (omega @ vt + st * y) + jnp.swapaxes(st * x, -1, -2) @ vt
+            return _product(u, s, vt), tangent
 
         # The iteration gave up (then one full SVD gives primal and tangent), or the rank is
         # below k or the solves would cost more (the dense rule's convention).
         def by_full_svd():
-            return _full_rank_reduce_jvp(a, k, max_k, init, method, "exact", da)
+            return _lean_full_rank_reduce_jvp(a, k, max_k, init, method, "exact", da)
 
         return jax.lax.cond(solvable, by_solves, by_full_svd)
     return _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da)
 
 
 def _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da):
-    u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
+    u, s, vt = (
+        checkpoint_name(x, "full_factors")
+        for x in _jvp_factors(a, k, max_k, init, method, gradient)
+    )
     keep = _forward.keep_mask(k, s.shape[-1])
     primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)
     return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, keep)
 
+
+# The dense rules as the fallback branch of a lax.cond: in reverse mode every residual of either
+# branch is an output of the cond, allocated (uninitialised) in the branch that did not run, and
+# the dense rule's are many r x r arrays. Rematerialised, they keep only the full factors.
+_SAVE_FACTORS = jax.checkpoint_policies.save_only_these_names("full_factors")
+_lean_full_rank_reduce_jvp = jax.checkpoint(
+    _full_rank_reduce_jvp, policy=_SAVE_FACTORS, static_argnums=(2, 4, 5)
+)
+_lean_full_tsvd_jvp = jax.checkpoint(_full_tsvd_jvp, policy=_SAVE_FACTORS, static_argnums=(2, 4))
 
 _STATIC = ("max_k", "method", "gradient")
 

@@ -81,8 +81,9 @@ def truncated_svd_jvp(
 ) -> tuple[Array, Array, Array]:
     """Tangent of the top-k factors from factors with ``c ≥ k`` columns.
 
-    With ``complement = (X, Y)`` (the solves of :mod:`rrae_fast._resolvent`, then ``c = k``),
-    those blocks replace the null-space terms: the exact derivative without the full SVD.
+    With ``complement = (Ω, X, Y)`` (``Uᵀ dA V`` and the solved blocks of
+    :mod:`rrae_fast._resolvent`, [..., c, c], [..., m, c], [..., n, c]; then ``c = k``), those
+    blocks replace the null-space terms: the exact derivative without the full SVD.
 
     Args:
         u: [..., m, c] left singular vectors (orthonormal columns).
@@ -97,7 +98,7 @@ def truncated_svd_jvp(
     m, n = da.shape[-2:]
     st, sq, tie, sinv = _stable_parts(s, m, n)
     v = _mT(vt)
-    omega = _mT(u) @ da @ v  # [..., c, c]
+    omega = _mT(u) @ da @ v if complement is None else complement[0]  # [..., c, c]
     omega_k = omega[..., :, :k]  # Ω_jk: column i of Ω for i in K
     f = _inverse_gaps(sq[..., :k], sq, tie)  # [..., i∈K, j] = 1/(σ_j² − σ_i²)
     ft = _mT(f)  # [..., j, i]
@@ -112,8 +113,8 @@ def truncated_svd_jvp(
         du = u @ rot_u + (da @ v_k - u @ omega_k) * sinv_k[..., None, :]
         dv = v @ rot_v + (_mT(da) @ u_k - v @ omega_t_k) * sinv_k[..., None, :]
     else:
-        du = u @ rot_u + complement[0]
-        dv = v @ rot_v + complement[1]
+        du = u @ rot_u + complement[1]
+        dv = v @ rot_v + complement[2]
     ds = jnp.diagonal(omega, axis1=-2, axis2=-1)[..., :k]
     return du, ds, _mT(dv)
 

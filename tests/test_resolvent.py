@@ -149,7 +149,7 @@ def test_cg_iteration_prediction_uses_the_next_singular_value(rng):
     a = jnp.asarray(helpers.planted(rng, 300, 200, sigma))
     u, s, vt = rrae_fast.truncated_svd(a, 5)
     predicted = float(_resolvent.cg_iterations_needed(a, u, s, vt, jnp.int32(5)))
-    kappa = 1 / (1 - 0.6**2)
+    kappa = (1 + 0.6) / (1 - 0.6)  # the augmented system's (σ_k + σ_{k+1}) / (σ_k − σ_{k+1})
     q = (np.sqrt(kappa) - 1) / (np.sqrt(kappa) + 1)
     exact = np.log(_resolvent.cg_rtol(jnp.float64) / 2) / np.log(q)
     assert exact * 0.9 <= predicted <= exact * 1.01
@@ -208,3 +208,32 @@ def test_iteration_that_gives_up_costs_one_full_svd(rng, name):
     g_auto = np.asarray(grad(a))
     g_dense = np.asarray(jax.jit(jax.grad(lambda x: loss(x, "dense")))(a))
     np.testing.assert_allclose(g_auto, g_dense, rtol=1e-7, atol=1e-9 * np.abs(g_dense).max())
+
+
+def test_solved_blocks_match_the_full_svd_solve(rng):
+    """The augmented CG solve gives the rows of X and Y that the full-SVD solve gives."""
+    low = helpers.planted(rng, 60, 40, np.linspace(6, 2, 4))
+    a = jnp.asarray(low + 1e-2 * rng.standard_normal((60, 40)))
+    da = jnp.asarray(rng.standard_normal((60, 40)))
+    u, s, vt = rrae_fast.truncated_svd(a, 4)
+    k = jnp.int32(4)
+    _, x_cg, y_cg = _resolvent.coupling(a, u, s, vt, k, da, jnp.array(True))
+    _, x_full, y_full = _resolvent.coupling(a, u, s, vt, k, da, jnp.array(False))
+    for got, ref in ((x_cg, x_full), (y_cg, y_full)):
+        assert np.linalg.norm(got - ref) <= 1e-9 * np.linalg.norm(ref)
+
+
+def test_reverse_mode_keeps_only_the_full_factors_of_the_fallback(rng):
+    """The full-SVD fallback sits in a lax.cond beside the solves; reverse mode allocates the
+    residuals of both branches, so the fallback must keep only its factors (not its r x r
+    intermediates) for the solves to stay O((m + n)·k) beyond them."""
+    m, n, k = 600, 400, 10
+    low = helpers.planted(rng, m, n, np.linspace(10, 1, k))
+    a = jnp.asarray(low + 1e-3 * rng.standard_normal((m, n)))
+    t = rng.standard_normal((m, n))
+    assert _svd._iterative_backward(a, k, "auto")
+    loss = lambda x: jnp.sum((rrae_fast.rank_reduce(x, k) - t) ** 2)
+    residuals = jax.make_jaxpr(lambda x: jax.vjp(loss, x)[1])(a).jaxpr.outvars
+    total = sum(int(np.prod(v.aval.shape)) for v in residuals)
+    # a and the cotangent's A_k − T, the full factors, and blocks of k columns.
+    assert total <= 2 * m * n + m * n + n * n + 50 * (m + n) * k
