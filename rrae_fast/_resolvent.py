@@ -1,6 +1,6 @@
 """Exact derivatives without the full SVD: the coupling with the discarded spectrum by one solve.
 
-For each kept triplet i, the derivatives of the project's gradient notes need
+For each kept triplet i, the exact derivatives (:mod:`rrae_fast._svd_grad`) need
 
     x_i = R_i (σ_i f_i + A g_i),  R_i = Q_U (σ_i² I − A Aᵀ)^{-1} Q_U,   f_i = Q_U dA v_i,
     y_i = S_i (σ_i g_i + Aᵀ f_i), S_i = Q_V (σ_i² I − Aᵀ A)^{-1} Q_V,   g_i = Q_V dAᵀ u_i,

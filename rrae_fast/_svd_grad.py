@@ -1,6 +1,6 @@
 """Stable derivatives of the truncated SVD and of the rank-k approximation (pure ``jnp``).
 
-Derivation (paper, Appendix A; the project's gradient notes). Let ``A = Σ_i σ_i u_i v_iᵀ`` with
+Derivation (paper, Appendix A). Let ``A = Σ_i σ_i u_i v_iᵀ`` with
 factors ``U_c, σ_c, V_c`` of ``c ≥ k`` columns, ordered by decreasing σ. The first ``k`` form the
 kept set K, the next ``c − k`` the discarded set D; everything orthogonal to the ``c`` columns is
 treated as null space of A. With ``c = min(m, n)`` (all singular triplets) the formulas below are
