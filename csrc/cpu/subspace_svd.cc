@@ -403,6 +403,42 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
       apply(!left, w, sc.prod.data(), sc.next.data());
     } else {
       if (!SmallSvd(la, w, sc)) return Status::Ok();  // let the caller take the dense path
+      // Residual column j of P' X − (B Z) Σ in units of σ_1 (no under/overflow at extreme
+      // scales), from column c of `next` and of `bz`.
+      const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
+      auto residual = [&](int64_t c, int64_t j) {
+        double acc = 0;
+        for (int64_t i = 0; i < rows_b; ++i) {
+          const double e = (double(sc.next[i + c * rows_b]) -
+                            double(sc.bz[i + c * rows_b]) * double(sc.sig[j])) *
+                           unit;
+          acc += e * e;
+        }
+        return std::sqrt(acc);
+      };
+      const double tol = sc.sig[0] > 0 ? opt.tol : 0.0;
+      const double left_passes = double(2 * opt.max_iters - pass - 1);
+      // At the first test at full width the give-up rule below uses subspace iteration's
+      // predicted rate σ_b/σ_k per pass. Where even a residual of 1 could not reach tol at
+      // that rate within the budget (a flat spectrum), the residual of the k-th Ritz pair
+      // alone decides: it is at most the worst one, so if it gives up, so would the full test,
+      // which is skipped (a pass of width 1 instead of the Ritz vectors and a pass of width k).
+      const bool first_full = w == b && previous == std::numeric_limits<double>::infinity();
+      const double predicted = sc.sig[k - 1] > 0 ? double(sc.sig[b - 1] / sc.sig[k - 1]) : 0.0;
+      if (first_full && tol > 0 &&
+          (!(predicted < 1) || std::log(tol) / std::log(predicted) > left_passes)) {
+        blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, 1, w, T(1), sc.block.data(), rows_b,
+                          sc.vst.data() + (k - 1), w, T(0), sc.bz.data(), rows_b);
+        blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, 1, w, T(1), sc.prod.data(), rows_p,
+                          sc.us.data() + (k - 1) * w, w, T(0), sc.qx.data(), rows_p);
+        apply(!left, 1, sc.qx.data(), sc.next.data());
+        const double last = residual(0, k - 1);
+        if (!std::isfinite(last)) return Status::Ok();
+        if (last > tol &&
+            (!(predicted < 1) || std::log(tol / last) / std::log(predicted) > left_passes)) {
+          return Status::Ok();
+        }
+      }
       // Ritz vectors B Z_k and Q_P X_k (Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k]); the test product
       // op(Q_P X_k) = P' X_k costs a pass of width k only.
       blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, k, w, T(1), sc.block.data(), rows_b,
@@ -410,32 +446,16 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
       blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, w, w, T(1), sc.prod.data(), rows_p,
                         sc.us.data(), w, T(0), sc.qx.data(), rows_p);  // Q_P X, all w columns
       apply(!left, k, sc.qx.data(), sc.next.data());
-      // Residual P' X_k − (B Z_k) Σ in units of σ_1 (no under/overflow at extreme scales).
-      const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
       double worst = 0;
-      for (int64_t j = 0; j < k; ++j) {
-        double acc = 0;
-        for (int64_t i = 0; i < rows_b; ++i) {
-          const double e = (double(sc.next[i + j * rows_b]) -
-                            double(sc.bz[i + j * rows_b]) * double(sc.sig[j])) *
-                           unit;
-          acc += e * e;
-        }
-        worst = std::max(worst, std::sqrt(acc));
-      }
+      for (int64_t j = 0; j < k; ++j) worst = std::max(worst, residual(j, j));
       if (!std::isfinite(worst)) return Status::Ok();
-      const double tol = sc.sig[0] > 0 ? opt.tol : 0.0;
       if (worst > tol && w == b) {
         // Give up early when the contraction per pass cannot reach tol within the remaining
         // budget (flat or clustered spectra): the dense path is then cheaper. The rate is the
         // observed one once two tests exist; at the first test, subspace iteration's predicted
         // (σ_b/σ_k) per pass from the Ritz values (an optimistic guess: Ritz values of the
         // trailing columns underestimate σ_b). A narrow warm start widens first (below).
-        const double rate =
-            previous < std::numeric_limits<double>::infinity()
-                ? worst / previous
-                : (sc.sig[k - 1] > 0 ? double(sc.sig[b - 1] / sc.sig[k - 1]) : 0.0);
-        const double left_passes = double(2 * opt.max_iters - pass - 1);
+        const double rate = first_full ? predicted : worst / previous;
         if (!(rate < 1) || std::log(tol / worst) / std::log(rate) > left_passes) {
           return Status::Ok();
         }
