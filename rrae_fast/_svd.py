@@ -335,7 +335,8 @@ def diagnose(
     Returns:
         ``{"path": [...] array of str, "passes": [...] int array}``. ``passes`` counts the
         iterative path's products with ``A`` or ``Aᵀ`` (its random sketch included; 0 on the
-        dense path); a cold start that converges at its first test needs 4, a warm start 2 or 3.
+        dense path); a cold start that converges at its first test needs 4, a warm start 2 or 3
+        (one more, of width 1, where flat Ritz values first had the k-th pair checked alone).
         A path is one of
         ``"dense"``, ``"iterative"``, ``"iterative_then_dense"`` (did not converge within its
         budget; the dense result was returned), ``"gram"``, ``"iterative_then_gram"`` (the

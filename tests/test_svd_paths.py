@@ -80,6 +80,17 @@ def test_slow_spectrum_falls_back_to_dense(rng):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_ritz_values_do_not_give_up_a_converged_start(rng, dtype):
+    """All singular values equal: the Ritz values predict no contraction at all, but every
+    k-dimensional subspace is exact. The k-th Ritz pair's residual, checked first on such a
+    spectrum (a pass of width 1), is ~0, so the full test runs and the iteration converges."""
+    a = np.linalg.qr(rng.standard_normal((600, 400)))[0].astype(dtype)
+    info = rrae_fast.diagnose(a, 10, method="iterative")
+    assert info["path"] == "iterative" and info["passes"] == 5  # 4 and the width-1 check
+    helpers.assert_contract(a, *rrae_fast.truncated_svd(a, 10, method="iterative"), 10)
+
+
 def test_batch_mixes_paths_and_non_finite(rng):
     """Each member reports its own path; a NaN member is flagged and the others are exact."""
     a = np.stack([rrae_like(rng, 300, 260, 6), rng.standard_normal((300, 260)).astype(np.float32)])

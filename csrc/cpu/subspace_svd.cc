@@ -19,7 +19,9 @@
 // after three products of width b and one of width k. A warm start whose init has w >= k
 // columns starts from B = orth(init) alone, width w; if init already spans the answer it
 // converges after one product of width w and one of width k. If not, after that pass B gains
-// b − w random columns (and P their products) and the iteration goes on at width b.
+// b − w random columns (and P their products) and the iteration goes on at width b. Where the
+// first full-width test finds Ritz values too flat for the budget, it checks the k-th pair
+// alone first (a pass of width 1) and gives up on it without the full test.
 // Workspace is O((m + n)·b + b²); no m x n temporary is formed.
 #include "cpu/subspace_svd.h"
 
