@@ -149,7 +149,7 @@ def _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da):
     )
     keep = _forward.keep_mask(k, s.shape[-1])
     primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)
-    return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, keep)
+    return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, keep, max_k)
 
 
 # The dense rules as the fallback branch of a lax.cond: in reverse mode every residual of either

@@ -119,8 +119,19 @@ def truncated_svd_jvp(
     return du, ds, _mT(dv)
 
 
-def rank_reduce_jvp(u: Array, s: Array, vt: Array, da: Array, keep: Array) -> Array:
+def rank_reduce_jvp(
+    u: Array, s: Array, vt: Array, da: Array, keep: Array, width: int | None = None
+) -> Array:
     """Tangent of ``A_k = U_K Σ_K V_Kᵀ`` from factors with ``c`` columns, K given by a mask.
+
+    Every term has a kept index on one side, so the rule is evaluated on blocks of ``w``
+    columns (``K`` lies in the first ``w``): with ``P = dA V_K``, ``Qᵀ = U_Kᵀ dA``,
+    ``Ω_{:,K} = Uᵀ P`` and ``Ω_{K,:} = Qᵀ V``,
+
+        dA_k = [U (L − Ω_{:,K}) + U_K Ω_KK + P] V_Kᵀ + U_K [(R − Ω_{K,:}) Vᵀ + Qᵀ]
+
+    where ``L[j, i] = g_ij (σ_i Ω_ji + σ_j Ω_ij)`` and ``R[i, j] = g_ij (σ_i Ω_ij + σ_j Ω_ji)``
+    (``j ∈ D``; the null-space terms folded in), O((m + n)·c·w) work instead of O((m + n)·c²).
 
     Args:
         u: [..., m, c] left singular vectors.
@@ -128,31 +139,31 @@ def rank_reduce_jvp(u: Array, s: Array, vt: Array, da: Array, keep: Array) -> Ar
         vt: [..., c, n] right singular vectors.
         da: [..., m, n] tangent (or, the map being self-adjoint, cotangent) of the input.
         keep: [..., c] bool, the kept set K (the first k columns); the other columns form D.
+        width: static bound on k (default c): K lies in the first ``width`` columns.
 
     Returns:
         [..., m, n] tangent of the rank-k approximation.
     """
     m, n = da.shape[-2:]
+    w = s.shape[-1] if width is None else width
     st, sq, tie, _ = _stable_parts(s, m, n)
     dtype = s.dtype
     v = _mT(vt)
-    kept = keep.astype(dtype)
+    kept = keep[..., :w].astype(dtype)
     drop = (~keep).astype(dtype)
-    omega = _mT(u) @ da @ v  # [..., c, c]
-    omega_t = _mT(omega)
+    u_k = u[..., :w] * kept[..., None, :]  # U_K, zero columns outside K
+    v_k = v[..., :w] * kept[..., None, :]
+    s_k = st[..., :w]
+    p = da @ v_k  # [..., m, w]
+    qt = _mT(u_k) @ da  # [..., w, n]
+    omega_cw = _mT(u) @ p  # [..., c, w]: Ω_ji, i ∈ K
+    omega_wc_t = _mT(qt @ v)  # [..., c, w]: Ω_ij, i ∈ K
     # g[j, i] = σ_i / (σ_i² − σ_j²) for j ∈ D, i ∈ K (0 elsewhere); _inverse_gaps gives
     # [a, b] = 1 / (σ_b² − σ_a²).
-    g = _inverse_gaps(sq, sq, tie) * st[..., None, :] * drop[..., :, None] * kept[..., None, :]
-    # Coefficients in the basis u_a v_bᵀ:
-    #   kept-kept  Ω_ab                                  (a, b ∈ K)
-    #   [j, i]     g_ij (σ_i Ω_ji + σ_j Ω_ij)            (u_j v_iᵀ, j ∈ D, i ∈ K)
-    #   [i, j]     g_ij (σ_i Ω_ij + σ_j Ω_ji)            (u_i v_jᵀ)
-    coef = omega * kept[..., :, None] * kept[..., None, :]
-    coef = coef + g * (st[..., None, :] * omega + st[..., :, None] * omega_t)
-    coef = coef + _mT(g) * (st[..., :, None] * omega + st[..., None, :] * omega_t)
-    v_k = v * kept[..., None, :]  # V_K, zero columns outside K
-    u_k = u * kept[..., None, :]
-    null_left = (da @ v_k - u @ (omega * kept[..., None, :])) @ _mT(v_k)  # (I − U Uᵀ) dA V_K V_Kᵀ
-    # U_K U_Kᵀ dA (I − V Vᵀ)
-    null_right = u_k @ (_mT(u_k) @ da - (omega * kept[..., :, None]) @ vt)
-    return u @ coef @ vt + null_left + null_right
+    g = _inverse_gaps(sq, sq[..., :w], tie) * s_k[..., None, :] * drop[..., :, None]
+    g = g * kept[..., None, :]
+    left = g * (s_k[..., None, :] * omega_cw + st[..., :, None] * omega_wc_t)  # L
+    right_t = g * (s_k[..., None, :] * omega_wc_t + st[..., :, None] * omega_cw)  # Rᵀ
+    x = u @ (left - omega_cw) + u_k @ omega_cw[..., :w, :] + p
+    y = _mT(v @ (right_t - omega_wc_t)) + qt
+    return x @ _mT(v_k) + u_k @ y
