@@ -24,8 +24,8 @@ product with A is then a row-major block times A or Aᵀ, which XLA's CPU dot ru
 
 CG stops at a relative residual of ``CG_RTOL`` (dtype-tied: 1e-2·√ε) within ``CG_MAX_ITERS``.
 Before solving, the iterations CG will need are predicted from σ_k and an estimate of σ_{k+1}
-(a few power steps on A⊥, :func:`cg_iterations_needed`); where the solves would cost more than
-the full thin SVD (a flat spectrum, no gap after σ_k), the full-SVD route below is taken directly
+(block Krylov on A⊥, :func:`cg_iterations_needed`); where the solves would cost more than the
+full thin SVD (a flat spectrum, no gap after σ_k), the full-SVD route below is taken directly
 (:func:`worth_solving`). When CG does not get there anyway (a tie or near-tie across the cut,
 or singular values below the zero threshold among the kept ones) the solve is done instead from
 a full thin SVD with the same stabilisation as the dense rule (ties across the cut decoupled),
@@ -129,10 +129,10 @@ GAP_STEPS = 6
 GAP_WIDTH = 4
 
 
-def _orthonormal_rows(x: Array, gram: Array | None = None) -> Array:
+def _orthonormal_rows(x: Array) -> Array:
     """[..., w, w] C with C x of orthonormal rows spanning x's numerically independent rows
     (the others map to zero), from the eigendecomposition of the Gram matrix x xᵀ."""
-    lam, w = jnp.linalg.eigh(x @ _mT(x) if gram is None else gram)
+    lam, w = jnp.linalg.eigh(x @ _mT(x))
     ok = lam > jnp.finfo(x.dtype).eps * lam[..., -1:] * x.shape[-2]
     return _mT(w * jnp.where(ok, 1 / jnp.sqrt(jnp.where(ok, lam, 1)), 0)[..., None, :])
 
@@ -160,8 +160,9 @@ def cg_iterations_needed(a: Array, u: Array, s: Array, vt: Array, k: Array) -> A
 
     x = jax.random.normal(jax.random.key(0), (*a.shape[:-2], GAP_WIDTH, n), a.dtype)
     x = _orthonormal_rows(x) @ x
-    _, (xs, ys) = jax.lax.scan(step, x, None, length=GAP_STEPS)  # [GAP_STEPS, ..., w, ·]
-    krylov, image = (jnp.concatenate(jnp.unstack(b), axis=-2) for b in (xs, ys))
+    last, (xs, ys) = jax.lax.scan(step, x, None, length=GAP_STEPS - 1)  # [GAP_STEPS − 1, ...]
+    krylov = jnp.concatenate([*jnp.unstack(xs), last], axis=-2)
+    image = jnp.concatenate([*jnp.unstack(ys), _deflated(a, ut, st, vt, last, False)], axis=-2)
     # Rayleigh–Ritz on the span of the blocks: with C making C·krylov orthonormal, the Ritz
     # values are the singular values of C·image.
     c = _orthonormal_rows(krylov)

@@ -101,11 +101,13 @@ def _tsvd_jvp(max_k, method, gradient, primals, tangents):
     return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
 
 
+def _saved_for_reverse(factors):
+    """The full factors, named for the rematerialisation policy below."""
+    return tuple(checkpoint_name(x, "full_factors") for x in factors)
+
+
 def _full_tsvd_jvp(a, k, max_k, init, method, da):
-    u, s, vt = (
-        checkpoint_name(x, "full_factors")
-        for x in _jvp_factors(a, k, max_k, init, method, "exact")
-    )
+    u, s, vt = _saved_for_reverse(_jvp_factors(a, k, max_k, init, method, "exact"))
     tangent = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
     return (u[..., :max_k], s[..., :max_k], vt[..., :max_k, :]), tangent
 
@@ -143,10 +145,7 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
 
 
 def _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da):
-    u, s, vt = (
-        checkpoint_name(x, "full_factors")
-        for x in _jvp_factors(a, k, max_k, init, method, gradient)
-    )
+    u, s, vt = _saved_for_reverse(_jvp_factors(a, k, max_k, init, method, gradient))
     keep = _forward.keep_mask(k, s.shape[-1])
     primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)
     return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, keep, max_k)
