@@ -30,18 +30,19 @@ def test_auto_selects_by_shape(rng):
     assert rrae_fast.diagnose(big, 10, method="dense")["path"] == "dense"
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_iterative_converges_fast_on_rrae_like(rng, dtype):
-    """A rank-k-plus-noise matrix converges at the first residual test and meets the contract.
+@pytest.mark.parametrize("dtype, k", [(np.float32, 12), (np.float64, 12), (np.float32, 40)])
+def test_iterative_converges_fast_on_rrae_like(rng, dtype, k):
+    """A rank-k-plus-noise matrix converges at the first residual test and meets the contract,
+    from a dense random start (block width 24) and, in float32, from the sparse sketch (48).
 
     The test asks for residuals at the dtype's precision, so the noise that one power step
     removes is smaller in float64.
     """
     noise = 1e-3 if dtype == np.float32 else 1e-7
-    a = rrae_like(rng, 500, 300, 12, noise=noise, dtype=dtype)
-    info = rrae_fast.diagnose(a, 12, method="iterative")
+    a = rrae_like(rng, 500, 300, k, noise=noise, dtype=dtype)
+    info = rrae_fast.diagnose(a, k, method="iterative")
     assert info["path"] == "iterative" and info["passes"] == 4
-    helpers.assert_contract(a, *rrae_fast.truncated_svd(a, 12, method="iterative"), 12)
+    helpers.assert_contract(a, *rrae_fast.truncated_svd(a, k, method="iterative"), k)
 
 
 @pytest.mark.parametrize(
@@ -120,6 +121,18 @@ def test_iterative_non_finite_entry_is_flagged(rng, dtype, bad, where):
         assert info["path"] == "non_finite"
         u, s, vt = rrae_fast.truncated_svd(a, 10, method="iterative", **kwargs)
         assert np.all(np.isnan(u)) and np.all(np.isnan(s)) and np.all(np.isnan(vt))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_sparse_sketch_non_finite_entry_is_flagged(rng, bad):
+    """A float32 cold start at k = 30 (block width 40) sketches with the sparse Ω: a bad entry
+    anywhere, the last columns' partial piece of 8 included, is still caught by its check."""
+    for where in [(0, 0), (321, 200), (599, 391), (599, 397)]:
+        a = rrae_like(rng, 600, 398, 30)
+        a[where] = bad
+        info = rrae_fast.diagnose(a, 30, method="iterative")
+        assert info["path"] == "non_finite"
+        assert np.all(np.isnan(rrae_fast.truncated_svd(a, 30, method="iterative")[1]))
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,15 @@
 //
 // and stops once every residual column is <= tol·σ_1. Otherwise it completes the next product
 // P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'. The start is
-// B = orth([init | A Ω]) with Ω pseudo-random. A cold start skips the test of its first pass (a
-// random sketch is never accurate enough for a noisy matrix), so it converges at the earliest
-// after three products of width b and one of width k. A warm start whose init has w >= k
-// columns starts from B = orth(init) alone, width w; if init already spans the answer it
-// converges after one product of width w and one of width k. If not, after that pass B gains
-// b − w random columns (and P their products) and the iteration goes on at width b. Where the
-// first full-width test finds Ritz values too flat for the budget, it checks the k-th pair
+// B = orth([init | A Ω]) with Ω random: sparse (8 × 8 signed Hadamard blocks at random
+// offsets, sketch_product.h) in float32 from width 32 up, where A·Ω then costs one sweep over A
+// instead of a product (4096 x 4096, width 280: ~4 ms against ~45), dense otherwise. A cold start
+// skips the test of its first pass (a random sketch is never accurate enough for a noisy matrix),
+// so it converges at the earliest after three products of width b and one of width k. A warm start
+// whose init has w >= k columns starts from B = orth(init) alone, width w; if init already spans
+// the answer it converges after one product of width w and one of width k. If not, after that pass
+// B gains b − w random columns (and P their products) and the iteration goes on at width b. Where
+// the first full-width test finds Ritz values too flat for the budget, it checks the k-th pair
 // alone first (a pass of width 1) and gives up on it without the full test.
 // Workspace is O((m + n)·b + b²); no m x n temporary is formed.
 #include "cpu/subspace_svd.h"
@@ -34,6 +36,7 @@
 #include "common/finite.h"
 #include "cpu/blas.h"
 #include "cpu/narrow_product.h"
+#include "cpu/sketch_product.h"
 
 namespace rrae_fast::cpu {
 
@@ -50,7 +53,7 @@ void FillRandom(T* x, int64_t count, uint64_t seed) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     const T v = static_cast<T>(static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-    x[i] = v != T(0) ? v : T(0.5);  // no zeros: see SubspaceResult::sketch_not_finite
+    x[i] = v != T(0) ? v : T(0.5);  // no zeros: see SubspaceResult::not_finite
   }
 }
 
@@ -255,6 +258,10 @@ bool UseNarrowProducts(bool transposed, int64_t cols) {
   return (!transposed || cols <= 160) && NarrowProductsAvailable();
 }
 
+// The narrowest sketch taken by SketchProductAX: below, a dense product of that width costs
+// about as little as the sweep over A that both need.
+constexpr int64_t kSparseSketchMinWidth = 32;
+
 // y[i + j·ldy] = x[i·ldx + j] for i < rows, j < cols: a row-major block into a column-major
 // one (or back). Rows go in groups of 64, so that the writes run along contiguous stretches
 // instead of one cache line per entry.
@@ -365,8 +372,21 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   }
   int64_t w = seeded >= k ? seeded : b;  // the width of B and P for now
   if (seeded < w) {
-    FillRandom(sc.prod.data(), n * (w - seeded), opt.seed);  // Ω, n x (w − seeded)
-    apply(false, w - seeded, sc.prod.data(), sc.block.data() + seeded * m);
+    // The sketch A·Ω, Ω n x (w − seeded): sparse (one sweep over A) where that kernel runs
+    // and the sketch is wide enough for it to beat a product, dense pseudo-random otherwise.
+    bool sketched = false;
+    if constexpr (std::is_same_v<T, float>) {
+      if (w - seeded >= kSparseSketchMinWidth && NarrowProductsAvailable()) {
+        SketchProductAX(m, n, w - seeded, a, n, opt.seed, sc.block.data() + seeded * m, m, sc.pack,
+                        ProductThreads{opt.threads.schedule, opt.threads.workers});
+        result->passes += 1;
+        sketched = true;
+      }
+    }
+    if (!sketched) {
+      FillRandom(sc.prod.data(), n * (w - seeded), opt.seed);
+      apply(false, w - seeded, sc.prod.data(), sc.block.data() + seeded * m);
+    }
     if (!AllFinite(sc.block.data() + seeded * m, m * (w - seeded))) {
       result->not_finite = true;
       return Status::Ok();

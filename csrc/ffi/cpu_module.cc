@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "cpu/lapack.h"
+#include "cpu/sketch_product.h"
 #include "cpu/truncated_svd.h"
 #include "ffi/ffi_helpers.h"
 #include "nanobind/nanobind.h"
@@ -139,6 +142,38 @@ NB_MODULE(_cpu, m) {
   m.def("prefer_gram", &rrae_fast::cpu::PreferGram, nb::arg("m"), nb::arg("n"), nb::arg("k"),
         "Whether the automatic method takes the Gram path for a float32 m x n matrix and rank k "
         "(after the iteration, where that is preferred too).");
+  m.def(
+      "sketch_product",
+      [](nb::bytes a, int64_t m, int64_t n, int64_t b, uint64_t seed, int64_t threads) {
+        if (m < 0 || n < 0 || b < 8 || a.size() != static_cast<size_t>(m * n) * sizeof(float)) {
+          throw nb::value_error("sketch_product: need m * n float32 bytes, m, n >= 0, b >= 8");
+        }
+        if (!rrae_fast::cpu::NarrowProductsAvailable()) {
+          throw nb::value_error("sketch_product: this CPU lacks AVX2/FMA");
+        }
+        std::vector<float> out(m * b), scratch;
+        const rrae_fast::Scheduler spawn = [](rrae_fast::Task task) {
+          std::thread(std::move(task)).detach();
+        };
+        rrae_fast::cpu::SketchProductAX(m, n, b, static_cast<const float*>(a.data()), n, seed,
+                                        out.data(), m, scratch,
+                                        rrae_fast::cpu::ProductThreads{&spawn, threads});
+        return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
+      },
+      nb::arg("a"), nb::arg("m"), nb::arg("n"), nb::arg("b"), nb::arg("seed"),
+      nb::arg("threads") = 1,
+      "The iterative path's sparse sketch A·Ω for row-major float32 bytes of A (m x n): "
+      "column-major m x b float32 bytes. For tests.");
+  m.def(
+      "sketch_matrix",
+      [](int64_t n, int64_t b, uint64_t seed) {
+        if (n < 0 || b < 8) throw nb::value_error("sketch_matrix: need n >= 0, b >= 8");
+        std::vector<float> out(n * b);
+        rrae_fast::cpu::SketchMatrix(n, b, seed, out.data(), n);
+        return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
+      },
+      nb::arg("n"), nb::arg("b"), nb::arg("seed"),
+      "The sparse sketching matrix Ω (n x b) for `seed`: column-major float32 bytes. For tests.");
   m.def("release_workspace", &rrae_fast::cpu::ReleaseWorkspace,
         "Free the workspace the kernel keeps between calls (it is rebuilt on the next call).");
   m.def(
