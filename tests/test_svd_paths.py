@@ -33,7 +33,8 @@ def test_auto_selects_by_shape(rng):
 @pytest.mark.parametrize("dtype, k", [(np.float32, 12), (np.float64, 12), (np.float32, 40)])
 def test_iterative_converges_fast_on_rrae_like(rng, dtype, k):
     """A rank-k-plus-noise matrix converges at the first residual test and meets the contract,
-    from a dense random start (block width 24) and, in float32, from the sparse sketch (48).
+    from a dense random start (block width 20, too wide for a sparse Ω over 300 columns to
+    hit every column) and, in float32, from the sparse sketch (48).
 
     The test asks for residuals at the dtype's precision, so the noise that one power step
     removes is smaller in float64.
@@ -125,7 +126,7 @@ def test_iterative_non_finite_entry_is_flagged(rng, dtype, bad, where):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_sparse_sketch_non_finite_entry_is_flagged(rng, bad):
-    """A float32 cold start at k = 30 (block width 40) sketches with the sparse Ω: a bad entry
+    """A float32 cold start at k = 30 (block width 38) sketches with the sparse Ω: a bad entry
     anywhere, the last columns' partial piece of 8 included, is still caught by its check."""
     for where in [(0, 0), (321, 200), (599, 391), (599, 397)]:
         a = rrae_like(rng, 600, 398, 30)

@@ -1,14 +1,15 @@
 // Sparse sketch product (see sketch_product.h).
 //
-// A tile of R rows of A accumulates into an R x b row-major buffer that stays in cache. For
-// each piece g of 8 columns of A and each row of the tile: one load of the 8 entries, their
-// signs flipped by D_g (an exclusive or), the 8-point Walsh–Hadamard transform inside the
-// vector (three butterflies: a lane permutation and a fused multiply-add with ±1 each), and
-// one unaligned add into columns o_g .. o_g + 7 of the row's buffer. Rows run innermost, so
-// two consecutive adds never touch the same row (no store-to-load stall where the windows of
-// neighbouring pieces overlap). The tile is then written out column by column. Rows are split
-// among threads by tiles; each entry of the result is summed in the same order whatever the
-// split.
+// Rows of A are taken four at a time, each read front to back (four streams the hardware
+// prefetcher follows). For each piece g of 8 columns and each of the rows: one load of the 8
+// entries, their signs flipped by D_g (an exclusive or), the 8-point Walsh–Hadamard transform
+// inside the vector (three butterflies: a lane permutation and a fused multiply-add with ±1
+// each), then per window its signs E_gw and one unaligned add into the row of a row-major
+// staging copy of A·Ω. Staging rows have b + 8 entries, so that a window running past the
+// last column needs no special case: the overhang is folded back onto the first columns once
+// the row is done. Blocks of 64 rows are then transposed into the column-major result. Rows
+// are split among threads by blocks; every entry of the result is summed in the same order
+// whatever the split.
 #include "cpu/sketch_product.h"
 
 #include <immintrin.h>
@@ -59,8 +60,8 @@ Layout MakeLayout(int64_t n, int64_t b, uint64_t seed) {
     for (int64_t w = 0; w < lay.windows; ++w) {
       // Windows of one piece never overlap, so that no entry of A cancels against itself:
       // every entry reaches 8·windows entries of A·Ω (a NaN or infinity of A shows there).
-      // At most b / 16 windows fill at most half the circle: a draw lands clear of the
-      // others with probability >= 1/2; a draw that does not is redrawn.
+      // A draw that lands within 8 of another window is redrawn; with at most b / 16
+      // windows, those forbid fewer than 15/16 of the b offsets.
       uint64_t z = 0, offset = 0;
       for (int64_t attempt = 0;; ++attempt) {
         z = Bits(seed, g, w * 1024 + attempt);
@@ -105,27 +106,13 @@ RRAE_FAST_AVX2 inline __m256 Hadamard8Lanes(__m256 x) {
   return _mm256_fmadd_ps(x, s3, _mm256_permute2f128_ps(x, x, 0x01));  // halves swapped
 }
 
-// z[o .. o + 7] += y for a row z of b columns, wrapping past column b − 1 to column 0.
-RRAE_FAST_AVX2 inline void AddWindow(float* z, int64_t b, int64_t o, __m256 y) {
-  if (o + kPiece <= b) {
-    _mm256_storeu_ps(z + o, _mm256_add_ps(_mm256_loadu_ps(z + o), y));
-    return;
-  }
-  const int tail = static_cast<int>(b - o);  // lanes 0 .. tail − 1 end the row
-  const __m256i first = FirstLanes(tail);
-  _mm256_maskstore_ps(z + o, first, _mm256_add_ps(_mm256_maskload_ps(z + o, first), y));
-  // The other lanes, rotated down to lane 0, start it.
-  const __m256i rotate =
-      _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(tail));
-  const __m256 rest = _mm256_permutevar8x32_ps(y, _mm256_and_si256(rotate, _mm256_set1_epi32(7)));
-  const __m256i head = FirstLanes(kPiece - tail);
-  _mm256_maskstore_ps(z, head, _mm256_add_ps(_mm256_maskload_ps(z, head), rest));
-}
-
-// Rows r0 .. r0 + rows (rows <= kTileRows) of A·Ω into the row-major z (row stride b).
+// Rows r0 .. r0 + rows (rows <= kTileRows) of A·Ω into the row-major z, whose rows have b + 8
+// entries: a window that runs past column b − 1 goes on into the last 8, which the caller
+// folds back onto columns 0 .. 6.
 RRAE_FAST_AVX2 void SketchRows(int64_t r0, int64_t rows, int64_t n, int64_t b, const float* a,
                                int64_t lda, const Layout& lay, float* z) {
-  std::memset(z + r0 * b, 0, sizeof(float) * rows * b);
+  const int64_t ldz = b + kPiece;
+  std::memset(z + r0 * ldz, 0, sizeof(float) * rows * ldz);
   const int64_t full = n / kPiece;
   const int64_t windows = lay.windows;
   __m256 y[kTileRows];
@@ -147,22 +134,30 @@ RRAE_FAST_AVX2 void SketchRows(int64_t r0, int64_t rows, int64_t n, int64_t b, c
       const uint32_t win = lay.window[g * windows + w];
       const __m256 sign = SignMask(win & 0xFF);
       const int64_t o = win >> 8;
-      for (int64_t r = 0; r < rows; ++r)
-        AddWindow(z + (r0 + r) * b, b, o, _mm256_xor_ps(y[r], sign));
+      for (int64_t r = 0; r < rows; ++r) {
+        float* t = z + (r0 + r) * ldz + o;
+        _mm256_storeu_ps(t, _mm256_add_ps(_mm256_loadu_ps(t), _mm256_xor_ps(y[r], sign)));
+      }
     }
   }
 }
+
+int64_t WindowCap(int64_t b) { return std::max<int64_t>(1, std::min(kPiece, b / 16)); }
 
 }  // namespace
 
 int64_t SketchWindows(int64_t n, int64_t b) {
   // Each column of Ω should meet ~16 pieces: with p = ⌈n / 8⌉ pieces of s windows at random
   // offsets, a column is missed by all of them with probability (1 − 8 / b)^(p·s), about
-  // exp(−8·p·s / b) <= exp(−16) when 8·p·s >= 16·b.
-  // At most 8, and at most b / 16 (so that the windows of one piece fit apart easily).
+  // exp(−8·p·s / b) <= exp(−16) when 8·p·s >= 16·b. At most 8 windows, and at most b / 16
+  // (so that the windows of one piece fit apart easily).
   const int64_t pieces = (n + kPiece - 1) / kPiece;
   const int64_t wanted = (2 * b + pieces - 1) / std::max<int64_t>(pieces, 1);
-  return std::clamp<int64_t>(wanted, 1, std::max<int64_t>(1, std::min(kPiece, b / 16)));
+  return std::clamp<int64_t>(wanted, 1, WindowCap(b));
+}
+
+bool SketchCovers(int64_t n, int64_t b) {
+  return b >= kPiece && 2 * b <= (n + kPiece - 1) / kPiece * WindowCap(b);
 }
 
 void SketchMatrix(int64_t n, int64_t b, uint64_t seed, float* out, int64_t ldo) {
@@ -186,8 +181,9 @@ void SketchProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t ld
                      float* out, int64_t ldo, std::vector<float>& scratch,
                      const ProductThreads& threads) {
   const Layout lay = MakeLayout(n, b, seed);
-  scratch.resize(m * b);
-  float* z = scratch.data();  // A·Ω, row-major
+  const int64_t ldz = b + kPiece;
+  scratch.resize(m * ldz);
+  float* z = scratch.data();  // A·Ω, row-major, 8 columns of wrap-around beyond b
   const int64_t blocks = (m + kOutRows - 1) / kOutRows;
   const int64_t parts = (threads.schedule == nullptr || threads.workers < 2)
                             ? 1
@@ -200,10 +196,14 @@ void SketchProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t ld
       for (int64_t r0 = i0; r0 < i1; r0 += kTileRows) {
         SketchRows(r0, std::min(kTileRows, i1 - r0), n, b, a, lda, lay, z);
       }
-      // The block's rows, transposed into the column-major result.
+      // The block's rows, their wrap-around folded back, transposed into the column-major
+      // result.
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t c = 0; c < kPiece - 1; ++c) z[i * ldz + c] += z[i * ldz + b + c];
+      }
       for (int64_t c = 0; c < b; ++c) {
         float* o = out + c * ldo;
-        for (int64_t i = i0; i < i1; ++i) o[i] = z[i * b + c];
+        for (int64_t i = i0; i < i1; ++i) o[i] = z[i * ldz + c];
       }
     }
   };

@@ -15,8 +15,8 @@
 // and stops once every residual column is <= tol·σ_1. Otherwise it completes the next product
 // P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'. The start is
 // B = orth([init | A Ω]) with Ω random: sparse (8 × 8 signed Hadamard blocks at random
-// offsets, sketch_product.h) in float32 from width 32 up, where A·Ω then costs one sweep over A
-// instead of a product (4096 x 4096, width 280: ~4 ms against ~45), dense otherwise. A cold start
+// offsets, sketch_product.h) in float32 where n is large enough against b, so that A·Ω costs
+// one sweep over A instead of a product, dense otherwise. A cold start
 // skips the test of its first pass (a random sketch is never accurate enough for a noisy matrix),
 // so it converges at the earliest after three products of width b and one of width k. A warm start
 // whose init has w >= k columns starts from B = orth(init) alone, width w; if init already spans
@@ -252,15 +252,12 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
 
 // Whether a product of width `cols` with A (float32) goes to the narrow kernels rather than
 // BLAS. Measured on 4096 x 4096 (2 cores, OpenBLAS's sgemm split by rows as the peer): A·X
-// 6.3 / 14.1 / 45 ms against 11.5 / 21.7 / 52 ms at width 25 / 76 / 280; Aᵀ·Y 7.6 / 16.9 ms
-// against 11.0 / 21.3 ms at width 25 / 76, but 59 against 51 ms at width 280.
+// 6.3 / 14.1 / 45 / 90 ms against 11.5 / 21.7 / 52 / 95 ms at width 25 / 76 / 280 / 552, but
+// 194 against 180 ms at width 1096; Aᵀ·Y 7.6 / 16.9 ms against 11.0 / 21.3 ms at width 25 / 76,
+// but 59 against 51 ms at width 280.
 bool UseNarrowProducts(bool transposed, int64_t cols) {
-  return (!transposed || cols <= 160) && NarrowProductsAvailable();
+  return (transposed ? cols <= 160 : cols <= 768) && NarrowProductsAvailable();
 }
-
-// The narrowest sketch taken by SketchProductAX: below, a dense product of that width costs
-// about as little as the sweep over A that both need.
-constexpr int64_t kSparseSketchMinWidth = 32;
 
 // y[i + j·ldy] = x[i·ldx + j] for i < rows, j < cols: a row-major block into a column-major
 // one (or back). Rows go in groups of 64, so that the writes run along contiguous stretches
@@ -372,11 +369,13 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   }
   int64_t w = seeded >= k ? seeded : b;  // the width of B and P for now
   if (seeded < w) {
-    // The sketch A·Ω, Ω n x (w − seeded): sparse (one sweep over A) where that kernel runs
-    // and the sketch is wide enough for it to beat a product, dense pseudo-random otherwise.
+    // The sketch A·Ω, Ω n x (w − seeded): sparse, one sweep over A (4096 x 4096: ~2.5 ms
+    // against ~4.3 for a dense Ω of width 24, ~4 against ~45 at width 280), where that kernel
+    // runs and Ω is tall enough for each of its columns to be hit; dense pseudo-random
+    // otherwise.
     bool sketched = false;
     if constexpr (std::is_same_v<T, float>) {
-      if (w - seeded >= kSparseSketchMinWidth && NarrowProductsAvailable()) {
+      if (NarrowProductsAvailable() && SketchCovers(n, w - seeded)) {
         SketchProductAX(m, n, w - seeded, a, n, opt.seed, sc.block.data() + seeded * m, m, sc.pack,
                         ProductThreads{opt.threads.schedule, opt.threads.workers});
         result->passes += 1;
