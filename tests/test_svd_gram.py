@@ -131,11 +131,11 @@ def test_auto_paths(rng):
     assert rrae_fast.diagnose(a.astype(np.float32), 16)["path"] == "gram"
     assert rrae_fast.diagnose(a, 16)["path"] == "dense"  # float64
     assert rrae_fast.diagnose(a.astype(np.float32), 16, method="dense")["path"] == "dense"
-    # p = 256: the iteration is preferred; on a flat spectrum it gives up and the Gram path
-    # (not LAPACK) finishes the job.
+    # p = 256: the iteration is preferred; on a flat spectrum it gives up (at its first pass:
+    # the budget is short, see test_svd_paths) and the Gram path (not LAPACK) finishes the job.
     flat = rng.standard_normal((300, 256)).astype(np.float32)
     info = rrae_fast.diagnose(flat, 10)
-    assert info["path"] == "iterative_then_gram" and info["passes"] >= 4
+    assert info["path"] == "iterative_then_gram" and info["passes"] == 3
     helpers.assert_contract(flat, *rrae_fast.truncated_svd(flat, 10), 10)
 
 

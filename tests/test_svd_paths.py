@@ -83,6 +83,30 @@ def test_slow_spectrum_falls_back_to_dense(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_budget_tests_a_flat_first_pass(rng, dtype):
+    """Where the block is wide against min(m, n) (here b = 72 for r = 400: two iterations of
+    budget), a cold start whose first product shows a flat tail (P's Cholesky factor: entry b at
+    least half entry k) tests at once: a Gaussian matrix gives up after the sketch, AᵀB and
+    the k-th pair's check (3 passes, was 4 and a full orthonormalisation more); a matrix with all
+    σ equal converges there (the width-1 check and the test of width k: 4); a rank-k-plus-noise
+    matrix is not flat and converges as usual (4)."""
+    k = 64
+    gauss = rng.standard_normal((600, 400)).astype(dtype)
+    info = rrae_fast.diagnose(gauss, k, method="iterative")
+    assert info["path"] == "iterative_then_dense" and info["passes"] == 3
+    helpers.assert_contract(gauss, *rrae_fast.truncated_svd(gauss, k, method="iterative"), k)
+    equal = np.linalg.qr(rng.standard_normal((600, 400)))[0].astype(dtype)
+    info = rrae_fast.diagnose(equal, k, method="iterative")
+    assert info["path"] == "iterative" and info["passes"] == 4
+    helpers.assert_contract(equal, *rrae_fast.truncated_svd(equal, k, method="iterative"), k)
+    noise = 1e-3 if dtype == np.float32 else 1e-8
+    low = rrae_like(rng, 600, 400, k, noise=noise, dtype=dtype)
+    info = rrae_fast.diagnose(low, k, method="iterative")
+    assert info["path"] == "iterative" and info["passes"] == 4
+    helpers.assert_contract(low, *rrae_fast.truncated_svd(low, k, method="iterative"), k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flat_ritz_values_do_not_give_up_a_converged_start(rng, dtype):
     """All singular values equal: the Ritz values predict no contraction at all, but every
     k-dimensional subspace is exact. The k-th Ritz pair's residual, checked first on such a

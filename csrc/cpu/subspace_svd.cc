@@ -227,6 +227,7 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
                       Block block = Block::kAny) {
   const Lapack<T>& la = table.Get<T>();
   sc.g.resize(cols * cols);
+  sc.two_factors = false;
   if (block == Block::kNearOrthonormal && r == nullptr &&
       CholeskyQrPass(la, split, rows, cols, x, sc.g.data(), sc.partial)) {
     if (NearIdentity(cols, sc.g.data()) ||
@@ -244,6 +245,7 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
       Status st = HouseholderQr(la, rows, cols, x, sc.g.data(), sc);
       if (!st.ok) return st;
     }
+    sc.two_factors = true;
     if (r != nullptr) TriangularProduct(cols, sc.g.data(), sc.rd.data(), r, sc.colscale);
     return Status::Ok();
   }
@@ -415,11 +417,27 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   for (int64_t pass = 0; pass < 2 * opt.max_iters; ++pass) {
     const int64_t rows_b = left ? m : n, rows_p = left ? n : m;
     // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
-    // test on a cold first pass (a warm start may already be converged).
-    const bool test = pass > 0 || seeded > 0;
+    // test on a cold first pass (a warm start may already be converged), unless the spectrum
+    // looks flat where the budget is short (below).
+    const bool cold_first = pass == 0 && seeded == 0;
+    bool test = !cold_first;
     st = Orthonormalize(table, opt.threads, rows_p, w, sc.prod.data(),
                         test ? sc.r.data() : nullptr, sc);
     if (!st.ok) return st;
+    if (cold_first && w == b && w > k && opt.tol > 0 && 2 * opt.max_iters <= 4 && sc.two_factors) {
+      // At most three passes would follow (b >= r / 15 or so), and a flat tail stands out in
+      // P's first Cholesky factor: its diagonal entry b is at least half its entry k (the
+      // columns beyond k of P = AᵀB still hold new directions as large as the k-th; after a
+      // gap they would be noise, ~1e-3 of it on a rank-k-plus-noise matrix). There, the
+      // iteration is unlikely to converge within the budget, and testing now lets the
+      // give-up rule below act one product and one orthonormalisation earlier.
+      const double rbb = std::abs(sc.rd[(b - 1) * (b + 1)]);
+      const double rkk = std::abs(sc.rd[(k - 1) * (b + 1)]);
+      if (rbb >= 0.5 * rkk) {
+        TriangularProduct(w, sc.g.data(), sc.rd.data(), sc.r.data(), sc.colscale);
+        test = true;
+      }
+    }
     if (!test) {
       apply(!left, w, sc.prod.data(), sc.next.data());
     } else {

@@ -35,6 +35,9 @@ struct SubspaceScratch {
   std::vector<double> partial_d;
   std::vector<float> rf;  // a float64 triangular factor rounded to float32
   std::vector<lapack_int> iwork;
+  // Set by each orthonormalisation: whether rd and g hold its two CholeskyQR factors, R1
+  // (float64) and R2, with X_in = X_out·R2·R1.
+  bool two_factors = false;
 
   std::size_t Bytes() const {
     return VectorBytes(block, prod, next, bz, qx, r, g, rd, xd, colscale, us, vst, sig, tau, work,
