@@ -9,10 +9,6 @@ import pytest
 
 from rrae_fast import _cpu
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(_cpu, "sketch_product"), reason="module without the sketch entry points"
-)
-
 
 def _avx2() -> bool:
     try:

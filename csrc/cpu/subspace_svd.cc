@@ -13,17 +13,19 @@
 //                                           residual vanishes by construction
 //
 // and stops once every residual column is <= tol·σ_1. Otherwise it completes the next product
-// P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'. The start is
-// B = orth([init | A Ω]) with Ω random: sparse (8 × 8 signed Hadamard blocks at random
-// offsets, sketch_product.h) in float32 where n is large enough against b, so that A·Ω costs
-// one sweep over A instead of a product, dense otherwise. A cold start
-// skips the test of its first pass (a random sketch is never accurate enough for a noisy matrix),
-// so it converges at the earliest after three products of width b and one of width k. A warm start
-// whose init has w >= k columns starts from B = orth(init) alone, width w; if init already spans
-// the answer it converges after one product of width w and one of width k. If not, after that pass
-// B gains b − w random columns (and P their products) and the iteration goes on at width b. Where
-// the first full-width test finds Ritz values too flat for the budget, it checks the k-th pair
-// alone first (a pass of width 1) and gives up on it without the full test.
+// P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'.
+//
+// The start is B = orth([init | A Ω]) with Ω random: sparse in float32 where n is large enough
+// against b (8 x 8 signed Hadamard blocks at random offsets, sketch_product.h; A·Ω is then one
+// sweep over A instead of a product), dense otherwise. A cold start skips the test of its
+// first pass (a random sketch is never accurate enough for a noisy matrix), so it converges at
+// the earliest after three products of width b and one of width k; where the budget is short
+// and that first pass shows a flat tail, it tests at once (see the loop). A warm start whose
+// init has w >= k columns starts from B = orth(init) alone, width w; if init already spans
+// the answer it converges after one product of width w and one of width k. If not, after that
+// pass B gains b − w random columns (and P their products) and the iteration goes on at width
+// b. Where the first full-width test finds Ritz values too flat for the budget, it checks the
+// k-th pair alone first (a pass of width 1) and gives up on it without the full test.
 // Workspace is O((m + n)·b + b²); no m x n temporary is formed.
 #include "cpu/subspace_svd.h"
 
