@@ -19,22 +19,13 @@
 // on the number of threads.
 #include "cpu/narrow_product.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 
-#define RRAE_FAST_AVX2 __attribute__((target("avx2,fma")))
+#include "cpu/avx2.h"
 
 namespace rrae_fast::cpu {
 
 namespace {
-
-// A mask of the first `count` (0..8) lanes, for the masked loads and stores of a partial vector.
-RRAE_FAST_AVX2 __m256i FirstLanes(int count) {
-  alignas(32) static const int kBits[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                            0,  0,  0,  0,  0,  0,  0,  0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kBits + 8 - count));
-}
 
 // ---- A·X ----------------------------------------------------------------------------------
 

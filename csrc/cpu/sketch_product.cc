@@ -12,13 +12,11 @@
 // whatever the split.
 #include "cpu/sketch_product.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
-#define RRAE_FAST_AVX2 __attribute__((target("avx2,fma")))
+#include "cpu/avx2.h"
 
 namespace rrae_fast::cpu {
 
@@ -82,12 +80,6 @@ Layout MakeLayout(int64_t n, int64_t b, uint64_t seed) {
 
 // H₈[j, l] = (−1)^popcount(j & l).
 float Hadamard8(int64_t j, int64_t l) { return (__builtin_popcountll(j & l) & 1) ? -1.0f : 1.0f; }
-
-RRAE_FAST_AVX2 __m256i FirstLanes(int count) {
-  alignas(32) static const int kBits[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                            0,  0,  0,  0,  0,  0,  0,  0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kBits + 8 - count));
-}
 
 // The sign bits of lanes whose bit is set in `bits` (an exclusive or with it negates them).
 RRAE_FAST_AVX2 inline __m256 SignMask(uint32_t bits) {

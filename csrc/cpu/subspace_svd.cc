@@ -426,7 +426,7 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
     st = Orthonormalize(table, opt.threads, rows_p, w, sc.prod.data(),
                         test ? sc.r.data() : nullptr, sc);
     if (!st.ok) return st;
-    if (cold_first && w == b && w > k && opt.tol > 0 && 2 * opt.max_iters <= 4 && sc.two_factors) {
+    if (cold_first && w > k && opt.tol > 0 && 2 * opt.max_iters <= 4 && sc.two_factors) {
       // At most three passes would follow (b >= r / 15 or so), and a flat tail stands out in
       // P's first Cholesky factor: its diagonal entry b is at least half its entry k (the
       // columns beyond k of P = AᵀB still hold new directions as large as the k-th; after a
