@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/lapack.h"
+#include "cpu/narrow_product.h"
 #include "cpu/sketch_product.h"
 #include "cpu/truncated_svd.h"
 #include "ffi/ffi_helpers.h"
@@ -164,6 +165,39 @@ NB_MODULE(_cpu, m) {
       nb::arg("threads") = 1,
       "The iterative path's sparse sketch A·Ω for row-major float32 bytes of A (m x n): "
       "column-major m x b float32 bytes. For tests.");
+  m.def(
+      "narrow_product",
+      [](nb::bytes a, int64_t m, int64_t n, nb::bytes x, int64_t b, bool transposed,
+         int64_t threads) {
+        const int64_t rows = transposed ? m : n;  // X is rows x b
+        if (m < 0 || n < 0 || b < 1 || a.size() != static_cast<size_t>(m * n) * sizeof(float) ||
+            x.size() != static_cast<size_t>(rows * b) * sizeof(float)) {
+          throw nb::value_error(
+              "narrow_product: need m * n float32 bytes of A, (m or n) * b of X, b >= 1");
+        }
+        if (!rrae_fast::cpu::NarrowProductsAvailable()) {
+          throw nb::value_error("narrow_product: this CPU lacks AVX2/FMA");
+        }
+        const int64_t out_rows = transposed ? n : m;
+        std::vector<float> out(out_rows * b), scratch;
+        const rrae_fast::Scheduler spawn = [](rrae_fast::Task task) {
+          std::thread(std::move(task)).detach();
+        };
+        const rrae_fast::cpu::ProductThreads pt{&spawn, threads};
+        const auto* ap = static_cast<const float*>(a.data());
+        const auto* xp = static_cast<const float*>(x.data());
+        if (transposed) {
+          rrae_fast::cpu::NarrowProductATY(m, n, b, ap, n, xp, m, out.data(), n, scratch, pt);
+        } else {
+          rrae_fast::cpu::NarrowProductAX(m, n, b, ap, n, xp, n, out.data(), m, scratch, pt);
+        }
+        return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
+      },
+      nb::arg("a"), nb::arg("m"), nb::arg("n"), nb::arg("x"), nb::arg("b"), nb::arg("transposed"),
+      nb::arg("threads") = 1,
+      "The iterative path's narrow product A·X (or Aᵀ·X if `transposed`) for row-major float32 "
+      "bytes of A (m x n) and column-major bytes of X (n x b, or m x b): column-major float32 "
+      "bytes of the result. For tests.");
   m.def(
       "sketch_matrix",
       [](int64_t n, int64_t b, uint64_t seed) {
