@@ -271,9 +271,12 @@ RRAE_FAST_AVX2 void PanelTile(const AxpyPanel& pn, int64_t i0, int64_t rows, con
 
 // Rows [i0, i0 + rows) of the full strips [u0, u1) (32 columns each) times every panel of Y.
 // Panel j of a strip also copies the j-th slice of the next strip's rows into the other tile.
-// Measured on 4096 x 4096 (2 cores, in-process A/B, medians of 11-15 calls): a cold start at
-// k = 16 (Aᵀ·Y of widths 24 and 16) 19.8 -> 17.0 ms against copying each strip before its
-// panels, k = 64 49.2 -> 45.6 ms; one panel copying the whole next strip gained about half.
+// Measured on 4096 x 4096 (2 cores, in-process A/B against copying each strip before its
+// panels, medians of 15 calls): a cold start at k = 16 (Aᵀ·Y of widths 24 and 16) 21.5 -> 18.9
+// ms, k = 64 51.3 -> 49.3 ms, a warm start at k = 16 9.2 -> 8.1 ms. The first panel copying all
+// of the next strip gained about two thirds as much; row blocks of 64 or 256 rows, strips of
+// 64-256 columns, or rows split among threads (each summing into its own copy of the output)
+// were slower.
 RRAE_FAST_AVX2 void AxpyStrips(int64_t i0, int64_t rows, const float* a, int64_t lda, int64_t u0,
                                int64_t u1, const std::vector<AxpyPanel>& panels, const float* pack,
                                float* out, int64_t ldo) {
