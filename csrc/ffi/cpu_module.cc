@@ -113,6 +113,14 @@ void* CapsulePointer(nb::handle capsule, const char* what) {
   return ptr;
 }
 
+// Threads for the kernels' test entry points: each job on a thread of its own.
+const rrae_fast::Scheduler& SpawnThreads() {
+  static const rrae_fast::Scheduler spawn = [](rrae_fast::Task task) {
+    std::thread(std::move(task)).detach();
+  };
+  return spawn;
+}
+
 // OpenBLAS's per-thread thread count, looked up in the library that holds `symbol_in_blas`.
 rrae_fast::cpu::SetThreadsLocalFn* FindSetThreadsLocal(void* symbol_in_blas) {
   Dl_info info;
@@ -153,12 +161,9 @@ NB_MODULE(_cpu, m) {
           throw nb::value_error("sketch_product: this CPU lacks AVX2/FMA");
         }
         std::vector<float> out(m * b), scratch;
-        const rrae_fast::Scheduler spawn = [](rrae_fast::Task task) {
-          std::thread(std::move(task)).detach();
-        };
         rrae_fast::cpu::SketchProductAX(m, n, b, static_cast<const float*>(a.data()), n, seed,
                                         out.data(), m, scratch,
-                                        rrae_fast::cpu::ProductThreads{&spawn, threads});
+                                        rrae_fast::cpu::ProductThreads{&SpawnThreads(), threads});
         return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
       },
       nb::arg("a"), nb::arg("m"), nb::arg("n"), nb::arg("b"), nb::arg("seed"),
@@ -180,10 +185,7 @@ NB_MODULE(_cpu, m) {
         }
         const int64_t out_rows = transposed ? n : m;
         std::vector<float> out(out_rows * b), scratch;
-        const rrae_fast::Scheduler spawn = [](rrae_fast::Task task) {
-          std::thread(std::move(task)).detach();
-        };
-        const rrae_fast::cpu::ProductThreads pt{&spawn, threads};
+        const rrae_fast::cpu::ProductThreads pt{&SpawnThreads(), threads};
         const auto* ap = static_cast<const float*>(a.data());
         const auto* xp = static_cast<const float*>(x.data());
         if (transposed) {
