@@ -312,12 +312,6 @@ RRAE_FAST_AVX2 void AxpyPiece(int64_t i0, int64_t rows, const float* a, int64_t 
   }
 }
 
-// Jobs of a product: enough per thread to balance, few enough to keep the overhead small.
-int64_t Parts(const ProductThreads& threads, int64_t units) {
-  if (threads.schedule == nullptr || threads.workers < 2) return 1;
-  return std::max<int64_t>(1, std::min(threads.workers, units));
-}
-
 }  // namespace
 
 bool NarrowProductsAvailable() {
@@ -363,7 +357,7 @@ void NarrowProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t ld
   // while every panel passes over them.
   constexpr int64_t kBlock = 24;
   const int64_t blocks = (m + kBlock - 1) / kBlock;
-  const int64_t parts = Parts(threads, blocks);
+  const int64_t parts = threads.Parts(blocks);
   const int64_t per_part = (blocks + parts - 1) / parts;
   auto job = [&](int64_t, int64_t part) {
     const int64_t end = std::min(m, (part + 1) * per_part * kBlock);
@@ -431,7 +425,7 @@ void NarrowProductATY(int64_t m, int64_t n, int64_t b, const float* a, int64_t l
   const int64_t full = n / 32;
   const int64_t pieces = (n - 32 * full + 7) / 8;
   const int64_t units = full + pieces;
-  const int64_t parts = Parts(threads, units);
+  const int64_t parts = threads.Parts(units);
   const int64_t per_part = (units + parts - 1) / parts;
   auto job = [&](int64_t, int64_t part) {
     const int64_t end = std::min(units, (part + 1) * per_part);

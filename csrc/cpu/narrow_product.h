@@ -8,6 +8,7 @@
 #ifndef RRAE_FAST_CPU_NARROW_PRODUCT_H_
 #define RRAE_FAST_CPU_NARROW_PRODUCT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -22,6 +23,13 @@ bool NarrowProductsAvailable();
 struct ProductThreads {
   const Scheduler* schedule = nullptr;
   int64_t workers = 1;
+
+  // Jobs for a product of `units` independent pieces: one per worker (at most one per piece),
+  // enough to balance, few enough to keep the overhead small; 1 without a schedule.
+  int64_t Parts(int64_t units) const {
+    if (schedule == nullptr || workers < 2) return 1;
+    return std::max<int64_t>(1, std::min(workers, units));
+  }
 };
 
 // out (m x b, column-major, leading dimension ldo) = A·X, with A row-major m x n (row stride

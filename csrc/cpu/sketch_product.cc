@@ -177,9 +177,7 @@ void SketchProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t ld
   scratch.resize(m * ldz);
   float* z = scratch.data();  // A·Ω, row-major, 8 columns of wrap-around beyond b
   const int64_t blocks = (m + kOutRows - 1) / kOutRows;
-  const int64_t parts = (threads.schedule == nullptr || threads.workers < 2)
-                            ? 1
-                            : std::max<int64_t>(1, std::min(threads.workers, blocks));
+  const int64_t parts = threads.Parts(blocks);
   const int64_t per_part = (blocks + parts - 1) / parts;
   auto job = [&](int64_t, int64_t part) {
     const int64_t end = std::min(m, (part + 1) * per_part * kOutRows);
