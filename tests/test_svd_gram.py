@@ -14,7 +14,7 @@ import pytest
 
 import helpers
 import rrae_fast
-from rrae_fast import _forward, _native
+from rrae_fast import _cpu, _forward, _native
 
 
 def _gram(a, k):
@@ -42,7 +42,8 @@ def test_hard_spectra_meet_the_contract(rng, shape, spectrum):
     m, n = shape
     r = min(m, n)
     a = helpers.planted(rng, m, n, SPECTRA[spectrum](r)).astype(np.float32)
-    for k in sorted({1, max(1, r // 4), r}):
+    # k = 1 and r // 8: eigenvalues by multisection; r // 4 and r: by the QL iteration
+    for k in sorted({1, max(1, r // 8), max(1, r // 4), r}):
         helpers.assert_contract(a, *_gram(a, k), k)
         assert rrae_fast.diagnose(a, k, method="gram")["path"] == "gram"
 
@@ -67,6 +68,27 @@ def test_tiny_and_degenerate_shapes(rng):
     u, s, vt = _gram(zero, 4)
     helpers.assert_contract(zero, u, s, vt, 4)
     np.testing.assert_array_equal(s, 0)
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (32, 64), (200, 64), (40, 24), (17, 17)])
+def test_generic_build_agrees_with_avx2(rng, shape):
+    """With the AVX2 loops turned off (as on a CPU without them), the generic build of the same
+    code (Gram matrix by GEMM, tridiagonalisation, multisection, back-transformation) meets the
+    contract and gives the AVX2 build's singular values to float32 rounding."""
+    a = helpers.make_matrix(rng, shape, "decaying").astype(np.float32)
+    r = min(shape)
+    avx2 = _cpu.allow_avx2(True)
+    try:
+        for k in sorted({1, max(1, r // 8), r}):
+            wide = _gram(a, k)
+            assert _cpu.allow_avx2(False) is False
+            generic = _gram(a, k)
+            _cpu.allow_avx2(True)
+            helpers.assert_contract(a, *generic, k)
+            if avx2:
+                np.testing.assert_allclose(generic[1], wide[1], rtol=0, atol=1e-6 * wide[1][0])
+    finally:
+        _cpu.allow_avx2(True)
 
 
 def test_agrees_with_the_dense_path(rng):

@@ -6,7 +6,8 @@
 // Y e_j / σ_j. Everything below runs in float64 on data that fits in cache:
 //   1. G = Yᵀ Y by GEMM over blocks of rows of Y, then scaled to a largest diagonal of 1;
 //   2. Householder reduction of G to a tridiagonal T = Qᵀ G Q;
-//   3. the eigenvalues of T by the root-free implicit QL iteration;
+//   3. the top-k eigenvalues of T: by multisection on Sturm counts where k is small against p
+//      (UseBisection), else all of them by the root-free implicit QL iteration;
 //   4. the top-k eigenvectors of T by inverse iteration on the pivoted LU factors of T - λI,
 //      re-orthogonalised within clusters of close eigenvalues, each accepted on its residual,
 //      and their orthogonality checked;
@@ -18,8 +19,10 @@
 //
 // Why not LAPACK: its routines for these sizes spend most of their time outside arithmetic.
 // One thread, 64 x 32 float32: sgesdd 143 µs, dsyevd on the 32 x 32 Gram matrix 83 µs; this
-// path does the whole SVD for k = 8 in ~33 µs (stages: Gram 3, tridiagonal 8, eigenvalues 13,
-// eigenvectors 4, the rest 5). Where it is preferred: PreferGram in truncated_svd.cc.
+// path does the whole SVD for k = 8 in ~30 µs (stages: Gram 3, tridiagonal 6, eigenvalues 13,
+// eigenvectors 4, the rest 4); 200 x 64 at k = 2 in ~80 µs (Gram 31, tridiagonal 30 before AVX2
+// and 20 after, eigenvalues 42 by QL and 11 by multisection). Where it is preferred: PreferGram
+// in truncated_svd.cc. Stages 2 and 3 have AVX2 + FMA builds of their loops (avx2.h).
 #include "cpu/gram_svd.h"
 
 #include <algorithm>
@@ -27,6 +30,7 @@
 #include <functional>
 #include <limits>
 
+#include "cpu/avx2.h"
 #include "cpu/blas.h"
 
 namespace rrae_fast::cpu {
@@ -110,16 +114,57 @@ void LoadRows(const float* a, int64_t m, int64_t n, int64_t r0, int64_t count, d
   }
 }
 
-// g (p x p) = Yᵀ Y, in float64 (one GEMM per block of rows of Y).
+// g (p x p, row-major) += the upper triangle's 4 x 8 tiles of Bᵀ B for the count x p row-major
+// block B (p a multiple of 8), each tile's 8 accumulators in registers over all of B's rows;
+// the tiles below the diagonal are left alone.
+RRAE_FAST_AVX2 void GramTilesAvx2(int64_t p, int64_t count, const double* rows, bool first,
+                                  double* g) {
+  for (int64_t i0 = 0; i0 < p; i0 += 4) {
+    for (int64_t j0 = i0 / 8 * 8; j0 < p; j0 += 8) {
+      __m256d acc[4][2];
+      for (int i = 0; i < 4; ++i) {
+        acc[i][0] = first ? _mm256_setzero_pd() : _mm256_loadu_pd(g + (i0 + i) * p + j0);
+        acc[i][1] = first ? _mm256_setzero_pd() : _mm256_loadu_pd(g + (i0 + i) * p + j0 + 4);
+      }
+      const double* y = rows;
+      for (int64_t t = 0; t < count; ++t, y += p) {
+        const __m256d b0 = _mm256_loadu_pd(y + j0), b1 = _mm256_loadu_pd(y + j0 + 4);
+        for (int i = 0; i < 4; ++i) {
+          const __m256d a = _mm256_broadcast_sd(y + i0 + i);
+          acc[i][0] = _mm256_fmadd_pd(a, b0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_pd(a, b1, acc[i][1]);
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_pd(g + (i0 + i) * p + j0, acc[i][0]);
+        _mm256_storeu_pd(g + (i0 + i) * p + j0 + 4, acc[i][1]);
+      }
+    }
+  }
+}
+
+// g (p x p) = Yᵀ Y in float64, over blocks of rows of Y: by the tiles above where p is a
+// multiple of 8 and AVX2 runs (about half the arithmetic of a GEMM; the lower triangle is then
+// mirrored), else one GEMM per block. Where Y is one block, it is left in sc.rows for MultiplyY.
 void GramMatrix(const Lapack<double>& la, const float* a, int64_t m, int64_t n, GramScratch& sc) {
   const int64_t p = std::min(m, n), q = std::max(m, n), block = RowBlock(p, q);
   double* rows = sc.rows.data();
+  double* g = sc.g.data();
+  const bool tiles = p % 8 == 0 && Avx2Available();
   for (int64_t r0 = 0; r0 < q; r0 += block) {
     const int64_t count = std::min(block, q - r0);
     LoadRows(a, m, n, r0, count, rows);
+    if (tiles) {
+      GramTilesAvx2(p, count, rows, r0 == 0, g);
+      continue;
+    }
     // Column-major: G (p x p) += B Bᵀ with B = rows (p x count).
-    blas::Gemm(la, 'N', 'T', p, p, count, 1.0, rows, p, rows, p, r0 == 0 ? 0.0 : 1.0, sc.g.data(),
-               p);
+    blas::Gemm(la, 'N', 'T', p, p, count, 1.0, rows, p, rows, p, r0 == 0 ? 0.0 : 1.0, g, p);
+  }
+  if (tiles) {
+    for (int64_t i = 1; i < p; ++i) {
+      for (int64_t j = 0; j < i; ++j) g[i * p + j] = g[j * p + i];
+    }
   }
 }
 
@@ -127,10 +172,44 @@ void GramMatrix(const Lapack<double>& la, const float* a, int64_t m, int64_t n, 
 // 2. Householder tridiagonalisation
 // ------------------------------------------------------------------------------------------
 
-// Reduces the symmetric p x p matrix g (upper triangle) to the tridiagonal (d, e), e[i]
-// coupling i and i + 1 (e[p - 1] = 0). Reflector i is I − τ_i v vᵀ on coordinates i + 1 .. p − 1
-// with v = g[i][i + 1 ..] (its first entry set to 1); Q = H_0 H_1 ... H_{p−3}.
-void Tridiagonalize(int64_t p, double* g, double* d, double* e, double* tau, double* w) {
+// w (len) = S v for the symmetric len x len matrix S held in full, rows `ld` apart: four rows
+// per pass over v.
+__attribute__((always_inline)) inline void SymmetricTimes(int64_t len, const double* s, int64_t ld,
+                                                          const double* v, double* w) {
+  int64_t r = 0;
+  for (; r + 4 <= len; r += 4) {
+    const double* s0 = s + r * ld;
+    const double* s1 = s0 + ld;
+    const double* s2 = s1 + ld;
+    const double* s3 = s2 + ld;
+    double d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+#pragma omp simd reduction(+ : d0, d1, d2, d3)
+    for (int64_t j = 0; j < len; ++j) {
+      d0 += s0[j] * v[j];
+      d1 += s1[j] * v[j];
+      d2 += s2[j] * v[j];
+      d3 += s3[j] * v[j];
+    }
+    w[r] = d0;
+    w[r + 1] = d1;
+    w[r + 2] = d2;
+    w[r + 3] = d3;
+  }
+  for (; r < len; ++r) {
+    const double* row = s + r * ld;
+    double acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < len; ++j) acc += row[j] * v[j];
+    w[r] = acc;
+  }
+}
+
+// Reduces the symmetric p x p matrix g (held in full) to the tridiagonal (d, e), e[i] coupling
+// i and i + 1 (e[p - 1] = 0). Reflector i is I − τ_i v vᵀ on coordinates i + 1 .. p − 1 with
+// v = g[i][i + 1 ..] (its first entry set to 1); Q = H_0 H_1 ... H_{p−3}. The trailing block is
+// updated in full, not as a triangle: twice the arithmetic, but in whole rows that vectorise.
+__attribute__((always_inline)) inline void TridiagonalizeBody(int64_t p, double* g, double* d,
+                                                              double* e, double* tau, double* w) {
   for (int64_t i = 0; i + 2 < p; ++i) {
     double* gi = g + i * p;
     d[i] = gi[i];
@@ -139,7 +218,9 @@ void Tridiagonalize(int64_t p, double* g, double* d, double* e, double* tau, dou
     const double alpha = v[0];
     // G is scaled (|G_ij| <= 1, ‖G‖ <= p): plain sums of squares neither overflow nor lose
     // anything that matters to underflow.
-    const double xnorm2 = Dot(v + 1, v + 1, len - 1);
+    double xnorm2 = 0;
+#pragma omp simd reduction(+ : xnorm2)
+    for (int64_t j = 1; j < len; ++j) xnorm2 += v[j] * v[j];
     if (xnorm2 == 0) {  // already tridiagonal in this row
       tau[i] = 0;
       e[i] = alpha;
@@ -152,21 +233,23 @@ void Tridiagonalize(int64_t p, double* g, double* d, double* e, double* tau, dou
     v[0] = 1;
     tau[i] = t;
     e[i] = beta;
-    // w = τ S v with S = G[i+1 .., i+1 ..] held in its upper triangle: row r of it contributes
-    // S[r][r..] · v[r..] to w[r] and S[r][r+1..] v[r] to w[r+1..].
-    std::fill(w, w + len, 0.0);
-    for (int64_t r = 0; r < len; ++r) {
-      const double* row = g + (i + 1 + r) * p + i + 1;
-      w[r] += Dot(row + r, v + r, len - r);
-      Axpy(v[r], row + r + 1, w + r + 1, len - r - 1);
+    // S = G[i+1 .., i+1 ..]; w = τ S v − ½ τ² (vᵀ S v) v, then S -= v wᵀ + w vᵀ.
+    double* sub = g + (i + 1) * p + i + 1;
+    SymmetricTimes(len, sub, p, v, w);
+    double wv = 0;
+#pragma omp simd reduction(+ : wv)
+    for (int64_t j = 0; j < len; ++j) {
+      w[j] *= t;
+      wv += w[j] * v[j];
     }
-    for (int64_t j = 0; j < len; ++j) w[j] *= t;
-    Axpy(-0.5 * t * Dot(w, v, len), v, w, len);
-    // S -= v wᵀ + w vᵀ, upper triangle
+    const double half = -0.5 * t * wv;
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) w[j] += half * v[j];
     for (int64_t r = 0; r < len; ++r) {
-      double* row = g + (i + 1 + r) * p + i + 1;
+      double* row = sub + r * p;
       const double vr = v[r], wr = w[r];
-      for (int64_t j = r; j < len; ++j) row[j] -= vr * w[j] + wr * v[j];
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) row[j] -= vr * w[j] + wr * v[j];
     }
   }
   if (p >= 2) {
@@ -179,15 +262,84 @@ void Tridiagonalize(int64_t p, double* g, double* d, double* e, double* tau, dou
   tau[p - 1] = 0;
 }
 
-// e (p x k, a vector per column) <- Q e, one reflector at a time across all k columns.
-void BackTransform(int64_t p, int64_t k, const double* g, const double* tau, double* e,
-                   double* c) {
+RRAE_FAST_AVX2 void TridiagonalizeAvx2(int64_t p, double* g, double* d, double* e, double* tau,
+                                       double* w) {
+  TridiagonalizeBody(p, g, d, e, tau, w);
+}
+
+void TridiagonalizeGeneric(int64_t p, double* g, double* d, double* e, double* tau, double* w) {
+  TridiagonalizeBody(p, g, d, e, tau, w);
+}
+
+void Tridiagonalize(int64_t p, double* g, double* d, double* e, double* tau, double* w) {
+  if (Avx2Available()) {
+    TridiagonalizeAvx2(p, g, d, e, tau, w);
+  } else {
+    TridiagonalizeGeneric(p, g, d, e, tau, w);
+  }
+}
+
+// The rows of x (k x p, a vector per row) <- Q times them, one reflector at a time (the last
+// first), four rows per pass over the reflector.
+__attribute__((always_inline)) inline void BackTransformBody(int64_t p, int64_t k, const double* g,
+                                                             const double* tau, double* x) {
   for (int64_t i = p - 3; i >= 0; --i) {
     if (tau[i] == 0) continue;
     const double* v = g + i * p + i + 1;
-    std::fill(c, c + k, 0.0);
-    for (int64_t r = i + 1; r < p; ++r) Axpy(v[r - i - 1], e + r * k, c, k);  // c = vᵀ E
-    for (int64_t r = i + 1; r < p; ++r) Axpy(-tau[i] * v[r - i - 1], c, e + r * k, k);
+    const int64_t len = p - i - 1;
+    const double t = tau[i];
+    int64_t j = 0;
+    for (; j + 4 <= k; j += 4) {
+      double* x0 = x + j * p + i + 1;
+      double* x1 = x0 + p;
+      double* x2 = x1 + p;
+      double* x3 = x2 + p;
+      double c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+#pragma omp simd reduction(+ : c0, c1, c2, c3)
+      for (int64_t r = 0; r < len; ++r) {
+        c0 += v[r] * x0[r];
+        c1 += v[r] * x1[r];
+        c2 += v[r] * x2[r];
+        c3 += v[r] * x3[r];
+      }
+      c0 *= t;
+      c1 *= t;
+      c2 *= t;
+      c3 *= t;
+#pragma omp simd
+      for (int64_t r = 0; r < len; ++r) {
+        x0[r] -= c0 * v[r];
+        x1[r] -= c1 * v[r];
+        x2[r] -= c2 * v[r];
+        x3[r] -= c3 * v[r];
+      }
+    }
+    for (; j < k; ++j) {
+      double* xj = x + j * p + i + 1;
+      double c = 0;
+#pragma omp simd reduction(+ : c)
+      for (int64_t r = 0; r < len; ++r) c += v[r] * xj[r];
+      c *= t;
+#pragma omp simd
+      for (int64_t r = 0; r < len; ++r) xj[r] -= c * v[r];
+    }
+  }
+}
+
+RRAE_FAST_AVX2 void BackTransformAvx2(int64_t p, int64_t k, const double* g, const double* tau,
+                                      double* x) {
+  BackTransformBody(p, k, g, tau, x);
+}
+
+void BackTransformGeneric(int64_t p, int64_t k, const double* g, const double* tau, double* x) {
+  BackTransformBody(p, k, g, tau, x);
+}
+
+void BackTransform(int64_t p, int64_t k, const double* g, const double* tau, double* x) {
+  if (Avx2Available()) {
+    BackTransformAvx2(p, k, g, tau, x);
+  } else {
+    BackTransformGeneric(p, k, g, tau, x);
   }
 }
 
@@ -266,6 +418,115 @@ bool TridiagonalEigenvalues(int64_t p, double* d, double* e2) {
   }
   return true;
 }
+
+// Points per pass of the multisection: three AVX2 vectors, whose divisions overlap in the
+// latency of one step of the Sturm recurrence.
+constexpr int kSturmPoints = 12;
+
+// count[t] = the number of eigenvalues of T below x[t] (the negative pivots of the LDLᵀ
+// factorisation of T − x[t]·I, a pivot smaller than pivmin taken as −pivmin), for kSturmPoints
+// points at once; T's diagonal is d, its squared couplings e2.
+__attribute__((always_inline)) inline void SturmCounts(int64_t p, const double* d,
+                                                       const double* e2, double pivmin,
+                                                       const double* x, double* count) {
+  double q[kSturmPoints], c[kSturmPoints];
+#pragma omp simd
+  for (int t = 0; t < kSturmPoints; ++t) {
+    const double qt = d[0] - x[t];
+    q[t] = std::abs(qt) < pivmin ? -pivmin : qt;
+    c[t] = q[t] < 0 ? 1.0 : 0.0;
+  }
+  for (int64_t i = 1; i < p; ++i) {
+    const double di = d[i], bi = e2[i - 1];
+#pragma omp simd
+    for (int t = 0; t < kSturmPoints; ++t) {
+      const double qt = (di - x[t]) - bi / q[t];
+      q[t] = std::abs(qt) < pivmin ? -pivmin : qt;
+      c[t] += q[t] < 0 ? 1.0 : 0.0;
+    }
+  }
+  for (int t = 0; t < kSturmPoints; ++t) count[t] = c[t];
+}
+
+// The k largest eigenvalues of (d, e) into lam, descending, by multisection: each pass splits
+// one eigenvalue's bracket at kSturmPoints points (13 times narrower), and every count narrows
+// the brackets of the eigenvalues still to come too. Brackets start from Gershgorin's bounds
+// and end below 4ε‖T‖ (~17 passes); the eigenvalue is the bracket's middle. work: p + 2k.
+__attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, const double* d,
+                                                         const double* e, double* lam,
+                                                         double* work) {
+  double* e2 = work;
+  double* lower = work + p;
+  double* upper = lower + k;
+  double lo = d[0], hi = d[0], big_e2 = 0;
+  for (int64_t i = 0; i < p; ++i) {  // e[p − 1] is not part of T
+    e2[i] = i + 1 < p ? e[i] * e[i] : 0;
+    const double radius = (i + 1 < p ? std::abs(e[i]) : 0) + (i > 0 ? std::abs(e[i - 1]) : 0);
+    lo = std::min(lo, d[i] - radius);
+    hi = std::max(hi, d[i] + radius);
+    big_e2 = std::max(big_e2, e2[i]);
+  }
+  const double pivmin = std::numeric_limits<double>::min() * std::max(1.0, big_e2);
+  const double tol = 4 * kEps * std::max(std::abs(lo), std::abs(hi)) + pivmin;
+  std::fill(lower, lower + k, lo);
+  std::fill(upper, upper + k, hi);
+  double x[kSturmPoints], count[kSturmPoints];
+  for (int64_t j = 0; j < k; ++j) {
+    // 64 passes reach any tolerance from any bracket of finite numbers; the cap only guards.
+    for (int pass = 0; pass < 64 && upper[j] - lower[j] > tol; ++pass) {
+      const double step = (upper[j] - lower[j]) / (kSturmPoints + 1);
+      for (int t = 0; t < kSturmPoints; ++t) x[t] = lower[j] + step * (t + 1);
+      SturmCounts(p, d, e2, pivmin, x, count);
+      for (int64_t jj = j; jj < k; ++jj) {
+        const double smaller = double(p - 1 - jj);  // λ_jj has p − 1 − jj eigenvalues below it
+        for (int t = 0; t < kSturmPoints; ++t) {
+          if (count[t] <= smaller) {
+            lower[jj] = std::max(lower[jj], x[t]);
+          } else {
+            upper[jj] = std::min(upper[jj], x[t]);
+          }
+        }
+      }
+    }
+    lam[j] = 0.5 * (lower[j] + upper[j]);
+  }
+  std::sort(lam, lam + k, std::greater<double>());  // ties may leave midpoints out of order
+}
+
+RRAE_FAST_AVX2 void BisectionAvx2(int64_t p, int64_t k, const double* d, const double* e,
+                                  double* lam, double* work) {
+  BisectionBody(p, k, d, e, lam, work);
+}
+
+void BisectionGeneric(int64_t p, int64_t k, const double* d, const double* e, double* lam,
+                      double* work) {
+  BisectionBody(p, k, d, e, lam, work);
+}
+
+}  // namespace
+
+bool UseBisection(int64_t p, int64_t k) { return 8 * k <= p; }
+
+bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d, const double* e,
+                               bool bisection, double* lam, double* work) {
+  if (bisection) {
+    if (Avx2Available()) {
+      BisectionAvx2(p, k, d, e, lam, work);
+    } else {
+      BisectionGeneric(p, k, d, e, lam, work);
+    }
+    return true;
+  }
+  double* all = work;
+  std::copy(d, d + p, all);
+  std::copy(e, e + p, work + p);
+  if (!TridiagonalEigenvalues(p, all, work + p)) return false;
+  std::partial_sort(all, all + k, all + p, std::greater<double>());
+  std::copy(all, all + k, lam);
+  return true;
+}
+
+namespace {
 
 // ------------------------------------------------------------------------------------------
 // 4. Eigenvectors of T by inverse iteration
@@ -418,7 +679,7 @@ void MultiplyY(const Lapack<double>& la, const float* a, int64_t m, int64_t n, i
   double* rows = sc.rows.data();
   for (int64_t r0 = 0; r0 < q; r0 += block) {
     const int64_t count = std::min(block, q - r0);
-    LoadRows(a, m, n, r0, count, rows);
+    if (block < q) LoadRows(a, m, n, r0, count, rows);  // else the Gram matrix's copy is there
     // Column-major: wt is q x k (ld q), rows is p x count, e is k x p: wt[r0 ..] = rowsᵀ eᵀ.
     blas::Gemm(la, 'T', 'T', count, k, p, 1.0, rows, p, e, k, 0.0, wt + r0, q);
   }
@@ -534,7 +795,8 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
   sc.d.resize(p);
   sc.e.resize(p);
   sc.tau.resize(p);
-  sc.lam.resize(p);
+  sc.lam.resize(k);
+  sc.eig.resize(2 * p + 2 * k);
   sc.lu.resize(4 * p);
   sc.swap.resize(p);
   sc.x.resize(k * p);
@@ -554,15 +816,14 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
   const double inv_scale = 1.0 / scale;
   for (int64_t i = 0; i < p * p; ++i) g[i] *= inv_scale;
 
-  // 2.–3. T and its eigenvalues, descending.
+  // 2.–3. T and its top-k eigenvalues, descending.
   double* d = sc.d.data();
   double* e = sc.e.data();
   Tridiagonalize(p, g, d, e, sc.tau.data(), sc.work.data());
   double* lam = sc.lam.data();
-  std::copy(d, d + p, lam);
-  std::copy(e, e + p, sc.work.data());
-  if (!TridiagonalEigenvalues(p, lam, sc.work.data())) return false;
-  std::sort(lam, lam + p, std::greater<double>());
+  if (!TridiagonalTopEigenvalues(p, k, d, e, UseBisection(p, k), lam, sc.eig.data())) {
+    return false;
+  }
 
   // 4. Their eigenvectors, checked.
   double* x = sc.x.data();
@@ -572,11 +833,11 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
   if (!(orthogonality <= 1e-8)) return false;
 
   // 5. In G's coordinates (p x k, a vector per column), then W = Y E (q x k).
+  BackTransform(p, k, g, sc.tau.data(), x);
   double* ev = sc.ev.data();
   for (int64_t i = 0; i < p; ++i) {
     for (int64_t j = 0; j < k; ++j) ev[i * k + j] = x[j * p + i];
   }
-  BackTransform(p, k, g, sc.tau.data(), ev, sc.work.data());
   double* wt = sc.wt.data();
   MultiplyY(la, a, m, n, k, ev, wt, sc);
 

@@ -314,14 +314,6 @@ RRAE_FAST_AVX2 void AxpyPiece(int64_t i0, int64_t rows, const float* a, int64_t 
 
 }  // namespace
 
-bool NarrowProductsAvailable() {
-  static const bool available = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return available;
-}
-
 void NarrowProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t lda, const float* x,
                      int64_t ldx, float* out, int64_t ldo, std::vector<float>& pack,
                      const ProductThreads& threads) {

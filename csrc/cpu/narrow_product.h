@@ -3,8 +3,8 @@
 // The iterative path spends most of its time in these: A is m x n (thousands each), the block
 // a few dozen columns wide. A general GEMM packs A for every call, an extra sweep over the
 // largest operand; the kernels here read A once, straight from its row-major layout, and keep
-// the (packed) block in cache. AVX2 + FMA; `NarrowProductsAvailable()` says whether this CPU
-// runs them (the caller uses BLAS otherwise).
+// the (packed) block in cache. AVX2 + FMA; `Avx2Available()` (avx2.h) says whether they may
+// run (the caller uses BLAS otherwise).
 #ifndef RRAE_FAST_CPU_NARROW_PRODUCT_H_
 #define RRAE_FAST_CPU_NARROW_PRODUCT_H_
 
@@ -15,9 +15,6 @@
 #include "common/parallel.h"
 
 namespace rrae_fast::cpu {
-
-// True when the CPU has AVX2 and FMA.
-bool NarrowProductsAvailable();
 
 // Threads for one product: `workers` jobs on `schedule` (null: the calling thread alone).
 struct ProductThreads {

@@ -13,7 +13,7 @@
 // operations per entry of A where a dense Ω costs b multiply-adds: one sweep over A, bound by
 // memory (4096 x 4096, 2 cores: ~2.5 ms up to b = 72, ~3.5 at 280, ~8 at 1096). Signs and
 // offsets come from `seed` alone: the same seed gives the same Ω, bit for bit, on any number
-// of threads. AVX2; callers check `NarrowProductsAvailable()` first.
+// of threads. AVX2; callers check `Avx2Available()` first.
 #ifndef RRAE_FAST_CPU_SKETCH_PRODUCT_H_
 #define RRAE_FAST_CPU_SKETCH_PRODUCT_H_
 

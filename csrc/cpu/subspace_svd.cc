@@ -36,6 +36,7 @@
 #include <type_traits>
 
 #include "common/finite.h"
+#include "cpu/avx2.h"
 #include "cpu/blas.h"
 #include "cpu/narrow_product.h"
 #include "cpu/sketch_product.h"
@@ -260,7 +261,7 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
 // 194 against 180 ms at width 1096; Aᵀ·Y 7.6 / 16.9 ms against 11.0 / 21.3 ms at width 25 / 76,
 // but 59 against 51 ms at width 280.
 bool UseNarrowProducts(bool transposed, int64_t cols) {
-  return (transposed ? cols <= 160 : cols <= 768) && NarrowProductsAvailable();
+  return (transposed ? cols <= 160 : cols <= 768) && Avx2Available();
 }
 
 // y[i + j·ldy] = x[i·ldx + j] for i < rows, j < cols: a row-major block into a column-major
@@ -379,7 +380,7 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
     // otherwise.
     bool sketched = false;
     if constexpr (std::is_same_v<T, float>) {
-      if (NarrowProductsAvailable() && SketchCovers(n, w - seeded)) {
+      if (Avx2Available() && SketchCovers(n, w - seeded)) {
         SketchProductAX(m, n, w - seeded, a, n, opt.seed, sc.block.data() + seeded * m, m, sc.pack,
                         ProductThreads{opt.threads.schedule, opt.threads.workers});
         result->passes += 1;

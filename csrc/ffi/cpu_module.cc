@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/avx2.h"
+#include "cpu/gram_svd.h"
 #include "cpu/lapack.h"
 #include "cpu/narrow_product.h"
 #include "cpu/sketch_product.h"
@@ -157,8 +159,8 @@ NB_MODULE(_cpu, m) {
         if (m < 0 || n < 0 || b < 8 || a.size() != static_cast<size_t>(m * n) * sizeof(float)) {
           throw nb::value_error("sketch_product: need m * n float32 bytes, m, n >= 0, b >= 8");
         }
-        if (!rrae_fast::cpu::NarrowProductsAvailable()) {
-          throw nb::value_error("sketch_product: this CPU lacks AVX2/FMA");
+        if (!rrae_fast::cpu::Avx2Available()) {
+          throw nb::value_error("sketch_product: AVX2/FMA kernels unavailable");
         }
         std::vector<float> out(m * b), scratch;
         rrae_fast::cpu::SketchProductAX(m, n, b, static_cast<const float*>(a.data()), n, seed,
@@ -180,8 +182,8 @@ NB_MODULE(_cpu, m) {
           throw nb::value_error(
               "narrow_product: need m * n float32 bytes of A, (m or n) * b of X, b >= 1");
         }
-        if (!rrae_fast::cpu::NarrowProductsAvailable()) {
-          throw nb::value_error("narrow_product: this CPU lacks AVX2/FMA");
+        if (!rrae_fast::cpu::Avx2Available()) {
+          throw nb::value_error("narrow_product: AVX2/FMA kernels unavailable");
         }
         const int64_t out_rows = transposed ? n : m;
         std::vector<float> out(out_rows * b), scratch;
@@ -210,6 +212,36 @@ NB_MODULE(_cpu, m) {
       },
       nb::arg("n"), nb::arg("b"), nb::arg("seed"),
       "The sparse sketching matrix Ω (n x b) for `seed`: column-major float32 bytes. For tests.");
+  m.def(
+      "tridiagonal_eigenvalues",
+      [](nb::bytes d, nb::bytes e, int64_t k, bool bisection) {
+        const int64_t p = static_cast<int64_t>(d.size() / sizeof(double));
+        if (p < 1 || k < 1 || k > p || d.size() != e.size() || d.size() % sizeof(double) != 0) {
+          throw nb::value_error(
+              "tridiagonal_eigenvalues: need p >= 1 float64 values in d and in e, 1 <= k <= p");
+        }
+        std::vector<double> lam(k), work(2 * p + 2 * k);
+        if (!rrae_fast::cpu::TridiagonalTopEigenvalues(p, k, static_cast<const double*>(d.data()),
+                                                       static_cast<const double*>(e.data()),
+                                                       bisection, lam.data(), work.data())) {
+          throw nb::value_error("tridiagonal_eigenvalues: the QL iteration did not converge");
+        }
+        return nb::bytes(reinterpret_cast<const char*>(lam.data()), lam.size() * sizeof(double));
+      },
+      nb::arg("d"), nb::arg("e"), nb::arg("k"), nb::arg("bisection"),
+      "The Gram path's k largest eigenvalues of the symmetric tridiagonal matrix with float64 "
+      "diagonal d and couplings e (e[i] joins i and i + 1, e[-1] unused; scaled as the path "
+      "scales it, largest entry ~1), descending, by multisection or by the QL iteration: "
+      "float64 bytes. For tests.");
+  m.def(
+      "allow_avx2",
+      [](bool allowed) {
+        rrae_fast::cpu::SetAvx2Allowed(allowed);
+        return rrae_fast::cpu::Avx2Available();
+      },
+      nb::arg("allowed"),
+      "Turn the AVX2/FMA kernels off (False) or back on (True) for the whole process; returns "
+      "whether they now run (False on a CPU without them). For tests of the generic code.");
   m.def("release_workspace", &rrae_fast::cpu::ReleaseWorkspace,
         "Free the workspace the kernel keeps between calls (it is rebuilt on the next call).");
   m.def(
