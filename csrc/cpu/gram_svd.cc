@@ -19,10 +19,10 @@
 //
 // Why not LAPACK: its routines for these sizes spend most of their time outside arithmetic.
 // One thread, 64 x 32 float32: sgesdd 143 µs, dsyevd on the 32 x 32 Gram matrix 83 µs; this
-// path does the whole SVD for k = 8 in ~30 µs (stages: Gram 3, tridiagonal 6, eigenvalues 13,
-// eigenvectors 4, the rest 4); 200 x 64 at k = 2 in ~80 µs (Gram 31, tridiagonal 30 before AVX2
-// and 20 after, eigenvalues 42 by QL and 11 by multisection). Where it is preferred: PreferGram
-// in truncated_svd.cc. Stages 2 and 3 have AVX2 + FMA builds of their loops (avx2.h).
+// path does the whole SVD for k = 8 in ~27 µs (stages, µs: Gram 2, tridiagonal 5, eigenvalues
+// 11, eigenvectors 7, the rest 3), and 200 x 64 at k = 2 in ~80 µs (Gram 25, tridiagonal 22,
+// eigenvalues 9, the rest 15). Stages 1, 2, 3 and 5 have AVX2 + FMA builds of their loops
+// (avx2.h). Where the path is preferred: PreferGram in truncated_svd.cc.
 #include "cpu/gram_svd.h"
 
 #include <algorithm>
@@ -172,70 +172,88 @@ void GramMatrix(const Lapack<double>& la, const float* a, int64_t m, int64_t n, 
 // 2. Householder tridiagonalisation
 // ------------------------------------------------------------------------------------------
 
-// w (len) = S v for the symmetric len x len matrix S held in full, rows `ld` apart: four rows
-// per pass over v.
+// w (len) = S v for the symmetric len x len matrix S held in full, rows `ld` apart, as
+// Sᵀ v = Σ_r v_r S[r][.]: whole-row updates of w, four rows per pass, no reductions.
 __attribute__((always_inline)) inline void SymmetricTimes(int64_t len, const double* s, int64_t ld,
                                                           const double* v, double* w) {
+  std::fill(w, w + len, 0.0);
   int64_t r = 0;
   for (; r + 4 <= len; r += 4) {
     const double* s0 = s + r * ld;
     const double* s1 = s0 + ld;
     const double* s2 = s1 + ld;
     const double* s3 = s2 + ld;
-    double d0 = 0, d1 = 0, d2 = 0, d3 = 0;
-#pragma omp simd reduction(+ : d0, d1, d2, d3)
-    for (int64_t j = 0; j < len; ++j) {
-      d0 += s0[j] * v[j];
-      d1 += s1[j] * v[j];
-      d2 += s2[j] * v[j];
-      d3 += s3[j] * v[j];
-    }
-    w[r] = d0;
-    w[r + 1] = d1;
-    w[r + 2] = d2;
-    w[r + 3] = d3;
+    const double c0 = v[r], c1 = v[r + 1], c2 = v[r + 2], c3 = v[r + 3];
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j)
+      w[j] += (c0 * s0[j] + c1 * s1[j]) + (c2 * s2[j] + c3 * s3[j]);
   }
   for (; r < len; ++r) {
     const double* row = s + r * ld;
-    double acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < len; ++j) acc += row[j] * v[j];
-    w[r] = acc;
+    const double c = v[r];
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) w[j] += c * row[j];
   }
+}
+
+// Turns x (len >= 2 entries: a row's part right of the diagonal) into the Householder vector v
+// (v[0] = 1) of the reflector I − τ v vᵀ that maps x onto β·e_0; *tau = τ, *beta = β. False,
+// with τ = 0 and β = x[0], where x[1 ..] is zero already.
+__attribute__((always_inline)) inline bool MakeReflector(double* x, int64_t len, double* tau,
+                                                         double* beta) {
+  const double alpha = x[0];
+  // G is scaled (|G_ij| <= 1, ‖G‖ <= p): plain sums of squares neither overflow nor lose
+  // anything that matters to underflow.
+  double xnorm2 = 0;
+#pragma omp simd reduction(+ : xnorm2)
+  for (int64_t j = 1; j < len; ++j) xnorm2 += x[j] * x[j];
+  if (xnorm2 == 0) {
+    *tau = 0;
+    *beta = alpha;
+    return false;
+  }
+  const double b = -std::copysign(std::sqrt(alpha * alpha + xnorm2), alpha);
+  const double inv = 1.0 / (alpha - b);
+#pragma omp simd
+  for (int64_t j = 1; j < len; ++j) x[j] *= inv;
+  x[0] = 1;
+  *tau = (b - alpha) / b;
+  *beta = b;
+  return true;
 }
 
 // Reduces the symmetric p x p matrix g (held in full) to the tridiagonal (d, e), e[i] coupling
 // i and i + 1 (e[p - 1] = 0). Reflector i is I − τ_i v vᵀ on coordinates i + 1 .. p − 1 with
-// v = g[i][i + 1 ..] (its first entry set to 1); Q = H_0 H_1 ... H_{p−3}. The trailing block is
-// updated in full, not as a triangle: twice the arithmetic, but in whole rows that vectorise.
+// v = g[i][i + 1 ..] (its first entry set to 1); Q = H_0 H_1 ... H_{p−3}.
+//
+// Step i updates the trailing block S = G[i+1 .., i+1 ..] to S − v wᵀ − w vᵀ, with
+// w = τ S v − ½ τ² (vᵀ S v) v: first S's first row, from which the next reflector is made, then
+// each other row followed at once by its product with that reflector (the next step's S v), so
+// that S is swept once per step. Rows are updated in full, not as a triangle (twice the
+// arithmetic, in whole rows that vectorise), except their first entry, which no later step
+// reads. w: 2p scratch.
 __attribute__((always_inline)) inline void TridiagonalizeBody(int64_t p, double* g, double* d,
                                                               double* e, double* tau, double* w) {
+  double* w_next = w + p;
+  bool reflect = false;  // reflector i is not the identity
+  bool product = false;  // w holds S v for it
+  if (p >= 3) {
+    d[0] = g[0];
+    reflect = MakeReflector(g + 1, p - 1, &tau[0], &e[0]);
+  }
   for (int64_t i = 0; i + 2 < p; ++i) {
-    double* gi = g + i * p;
-    d[i] = gi[i];
     const int64_t len = p - i - 1;
-    double* v = gi + i + 1;  // x = G[i][i+1 ..], overwritten by the reflector
-    const double alpha = v[0];
-    // G is scaled (|G_ij| <= 1, ‖G‖ <= p): plain sums of squares neither overflow nor lose
-    // anything that matters to underflow.
-    double xnorm2 = 0;
-#pragma omp simd reduction(+ : xnorm2)
-    for (int64_t j = 1; j < len; ++j) xnorm2 += v[j] * v[j];
-    if (xnorm2 == 0) {  // already tridiagonal in this row
-      tau[i] = 0;
-      e[i] = alpha;
+    const double* v = g + i * p + i + 1;
+    double* sub = g + (i + 1) * p + i + 1;  // S: len x len, rows p apart
+    const bool more = i + 3 < p;            // a reflector i + 1 follows
+    if (!reflect) {                         // S stays as it is
+      d[i + 1] = sub[0];
+      if (more) reflect = MakeReflector(sub + 1, len - 1, &tau[i + 1], &e[i + 1]);
+      product = false;
       continue;
     }
-    const double beta = -std::copysign(std::sqrt(alpha * alpha + xnorm2), alpha);
-    const double t = (beta - alpha) / beta;
-    const double inv = 1.0 / (alpha - beta);
-    for (int64_t j = 1; j < len; ++j) v[j] *= inv;
-    v[0] = 1;
-    tau[i] = t;
-    e[i] = beta;
-    // S = G[i+1 .., i+1 ..]; w = τ S v − ½ τ² (vᵀ S v) v, then S -= v wᵀ + w vᵀ.
-    double* sub = g + (i + 1) * p + i + 1;
-    SymmetricTimes(len, sub, p, v, w);
+    if (!product) SymmetricTimes(len, sub, p, v, w);
+    const double t = tau[i];
     double wv = 0;
 #pragma omp simd reduction(+ : wv)
     for (int64_t j = 0; j < len; ++j) {
@@ -245,12 +263,56 @@ __attribute__((always_inline)) inline void TridiagonalizeBody(int64_t p, double*
     const double half = -0.5 * t * wv;
 #pragma omp simd
     for (int64_t j = 0; j < len; ++j) w[j] += half * v[j];
-    for (int64_t r = 0; r < len; ++r) {
+    const double v0 = v[0], w0 = w[0];
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) sub[j] -= v0 * w[j] + w0 * v[j];
+    d[i + 1] = sub[0];
+    const bool next = more && MakeReflector(sub + 1, len - 1, &tau[i + 1], &e[i + 1]);
+    const double* vn = sub + 1;  // reflector i + 1, on S's columns 1 ..
+    int64_t r = 1;
+    if (next) {  // four rows per pass over w_next, which gathers Σ_r vn_r S[r][.] = S vn
+      std::fill(w_next, w_next + len - 1, 0.0);
+      for (; r + 4 <= len; r += 4) {
+        double* row0 = sub + r * p;
+        double* row1 = row0 + p;
+        double* row2 = row1 + p;
+        double* row3 = row2 + p;
+        const double v0r = v[r], v1r = v[r + 1], v2r = v[r + 2], v3r = v[r + 3];
+        const double w0r = w[r], w1r = w[r + 1], w2r = w[r + 2], w3r = w[r + 3];
+        const double c0 = vn[r - 1], c1 = vn[r], c2 = vn[r + 1], c3 = vn[r + 2];
+#pragma omp simd
+        for (int64_t j = 1; j < len; ++j) {
+          const double x0 = row0[j] - (v0r * w[j] + w0r * v[j]);
+          const double x1 = row1[j] - (v1r * w[j] + w1r * v[j]);
+          const double x2 = row2[j] - (v2r * w[j] + w2r * v[j]);
+          const double x3 = row3[j] - (v3r * w[j] + w3r * v[j]);
+          row0[j] = x0;
+          row1[j] = x1;
+          row2[j] = x2;
+          row3[j] = x3;
+          w_next[j - 1] += (c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3);
+        }
+      }
+    }
+    for (; r < len; ++r) {
       double* row = sub + r * p;
       const double vr = v[r], wr = w[r];
+      if (next) {
+        const double c = vn[r - 1];
 #pragma omp simd
-      for (int64_t j = 0; j < len; ++j) row[j] -= vr * w[j] + wr * v[j];
+        for (int64_t j = 1; j < len; ++j) {
+          const double x = row[j] - (vr * w[j] + wr * v[j]);
+          row[j] = x;
+          w_next[j - 1] += c * x;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 1; j < len; ++j) row[j] -= vr * w[j] + wr * v[j];
+      }
     }
+    std::swap(w, w_next);
+    reflect = next;
+    product = next;
   }
   if (p >= 2) {
     d[p - 2] = g[(p - 2) * p + p - 2];
@@ -448,10 +510,13 @@ __attribute__((always_inline)) inline void SturmCounts(int64_t p, const double* 
   for (int t = 0; t < kSturmPoints; ++t) count[t] = c[t];
 }
 
-// The k largest eigenvalues of (d, e) into lam, descending, by multisection: each pass splits
-// one eigenvalue's bracket at kSturmPoints points (13 times narrower), and every count narrows
-// the brackets of the eigenvalues still to come too. Brackets start from Gershgorin's bounds
-// and end below 4ε‖T‖ (~17 passes); the eigenvalue is the bracket's middle. work: p + 2k.
+// The k largest eigenvalues of (d, e) into lam, descending, by multisection. Brackets start
+// from Gershgorin's bounds and end narrower than 4ε‖T‖; the eigenvalue is the bracket's middle.
+// A pass evaluates kSturmPoints counts, spread over the first unfinished eigenvalues (up to
+// kSturmPoints of them): eigenvalues whose brackets are still the same form one group, and each
+// group gets an equal share of the points, evenly spaced in its bracket. Every count narrows
+// every bracket. So one eigenvalue alone gets all points (its bracket 13 times narrower per
+// pass), twelve get one each (bisection, the most information per count). work: p + 2k.
 __attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, const double* d,
                                                          const double* e, double* lam,
                                                          double* work) {
@@ -471,25 +536,40 @@ __attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, c
   std::fill(lower, lower + k, lo);
   std::fill(upper, upper + k, hi);
   double x[kSturmPoints], count[kSturmPoints];
-  for (int64_t j = 0; j < k; ++j) {
-    // 64 passes reach any tolerance from any bracket of finite numbers; the cap only guards.
-    for (int pass = 0; pass < 64 && upper[j] - lower[j] > tol; ++pass) {
-      const double step = (upper[j] - lower[j]) / (kSturmPoints + 1);
-      for (int t = 0; t < kSturmPoints; ++t) x[t] = lower[j] + step * (t + 1);
-      SturmCounts(p, d, e2, pivmin, x, count);
-      for (int64_t jj = j; jj < k; ++jj) {
-        const double smaller = double(p - 1 - jj);  // λ_jj has p − 1 − jj eigenvalues below it
-        for (int t = 0; t < kSturmPoints; ++t) {
-          if (count[t] <= smaller) {
-            lower[jj] = std::max(lower[jj], x[t]);
-          } else {
-            upper[jj] = std::min(upper[jj], x[t]);
-          }
-        }
+  int64_t first = 0;  // eigenvalues before it are finished
+  // Each pass at least halves one unfinished bracket, and 64 halvings finish any bracket of
+  // finite numbers: the cap only guards.
+  for (int64_t pass = 0; pass < 64 * (k + 1); ++pass) {
+    while (first < k && !(upper[first] - lower[first] > tol)) ++first;
+    if (first == k) break;
+    // The groups: runs of unfinished eigenvalues with the same bracket, from `first` on.
+    int64_t start[kSturmPoints];
+    int groups = 0, members = 0;
+    for (int64_t j = first; j < k && members < kSturmPoints; ++j) {
+      if (!(upper[j] - lower[j] > tol)) continue;
+      ++members;
+      const bool same = groups > 0 && lower[j] == lower[start[groups - 1]] &&
+                        upper[j] == upper[start[groups - 1]];
+      if (!same) start[groups++] = j;
+    }
+    int t = 0;
+    for (int gi = 0; gi < groups; ++gi) {
+      const int share = kSturmPoints / groups + (gi < kSturmPoints % groups ? 1 : 0);
+      const double a = lower[start[gi]], step = (upper[start[gi]] - a) / (share + 1);
+      for (int s = 1; s <= share; ++s) x[t++] = a + step * s;
+    }
+    SturmCounts(p, d, e2, pivmin, x, count);
+    for (int u = 0; u < kSturmPoints; ++u) {
+      // λ_j (descending) lies at or above x[u] iff fewer than p − j eigenvalues lie below it.
+      const double below = count[u], at = x[u];
+      for (int64_t j = first; j < k; ++j) {
+        const bool above = double(p - 1 - j) >= below;
+        lower[j] = above ? std::max(lower[j], at) : lower[j];
+        upper[j] = above ? upper[j] : std::min(upper[j], at);
       }
     }
-    lam[j] = 0.5 * (lower[j] + upper[j]);
   }
+  for (int64_t j = 0; j < k; ++j) lam[j] = 0.5 * (lower[j] + upper[j]);
   std::sort(lam, lam + k, std::greater<double>());  // ties may leave midpoints out of order
 }
 
@@ -505,7 +585,7 @@ void BisectionGeneric(int64_t p, int64_t k, const double* d, const double* e, do
 
 }  // namespace
 
-bool UseBisection(int64_t p, int64_t k) { return 8 * k <= p; }
+bool UseBisection(int64_t p, int64_t k) { return 4 * k <= p; }
 
 bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d, const double* e,
                                bool bisection, double* lam, double* work) {
@@ -804,7 +884,7 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
   sc.xx.resize(k * k);
   sc.wt.resize(k * q);
   sc.copy.resize(k * q);
-  sc.work.resize(std::max(p, q));
+  sc.work.resize(std::max(2 * p, q));
 
   // 1. G = YᵀY, scaled so that its largest diagonal entry (its largest entry) is 1.
   GramMatrix(la, a, m, n, sc);
