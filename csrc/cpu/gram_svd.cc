@@ -516,7 +516,8 @@ __attribute__((always_inline)) inline void SturmCounts(int64_t p, const double* 
 // kSturmPoints of them): eigenvalues whose brackets are still the same form one group, and each
 // group gets an equal share of the points, evenly spaced in its bracket. Every count narrows
 // every bracket. So one eigenvalue alone gets all points (its bracket 13 times narrower per
-// pass), twelve get one each (bisection, the most information per count). work: p + 2k.
+// pass), twelve get one each (bisection, the most information per count). Not sorted: ties
+// may leave the middles out of order. work: p + 2k.
 __attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, const double* d,
                                                          const double* e, double* lam,
                                                          double* work) {
@@ -570,7 +571,6 @@ __attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, c
     }
   }
   for (int64_t j = 0; j < k; ++j) lam[j] = 0.5 * (lower[j] + upper[j]);
-  std::sort(lam, lam + k, std::greater<double>());  // ties may leave midpoints out of order
 }
 
 RRAE_FAST_AVX2 void BisectionAvx2(int64_t p, int64_t k, const double* d, const double* e,
@@ -595,6 +595,10 @@ bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d, const doub
     } else {
       BisectionGeneric(p, k, d, e, lam, work);
     }
+    // Ties may leave the middles out of order. (Sorted here, not in the AVX2 function: a call
+    // from there to the generic sort returned with the upper halves of the vector registers
+    // set, which slowed the scalar code after it by half.)
+    std::sort(lam, lam + k, std::greater<double>());
     return true;
   }
   double* all = work;

@@ -29,7 +29,7 @@ struct GramScratch {
   std::vector<double> ev;     // p x k: eigenvectors of the Gram matrix (columns)
   std::vector<double> wt;     // k x q: Y times those (rows), then orthonormal
   std::vector<double> copy;   // k x q: a copy of some of those rows
-  std::vector<double> work;   // max(p, q): a row of Y, a column of W, or k scalars
+  std::vector<double> work;   // max(2p, q): two vectors of p, a column of W, or k scalars
 
   std::size_t Bytes() const {
     return VectorBytes(rows, g, d, e, tau, lam, eig, lu, swap, x, xx, ev, wt, copy, work);
