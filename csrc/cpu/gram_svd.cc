@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <limits>
 
@@ -98,6 +99,13 @@ void Project(const double* basis, int64_t count, double* x, int64_t len) {
 // in cache (~256 KiB).
 int64_t RowBlock(int64_t p, int64_t q) { return std::min(q, std::max<int64_t>(8, 32768 / p)); }
 
+// The block of rows of Y in sc.rows, from its first 64-byte boundary: the Gram tiles read its
+// rows as whole cache lines (200 x 64: 20 µs, against 25–30 from the other offsets).
+double* RowBuffer(GramScratch& sc) {
+  const auto address = reinterpret_cast<std::uintptr_t>(sc.rows.data());
+  return sc.rows.data() + ((64 - address % 64) % 64) / sizeof(double);
+}
+
 // Rows [r0, r0 + count) of Y as float64 into out (count x p, row-major; column-major p x count).
 void LoadRows(const float* a, int64_t m, int64_t n, int64_t r0, int64_t count, double* out) {
   if (m >= n) {  // Y = A
@@ -148,7 +156,7 @@ RRAE_FAST_AVX2 void GramTilesAvx2(int64_t p, int64_t count, const double* rows, 
 // mirrored), else one GEMM per block. Where Y is one block, it is left in sc.rows for MultiplyY.
 void GramMatrix(const Lapack<double>& la, const float* a, int64_t m, int64_t n, GramScratch& sc) {
   const int64_t p = std::min(m, n), q = std::max(m, n), block = RowBlock(p, q);
-  double* rows = sc.rows.data();
+  double* rows = RowBuffer(sc);
   double* g = sc.g.data();
   const bool tiles = p % 8 == 0 && Avx2Available();
   for (int64_t r0 = 0; r0 < q; r0 += block) {
@@ -760,7 +768,7 @@ double OrthogonalityError(const Lapack<double>& la, int64_t k, int64_t p, const 
 void MultiplyY(const Lapack<double>& la, const float* a, int64_t m, int64_t n, int64_t k,
                const double* e, double* wt, GramScratch& sc) {
   const int64_t p = std::min(m, n), q = std::max(m, n), block = RowBlock(p, q);
-  double* rows = sc.rows.data();
+  double* rows = RowBuffer(sc);
   for (int64_t r0 = 0; r0 < q; r0 += block) {
     const int64_t count = std::min(block, q - r0);
     if (block < q) LoadRows(a, m, n, r0, count, rows);  // else the Gram matrix's copy is there
@@ -874,7 +882,7 @@ void OrthonormalizeRows(const Lapack<double>& la, int64_t k, int64_t q, const do
 bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t ldu,
              const float* a, float* u, float* s, float* vt, GramScratch& sc) {
   const int64_t p = std::min(m, n), q = std::max(m, n);
-  sc.rows.resize(RowBlock(p, q) * p);
+  sc.rows.resize(RowBlock(p, q) * p + 8);  // + 8: room to start at a 64-byte boundary
   sc.g.resize(p * p);
   sc.d.resize(p);
   sc.e.resize(p);

@@ -16,7 +16,7 @@ namespace rrae_fast::cpu {
 inline constexpr int64_t kGramMaxSide = 256;
 
 struct GramScratch {
-  std::vector<double> rows;   // a block of rows of Y (see gram_svd.cc) in float64
+  std::vector<double> rows;   // a block of rows of Y (see gram_svd.cc) in float64, + 8
   std::vector<double> g;      // p x p: the Gram matrix, then the Householder vectors
   std::vector<double> d, e;   // the tridiagonal matrix T: diagonal and off-diagonal (p)
   std::vector<double> tau;    // the Householder scalars (p)
