@@ -145,6 +145,10 @@ def _memory(settings, peer: peers.Peer, case: Case, seconds: float) -> dict:
 
 def _time(benchmark, settings, peer, case, a, t, estimate):
     prepared = peer.prepare(case, a, t)  # JAX contenders compile here, outside the timing
+    # OpenBLAS's worker threads spin for ~0.1 s after their last call (those of the previous
+    # contender, or of this one's preparation); on two cores they would take the CPU from the
+    # calls timed next, most visibly from the first contender of each group.
+    time.sleep(settings["pause_seconds"])
     # A first call settles one-time allocations and sizes the rounds; it is skipped for
     # contenders whose single call is estimated to exceed the timing target.
     rounds = 1

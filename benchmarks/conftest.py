@@ -52,6 +52,8 @@ def settings(request) -> dict:
         "memory": memory or ("ours" if fast else "all"),
         "target_seconds": 0.5 if fast else 4.0,  # time spent timing one contender
         "max_rounds": 10 if fast else 200,
+        # before each contender's timing, for the previous one's BLAS threads to go to sleep
+        "pause_seconds": 0.0 if fast else 0.3,
     }
 
 
