@@ -19,9 +19,9 @@
 //
 // Why not LAPACK: its routines for these sizes spend most of their time outside arithmetic.
 // One thread, 64 x 32 float32: sgesdd 143 µs, dsyevd on the 32 x 32 Gram matrix 83 µs; this
-// path does the whole SVD for k = 8 in ~27 µs (stages, µs: Gram 2, tridiagonal 5, eigenvalues
-// 11, eigenvectors 7, the rest 3), and 200 x 64 at k = 2 in ~80 µs (Gram 25, tridiagonal 22,
-// eigenvalues 9, the rest 15). Stages 1, 2, 3 and 5 have AVX2 + FMA builds of their loops
+// path does the whole SVD for k = 8 in ~24 µs (stages, µs: Gram 2, tridiagonal 5, eigenvalues
+// 11, eigenvectors 4, the rest 3), and 200 x 64 at k = 2 in ~60 µs (Gram 20, tridiagonal 22,
+// eigenvalues 8, the rest 10). Stages 1, 2, 3 and 5 have AVX2 + FMA builds of their loops
 // (avx2.h). Where the path is preferred: PreferGram in truncated_svd.cc.
 #include "cpu/gram_svd.h"
 
