@@ -141,10 +141,13 @@ def test_half_precision_takes_it_in_float32(rng):
 
 
 def test_selector():
-    """auto: Gram for small and tall-skinny float32, LAPACK for k near p on squarer ones."""
+    """auto: Gram for float32 up to p = 128 and tall-skinny up to 256, LAPACK for k above p / 2
+    on squarer matrices beyond p = 128."""
     assert _native.prefer_gram(64, 32, 8) and _native.prefer_gram(32, 64, 32)
     assert _native.prefer_gram(200, 64, 64) and _native.prefer_gram(4096, 128, 128)
-    assert not _native.prefer_gram(64, 64, 64) and not _native.prefer_gram(256, 256, 128)
+    assert _native.prefer_gram(64, 64, 64) and _native.prefer_gram(128, 128, 128)
+    assert _native.prefer_gram(512, 256, 256) and _native.prefer_gram(256, 256, 128)
+    assert not _native.prefer_gram(256, 256, 129) and not _native.prefer_gram(192, 300, 192)
     assert not _native.prefer_gram(300, 300, 2)  # beyond the largest side it takes
 
 

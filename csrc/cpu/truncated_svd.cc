@@ -44,16 +44,15 @@ bool PreferIterative(int64_t m, int64_t n, int64_t k) {
 
 bool PreferGram(int64_t m, int64_t n, int64_t k) {
   // Measured against LAPACK's sgesdd on this project's machine (Gaussian float32 matrices,
-  // p = min(m, n) from 8 to 256, max(m, n) / p from 1 to 8, k from 1 to p; benchmarks/RESULTS.md).
-  // The Gram path's cost is dominated by O(q·p²) and O(p³) terms with small constants, plus
-  // O(p²·k) terms that make it lose to LAPACK for k near p on square matrices.
+  // p = min(m, n) from 8 to 256, max(m, n) / p from 1 to 8, k from 1 to p;
+  // benchmarks/gram_crossover.py, benchmarks/RESULTS.md). The Gram path's cost is dominated by
+  // O(q·p²) and O(p³) terms with small constants, plus O(p²·k) terms that make it lose to
+  // LAPACK for k near p on square matrices beyond p = 128 (p = 192 / 256, k = p: 0.86 / 0.78
+  // of LAPACK's speed; k = p / 2: 1.41 / 1.22 times it).
   const int64_t p = std::min(m, n), q = std::max(m, n);
   if (p > kGramMaxSide) return false;
-  if (q >= 2 * p) return p <= 128 || 2 * k <= p;
-  if (p <= 32) return true;
-  if (p <= 96) return 2 * k <= p;
-  if (p <= 192) return 4 * k <= p;
-  return 8 * k <= p;
+  if (p <= 128 || q >= 2 * p) return true;
+  return 2 * k <= p;
 }
 
 namespace {
