@@ -4,7 +4,8 @@
 // that G = Yᵀ Y is the p x p Gram matrix of the smaller side. The eigenpairs (λ_j, e_j) of G give
 // the SVD of A: σ_j = sqrt(λ_j), the factor on the small side is e_j and the other one is
 // Y e_j / σ_j. Everything below runs in float64 on data that fits in cache:
-//   1. G = Yᵀ Y by GEMM over blocks of rows of Y, then scaled to a largest diagonal of 1;
+//   1. G = Yᵀ Y over blocks of rows of Y (AVX2 tiles of its upper triangle, else GEMM), then
+//      scaled to a largest diagonal of 1;
 //   2. Householder reduction of G to a tridiagonal T = Qᵀ G Q;
 //   3. the top-k eigenvalues of T: by multisection on Sturm counts where k is small against p
 //      (UseBisection), else all of them by the root-free implicit QL iteration;
