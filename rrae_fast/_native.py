@@ -16,8 +16,8 @@ from . import _cpu
 
 TRUNCATED_SVD_TARGET = "rrae_fast_truncated_svd"
 
-_BLAS_ROUTINES = ("gemm", "syrk", "trsm")
-_LAPACK_ROUTINES = ("gesdd", "gesvd", "potrf", "geqrf", "orgqr")
+_BLAS_ROUTINES = ("gemm", "syrk", "trsm", "trmm")
+_LAPACK_ROUTINES = ("gesdd", "gesvd", "potrf", "geqrf", "orgqr", "syevd")
 
 
 def _lapack_capsules() -> dict[str, object]:

@@ -71,6 +71,29 @@ def test_iterative_odd_sizes(rng, m, n, k):
     np.testing.assert_allclose(s, s_ref, rtol=0, atol=2e-5 * s_ref[0])
 
 
+@pytest.mark.parametrize(
+    "spectrum, k",
+    [("gapped", 16), ("gapped", 64), ("geometric", 30)],
+)
+def test_iterative_float32_converges_over_several_tests(rng, spectrum, k):
+    """float32 tests take their Ritz pairs from PᵀP's eigenvectors (float64), not from P's QR:
+    the Ritz vectors P·Z·Σ⁻¹ are used as they are where σ_1/σ_k is small (gapped: σ from 3 to
+    1, then a tail at 0.05; σ_1/σ_k = 3) and orthonormalised first otherwise (geometric 0.8^j:
+    646), and become the next block, orthonormalised, when the test fails. These spectra
+    converge after two tests or more (6 passes or more) and meet the contract."""
+    m, n = 1000, 800
+    if spectrum == "gapped":
+        sigma = np.r_[np.linspace(3.0, 1.0, k), 0.05 * 0.99 ** np.arange(n - k)]
+    else:
+        sigma = 0.8 ** np.arange(n)
+    a = helpers.planted(rng, m, n, sigma).astype(np.float32)
+    info = rrae_fast.diagnose(a, k, method="iterative")
+    assert info["path"] == "iterative" and info["passes"] >= 6
+    u, s, vt = rrae_fast.truncated_svd(a, k, method="iterative")
+    helpers.assert_contract(a, u, s, vt, k)
+    np.testing.assert_allclose(s, sigma[:k], rtol=0, atol=2e-5 * sigma[0])
+
+
 def test_slow_spectrum_falls_back_to_dense(rng):
     """A flat spectrum does not converge within the budget: the dense result is returned."""
     a = rng.standard_normal((600, 400)).astype(np.float32)
@@ -202,6 +225,24 @@ def test_warm_start_any_init_meets_contract(rng, case):
         assert info["passes"] == 2 < cold
     ak = rrae_fast.rank_reduce(a1, k, init=init, method="iterative")
     np.testing.assert_allclose(ak, rrae_fast.rank_reduce(a1, k, method="dense"), atol=2e-5)
+
+
+@pytest.mark.parametrize("spread", [10.0, 1e4])
+def test_warm_start_from_rotated_exact_basis(rng, spread):
+    """init spans the top-k subspace exactly, but rotated: the Ritz pairs from PᵀP mix P's
+    columns across the whole spectrum (P·Z·Σ⁻¹ cancels like σ_1/σ_j in float32), so where
+    σ_1/σ_k is large (1e4) those Ritz vectors are orthonormalised before their test (without
+    it, that test fails and the iteration goes on); either way the start converges at once and
+    meets the contract."""
+    m, n, k = 500, 400, 24
+    sigma = np.r_[np.geomspace(1.0, 1.0 / spread, k), 1e-3 / spread * np.ones(n - k)]
+    q1 = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    q2 = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    a = ((q1 * sigma) @ q2.T).astype(np.float32)
+    init = (q1[:, :k] @ np.linalg.qr(rng.standard_normal((k, k)))[0]).astype(np.float32)
+    info = rrae_fast.diagnose(a, k, method="iterative", init=init)
+    assert info["path"] == "iterative" and info["passes"] == 2
+    helpers.assert_contract(a, *rrae_fast.truncated_svd(a, k, method="iterative", init=init), k)
 
 
 def test_warm_start_from_moved_basis(rng):

@@ -11,11 +11,13 @@ bool SetRoutine(Lapack<T>& la, const std::string& routine, void* fn) {
   if (routine == "gemm") la.gemm = reinterpret_cast<typename Lapack<T>::GemmFn*>(fn);
   else if (routine == "syrk") la.syrk = reinterpret_cast<typename Lapack<T>::SyrkFn*>(fn);
   else if (routine == "trsm") la.trsm = reinterpret_cast<typename Lapack<T>::TrsmFn*>(fn);
+  else if (routine == "trmm") la.trmm = reinterpret_cast<typename Lapack<T>::TrmmFn*>(fn);
   else if (routine == "gesdd") la.gesdd = reinterpret_cast<typename Lapack<T>::GesddFn*>(fn);
   else if (routine == "gesvd") la.gesvd = reinterpret_cast<typename Lapack<T>::GesvdFn*>(fn);
   else if (routine == "potrf") la.potrf = reinterpret_cast<typename Lapack<T>::PotrfFn*>(fn);
   else if (routine == "geqrf") la.geqrf = reinterpret_cast<typename Lapack<T>::GeqrfFn*>(fn);
   else if (routine == "orgqr") la.orgqr = reinterpret_cast<typename Lapack<T>::OrgqrFn*>(fn);
+  else if (routine == "syevd") la.syevd = reinterpret_cast<typename Lapack<T>::SyevdFn*>(fn);
   else return false;
   // clang-format on
   return true;

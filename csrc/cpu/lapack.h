@@ -23,6 +23,7 @@ struct Lapack {
                       lapack_int* lda, T* beta, T* c, lapack_int* ldc);
   using TrsmFn = void(char* side, char* uplo, char* transa, char* diag, lapack_int* m,
                       lapack_int* n, T* alpha, T* a, lapack_int* lda, T* b, lapack_int* ldb);
+  using TrmmFn = TrsmFn;  // the same arguments
   // LAPACK
   using GesddFn = void(char* jobz, lapack_int* m, lapack_int* n, T* a, lapack_int* lda, T* s, T* u,
                        lapack_int* ldu, T* vt, lapack_int* ldvt, T* work, lapack_int* lwork,
@@ -35,18 +36,22 @@ struct Lapack {
                        lapack_int* lwork, lapack_int* info);
   using OrgqrFn = void(lapack_int* m, lapack_int* n, lapack_int* k, T* a, lapack_int* lda, T* tau,
                        T* work, lapack_int* lwork, lapack_int* info);
+  using SyevdFn = void(char* jobz, char* uplo, lapack_int* n, T* a, lapack_int* lda, T* w, T* work,
+                       lapack_int* lwork, lapack_int* iwork, lapack_int* liwork, lapack_int* info);
 
   GemmFn* gemm = nullptr;
   SyrkFn* syrk = nullptr;
   TrsmFn* trsm = nullptr;
+  TrmmFn* trmm = nullptr;
   GesddFn* gesdd = nullptr;
   GesvdFn* gesvd = nullptr;
   PotrfFn* potrf = nullptr;
   GeqrfFn* geqrf = nullptr;
   OrgqrFn* orgqr = nullptr;
+  SyevdFn* syevd = nullptr;
 
   bool Complete() const {
-    return gemm && syrk && trsm && gesdd && gesvd && potrf && geqrf && orgqr;
+    return gemm && syrk && trsm && trmm && gesdd && gesvd && potrf && geqrf && orgqr && syevd;
   }
   // The LAPACK name of a routine for this type, e.g. Name("gesdd") -> "sgesdd", for messages.
   static std::string Name(const char* routine);

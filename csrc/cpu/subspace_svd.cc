@@ -14,6 +14,9 @@
 //
 // and stops once every residual column is <= tol·σ_1. Otherwise it completes the next product
 // P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'.
+// In float32 a pass that tests takes Z and Σ from the eigenvectors of PᵀP (float64) instead,
+// and Q_P X = P Z Σ⁻¹ without a QR of P (GramRitz below); if it goes on, those columns,
+// orthonormalised, are the next B, and P' = op(B).
 //
 // The start is B = orth([init | A Ω]) with Ω random: sparse in float32 where n is large enough
 // against b (8 x 8 signed Hadamard blocks at random offsets, sketch_product.h; A·Ω is then one
@@ -60,21 +63,22 @@ void FillRandom(T* x, int64_t count, uint64_t seed) {
   }
 }
 
-// R ← R2·R1 for upper-triangular b x b factors (column-major, ld b); R may alias neither.
-// Column j of R is Σ_{l <= j} R2[:, l]·R1[l, j], accumulated in float64.
+// R ← R2·R1 for upper-triangular b x b factors (column-major, ld b), in float64 by BLAS's
+// triangular product; R may alias neither.
 template <typename T>
-void TriangularProduct(int64_t b, const T* r2, const double* r1, T* r, std::vector<double>& col) {
-  col.resize(b);
+void TriangularProduct(const Lapack<double>& la, int64_t b, const T* r2, const double* r1, T* r,
+                       std::vector<double>& work) {
+  work.resize(2 * b * b);
+  double* r2d = work.data();
+  double* out = work.data() + b * b;
+  for (int64_t i = 0; i < b * b; ++i) r2d[i] = double(r2[i]);
+  std::copy(r1, r1 + b * b, out);
+  char side = 'L', uplo = 'U', trans = 'N', diag = 'N';
+  lapack_int B = b;
+  double one = 1;
+  la.trmm(&side, &uplo, &trans, &diag, &B, &B, &one, r2d, &B, out, &B);
   for (int64_t j = 0; j < b; ++j) {
-    std::fill(col.begin(), col.begin() + j + 1, 0.0);
-    double* c = col.data();
-    for (int64_t l = 0; l <= j; ++l) {
-      const double f = r1[l + j * b];
-      const T* x = r2 + l * b;
-#pragma omp simd
-      for (int64_t i = 0; i <= l; ++i) c[i] += double(x[i]) * f;
-    }
-    for (int64_t i = 0; i < b; ++i) r[i + j * b] = i <= j ? static_cast<T>(c[i]) : T(0);
+    for (int64_t i = 0; i < b; ++i) r[i + j * b] = i <= j ? static_cast<T>(out[i + j * b]) : T(0);
   }
 }
 
@@ -249,7 +253,8 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
       if (!st.ok) return st;
     }
     sc.two_factors = true;
-    if (r != nullptr) TriangularProduct(cols, sc.g.data(), sc.rd.data(), r, sc.colscale);
+    if (r != nullptr)
+      TriangularProduct(table.f64, cols, sc.g.data(), sc.rd.data(), r, sc.colscale);
     return Status::Ok();
   }
   return HouseholderQr(la, rows, cols, x, r, sc);
@@ -305,6 +310,74 @@ bool SmallSvd(const Lapack<T>& la, int64_t b, SubspaceScratch<T>& sc) {
   la.gesdd(&jobz, &B, &B, sc.r.data(), &B, sc.sig.data(), sc.us.data(), &B, sc.vst.data(), &B,
            sc.work.data(), &lwork, sc.iwork.data(), &info);
   return info == 0;
+}
+
+// Where σ_1/σ_k exceeds this, the Ritz vectors P·M of GramRitz are orthonormalised before
+// their test (see the loop). Measured without that step: a warm start from a rotated exact
+// basis leaves VᵀV within 5e-7 of I at σ_1/σ_k = 10 and 5e-6 at 1e3, and fails its test at 1e4.
+constexpr double kGramRitzSpread = 32;
+
+// The Ritz pairs of a test from P's Gram matrix instead of P's QR and the SVD of R (float32
+// only): G = PᵀP = Z Σ² Zᵀ in float64, so that P = (P Z Σ⁻¹) Σ Zᵀ with P Z Σ⁻¹ orthonormal.
+// Fills sc.sig (Σ, descending), sc.vst (Zᵀ) and sc.us (M = Z Σ⁻¹) in float32, as SmallSvd fills
+// Σ, Zᵀ and X from R, and leaves P as it is: the caller's P·M stands for Q_P X. In float64 the
+// Gram matrix loses nothing that matters here (σ_j to ~ε64·σ_1²/σ_j); the float32 product P·M
+// leaves column j orthonormal to ~ε32·σ_1/σ_j only, which the caller corrects where that is
+// not small (see the loop). At 4096 x 1096 this takes ~240 ms (dsyevd ~185 of them) against
+// ~430 for the QR (two Cholesky passes, ~210) and sgesdd (~220). False where the eigensolver fails
+// or P is too ill-conditioned for P·M (σ_w < 1e-5·σ_1): the caller takes the QR route. Where σ_1
+// is far from 1, P is scaled in place by a power of two that brings it near 1, and M to match, so
+// that neither M's entries (z/σ) nor the terms of P·M leave float32's normal range (σ_1 = 1e37, or
+// 1e-30).
+bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t rows, int64_t w,
+              float* p, SubspaceScratch<float>& sc) {
+  const Lapack<double>& la = table.f64;
+  sc.xd.resize(rows * w);
+  std::copy(p, p + rows * w, sc.xd.begin());
+  sc.rd.resize(w * w);
+  blas::SyrkUpperTRows<double>(la, split, rows, w, sc.xd.data(), rows, sc.rd.data(), w,
+                               sc.partial_d);
+  if (!AllFinite(sc.rd.data(), w * w)) return false;
+  sc.lambda.resize(w);
+  char jobz = 'V', uplo = 'U';
+  lapack_int W = w, lwork = -1, liwork = -1, info = 0, isize = 0;
+  double size = 0;
+  la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), &size, &lwork, &isize, &liwork,
+           &info);
+  lwork = static_cast<lapack_int>(size) + 1;
+  liwork = isize + 1;
+  sc.eig_work.resize(lwork);
+  sc.iwork.resize(std::max<int64_t>(sc.iwork.size(), liwork));
+  // On one BLAS thread where the products are split (as every BLAS call of the iteration): with
+  // OpenBLAS's two threads it takes 118 against 184 ms at w = 1096, but those threads then
+  // spin for a while and slow the next products by about as much (whole call at 4096 x 4096,
+  // medians of 5-7: k = 256 233 against 188 ms, k = 1024 1.24 against 1.23-1.28 s).
+  la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), sc.eig_work.data(), &lwork,
+           sc.iwork.data(), &liwork, &info);
+  const double top = sc.lambda[w - 1];  // ascending
+  if (info != 0 || !(top > 0) || !std::isfinite(top) || !(sc.lambda[0] > 1e-10 * top)) {
+    return false;
+  }
+  int exponent = 0;
+  std::frexp(std::sqrt(top), &exponent);  // σ_1 = f·2^exponent, f in [0.5, 1)
+  if (exponent < -16 || exponent > 16) {
+    const float scale = std::ldexp(1.0f, -exponent);
+    for (int64_t i = 0; i < rows * w; ++i) p[i] *= scale;
+  } else {
+    exponent = 0;
+  }
+  for (int64_t j = 0; j < w; ++j) {
+    const int64_t src = w - 1 - j;
+    const double sigma = std::sqrt(sc.lambda[src]);
+    sc.sig[j] = static_cast<float>(sigma);
+    const double scaled = std::ldexp(sigma, -exponent);
+    const double* z = sc.rd.data() + src * w;
+    for (int64_t i = 0; i < w; ++i) {
+      sc.vst[j + i * w] = static_cast<float>(z[i]);
+      sc.us[i + j * w] = static_cast<float>(z[i] / scaled);
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -424,9 +497,17 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
     // looks flat where the budget is short (below).
     const bool cold_first = pass == 0 && seeded == 0;
     bool test = !cold_first;
-    st = Orthonormalize(table, opt.threads, rows_p, w, sc.prod.data(),
-                        test ? sc.r.data() : nullptr, sc);
-    if (!st.ok) return st;
+    // A test in float32 takes its Ritz pairs from PᵀP (GramRitz) and leaves P as it is; the
+    // QR of P and the SVD of R otherwise (and where GramRitz declines).
+    bool gram = false;
+    if constexpr (std::is_same_v<T, float>) {
+      gram = test && GramRitz(table, opt.threads, rows_p, w, sc.prod.data(), sc);
+    }
+    if (!gram) {
+      st = Orthonormalize(table, opt.threads, rows_p, w, sc.prod.data(),
+                          test ? sc.r.data() : nullptr, sc);
+      if (!st.ok) return st;
+    }
     if (cold_first && w > k && opt.tol > 0 && 2 * opt.max_iters <= 4 && sc.two_factors) {
       // At most three passes would follow (b >= r / 15 or so), and a flat tail stands out in
       // P's first Cholesky factor: its diagonal entry b is at least half its entry k (the
@@ -437,14 +518,14 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
       const double rbb = std::abs(sc.rd[(b - 1) * (b + 1)]);
       const double rkk = std::abs(sc.rd[(k - 1) * (b + 1)]);
       if (rbb >= 0.5 * rkk) {
-        TriangularProduct(w, sc.g.data(), sc.rd.data(), sc.r.data(), sc.colscale);
+        TriangularProduct(table.f64, w, sc.g.data(), sc.rd.data(), sc.r.data(), sc.colscale);
         test = true;
       }
     }
     if (!test) {
       apply(!left, w, sc.prod.data(), sc.next.data());
     } else {
-      if (!SmallSvd(la, w, sc)) return Status::Ok();  // let the caller take the dense path
+      if (!gram && !SmallSvd(la, w, sc)) return Status::Ok();  // the caller goes dense
       // Residual column j of P' X − (B Z) Σ in units of σ_1 (no under/overflow at extreme
       // scales), from column c of `next` and of `bz`.
       const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
@@ -487,6 +568,17 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
                         sc.vst.data(), w, T(0), sc.bz.data(), rows_b);
       blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, w, w, T(1), sc.prod.data(), rows_p,
                         sc.us.data(), w, T(0), sc.qx.data(), rows_p);  // Q_P X, all w columns
+      // From GramRitz, qx = P·M is orthonormal to ~ε32·σ_1/σ_j in column j: fine for the
+      // Ritz vectors where σ_1/σ_k is small, else orthonormalised first (its leading k columns
+      // mix among themselves only). The rest, needed only if the iteration goes on, is
+      // corrected then.
+      bool orthonormal = !gram;
+      if (gram && double(sc.sig[k - 1]) * kGramRitzSpread < double(sc.sig[0])) {
+        st = Orthonormalize(table, opt.threads, rows_p, w, sc.qx.data(), static_cast<T*>(nullptr),
+                            sc);
+        if (!st.ok) return st;
+        orthonormal = true;
+      }
       apply(!left, k, sc.qx.data(), sc.next.data());
       double worst = 0;
       for (int64_t j = 0; j < k; ++j) worst = std::max(worst, residual(j, j));
@@ -515,9 +607,21 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
       // Not yet: the rest of op(Q_P X), then P' = op(Q_P X) Xᵀ (X is orthogonal) into the
       // buffer of B, which is no longer needed.
       if (w > k) apply(!left, w - k, sc.qx.data() + k * rows_p, sc.next.data() + k * rows_b);
-      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, w, w, T(1), sc.next.data(), rows_b,
-                        sc.us.data(), w, T(0), sc.block.data(), rows_b);
-      std::swap(sc.block, sc.next);
+      if (!gram) {
+        blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, w, w, T(1), sc.next.data(), rows_b,
+                          sc.us.data(), w, T(0), sc.block.data(), rows_b);
+        std::swap(sc.block, sc.next);
+      } else {
+        // qx spans P's columns: it becomes the block (Q = qx R⁻¹ where it was not orthonormal
+        // yet, and P' = op(qx) R⁻¹ with it), and P' is op of it, not rotated.
+        if (!orthonormal) {
+          st = Orthonormalize(table, opt.threads, rows_p, w, sc.qx.data(), sc.r.data(), sc);
+          if (!st.ok) return st;
+          blas::TrsmRightUpperRows<T>(la, opt.threads, rows_b, w, sc.r.data(), w, sc.next.data(),
+                                      rows_b);
+        }
+        std::swap(sc.prod, sc.qx);
+      }
     }
     // Q_P becomes the block, P' the product; the side flips.
     std::swap(sc.block, sc.prod);

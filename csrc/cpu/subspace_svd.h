@@ -28,10 +28,12 @@ struct SubspaceScratch {
   std::vector<double> rd, xd;        // float64 Gram/factor (b x b) and a float64 copy of a block
   std::vector<double> colscale;      // column scaling of a block before its Gram matrix; a
                                      // column of a triangular product
-  std::vector<T> us, vst, sig;       // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b)
-  std::vector<T> tau, work;          // LAPACK scratch
-  std::vector<float> pack;           // packed block of a narrow product (float32 only)
-  std::vector<T> partial;            // per-thread Gram matrices of a split product
+  std::vector<T> us, vst, sig;       // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b); or
+                                     // M = Z Σ⁻¹, Zᵀ, Σ from PᵀP = Z Σ² Zᵀ (GramRitz)
+  std::vector<double> lambda, eig_work;  // eigenvalues of PᵀP and the eigensolver's scratch
+  std::vector<T> tau, work;              // LAPACK scratch
+  std::vector<float> pack;               // packed block of a narrow product (float32 only)
+  std::vector<T> partial;                // per-thread Gram matrices of a split product
   std::vector<double> partial_d;
   std::vector<float> rf;  // a float64 triangular factor rounded to float32
   std::vector<lapack_int> iwork;
@@ -40,8 +42,8 @@ struct SubspaceScratch {
   bool two_factors = false;
 
   std::size_t Bytes() const {
-    return VectorBytes(block, prod, next, bz, qx, r, g, rd, xd, colscale, us, vst, sig, tau, work,
-                       pack, partial, partial_d, rf, iwork);
+    return VectorBytes(block, prod, next, bz, qx, r, g, rd, xd, colscale, us, vst, sig, lambda,
+                       eig_work, tau, work, pack, partial, partial_d, rf, iwork);
   }
 };
 
