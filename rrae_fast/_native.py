@@ -17,7 +17,7 @@ from . import _cpu
 TRUNCATED_SVD_TARGET = "rrae_fast_truncated_svd"
 
 _BLAS_ROUTINES = ("gemm", "syrk", "trsm", "trmm")
-_LAPACK_ROUTINES = ("gesdd", "gesvd", "potrf", "geqrf", "orgqr", "syevd")
+_LAPACK_ROUTINES = ("gesdd", "gesvd", "potrf", "geqrf", "orgqr", "syevd", "trcon")
 
 
 def _lapack_capsules() -> dict[str, object]:

@@ -17,6 +17,7 @@ bool SetRoutine(Lapack<T>& la, const std::string& routine, void* fn) {
   else if (routine == "potrf") la.potrf = reinterpret_cast<typename Lapack<T>::PotrfFn*>(fn);
   else if (routine == "geqrf") la.geqrf = reinterpret_cast<typename Lapack<T>::GeqrfFn*>(fn);
   else if (routine == "orgqr") la.orgqr = reinterpret_cast<typename Lapack<T>::OrgqrFn*>(fn);
+  else if (routine == "trcon") la.trcon = reinterpret_cast<typename Lapack<T>::TrconFn*>(fn);
   else if (routine == "syevd") la.syevd = reinterpret_cast<typename Lapack<T>::SyevdFn*>(fn);
   else return false;
   // clang-format on

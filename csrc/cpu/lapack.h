@@ -36,6 +36,8 @@ struct Lapack {
                        lapack_int* lwork, lapack_int* info);
   using OrgqrFn = void(lapack_int* m, lapack_int* n, lapack_int* k, T* a, lapack_int* lda, T* tau,
                        T* work, lapack_int* lwork, lapack_int* info);
+  using TrconFn = void(char* norm, char* uplo, char* diag, lapack_int* n, T* a, lapack_int* lda,
+                       T* rcond, T* work, lapack_int* iwork, lapack_int* info);
   using SyevdFn = void(char* jobz, char* uplo, lapack_int* n, T* a, lapack_int* lda, T* w, T* work,
                        lapack_int* lwork, lapack_int* iwork, lapack_int* liwork, lapack_int* info);
 
@@ -49,9 +51,11 @@ struct Lapack {
   GeqrfFn* geqrf = nullptr;
   OrgqrFn* orgqr = nullptr;
   SyevdFn* syevd = nullptr;
+  TrconFn* trcon = nullptr;
 
   bool Complete() const {
-    return gemm && syrk && trsm && trmm && gesdd && gesvd && potrf && geqrf && orgqr && syevd;
+    return gemm && syrk && trsm && trmm && gesdd && gesvd && potrf && geqrf && orgqr && syevd &&
+           trcon;
   }
   // The LAPACK name of a routine for this type, e.g. Name("gesdd") -> "sgesdd", for messages.
   static std::string Name(const char* routine);

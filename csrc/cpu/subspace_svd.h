@@ -40,6 +40,9 @@ struct SubspaceScratch {
   // Set by each orthonormalisation: whether rd and g hold its two CholeskyQR factors, R1
   // (float64) and R2, with X_in = X_out·R2·R1.
   bool two_factors = false;
+  // Set by each orthonormalisation: whether its float64 pass alone did it (float32 blocks whose
+  // factor R1 is well conditioned), R1 in rd, with X_in = X_out·R1.
+  bool one_factor = false;
 
   std::size_t Bytes() const {
     return VectorBytes(block, prod, next, bz, qx, r, g, rd, xd, colscale, us, vst, sig, lambda,
