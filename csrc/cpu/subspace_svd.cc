@@ -265,7 +265,9 @@ enum class Block {
 // pass leaves X orthogonal to ~cond(X)·ε32 in float32 (<= 1e-3) and to ~cond(X)²·ε64
 // (<= 1e-2) otherwise: enough for a kBasisOnly block, which gets that pass alone. A
 // kNearOrthonormal block gets a pass in T first; if its factor is within 0.1 of I, X was
-// orthonormal to begin with and that pass is as accurate as a second.
+// orthonormal to begin with and that pass is as accurate as a second. A float32 block whose
+// float64 factor is well conditioned (kOnePassCondition) is finished by its float64 pass, with
+// a float64 solve.
 template <typename T>
 Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int64_t rows,
                       int64_t cols, T* x, T* r, SubspaceScratch<T>& sc,

@@ -12,7 +12,10 @@
 // test without synchronising, so the schedule is fixed and the test only marks the member
 // (kFlagUnconverged). The op then recomputes marked members on the dense path (see
 // rrae_fast/_forward.py), so a result that misses the contract never reaches the user.
-// orth() is Householder QR (geqrf + orgqr): no breakdown on rank-deficient blocks.
+// orth() is Householder QR (geqrf + orgqr): no breakdown on rank-deficient blocks. Where the
+// CPU kernel's float32 tests take Z and Σ from the eigenvectors of (AᵀY)ᵀ(AᵀY) in float64
+// (on two cores dsyevd costs less than the QR and sgesdd it replaces), Rayleigh–Ritz here keeps
+// the QR of the product and the SVD of R: unmeasured on the GPU, so left as it was.
 #include <algorithm>
 
 #include "cuda/check.h"
