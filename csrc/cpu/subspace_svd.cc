@@ -63,6 +63,14 @@ void FillRandom(T* x, int64_t count, uint64_t seed) {
   }
 }
 
+// R ← R1 rounded to T, upper-triangular b x b (column-major).
+template <typename T>
+void OneFactor(int64_t b, const double* r1, T* r) {
+  for (int64_t j = 0; j < b; ++j) {
+    for (int64_t i = 0; i < b; ++i) r[i + j * b] = i <= j ? static_cast<T>(r1[i + j * b]) : T(0);
+  }
+}
+
 // R ← R2·R1 for upper-triangular b x b factors (column-major, ld b), in float64 by BLAS's
 // triangular product; R may alias neither.
 template <typename T>
@@ -77,9 +85,7 @@ void TriangularProduct(const Lapack<double>& la, int64_t b, const T* r2, const d
   lapack_int B = b;
   double one = 1;
   la.trmm(&side, &uplo, &trans, &diag, &B, &B, &one, r2d, &B, out, &B);
-  for (int64_t j = 0; j < b; ++j) {
-    for (int64_t i = 0; i < b; ++i) r[i + j * b] = i <= j ? static_cast<T>(out[i + j * b]) : T(0);
-  }
+  OneFactor(b, out, r);
 }
 
 // Householder QR of X (rows x cols, rows >= cols) in place; R (upper, cols x cols) if asked.
@@ -227,14 +233,6 @@ bool CholeskyQrPassF64(const LapackTable& table, const blas::RowSplit& split, in
       for (int64_t i = 0; i <= j; ++i) r[i + j * cols] *= sc.colscale[j];
     }
     return true;
-  }
-}
-
-// R ← R1 rounded to T, upper-triangular b x b (column-major).
-template <typename T>
-void OneFactor(int64_t b, const double* r1, T* r) {
-  for (int64_t j = 0; j < b; ++j) {
-    for (int64_t i = 0; i < b; ++i) r[i + j * b] = i <= j ? static_cast<T>(r1[i + j * b]) : T(0);
   }
 }
 
