@@ -60,8 +60,9 @@ def prefer_gram(m: int, n: int, k: int) -> bool:
 def release_workspace() -> None:
     """Free the workspace that the CPU kernel keeps between calls.
 
-    The iterative and Gram paths keep their buffers (up to 64 MiB per thread that ran them) so
-    that repeated calls do not fault fresh pages in each time; the next call rebuilds them.
+    The iterative and Gram paths keep their buffers (one set per thread that ran them, up to
+    256 MiB in all per dtype) so that repeated calls do not fault fresh pages in each time; the
+    next call rebuilds them.
     """
     _cpu.release_workspace()
 

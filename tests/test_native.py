@@ -62,6 +62,30 @@ def test_version():
     assert np.all(np.isfinite(rrae_fast.truncated_svd(np.eye(3), 2)[1]))
 
 
+def test_kept_workspace_is_counted_and_bounded():
+    """The kernel's pool counts what it keeps: a repeated call takes the kept set and gives it
+    back (the count stays), a larger problem grows that set (at most 256 MiB per dtype are
+    kept), and release_workspace empties it."""
+
+    def kept_after(a, k):
+        jax.block_until_ready(rrae_fast.truncated_svd(a, k, method="iterative"))
+        return _cpu.kept_workspace_bytes()
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((600, 400)).astype(np.float32)
+    rrae_fast.release_workspace()
+    assert _cpu.kept_workspace_bytes() == 0
+    kept = kept_after(a, 16)
+    assert 0 < kept <= 256 << 20
+    for _ in range(3):
+        assert kept_after(a, 16) == kept
+    bigger = kept_after(rng.standard_normal((900, 700)).astype(np.float32), 48)
+    assert kept < bigger <= 256 << 20
+    assert kept_after(a, 16) == bigger  # the grown set came back and was taken again
+    rrae_fast.release_workspace()
+    assert _cpu.kept_workspace_bytes() == 0
+
+
 @pytest.mark.parametrize("method", ["iterative", "gram"])
 def test_workspace_kept_between_calls_changes_no_result(method):
     """The kernel keeps its workspace between calls: results do not depend on what ran before

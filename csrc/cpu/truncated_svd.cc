@@ -114,14 +114,15 @@ struct Scratch {
 };
 
 // Workspace kept between calls. Fresh pages cost ~0.3 ms per MiB to fault in (4096 x 4096 at
-// k = 256: ~30 MiB of blocks, ~10 ms of a ~140 ms call), and glibc hands blocks of that size
-// back to the system when they are freed, so that every call would pay again. One pool per
-// element type keeps up to kMaxKept scratch sets of at most kKeepBytes each; the dense path's
-// buffers (a copy of A and full factors) are never kept. ReleaseWorkspace empties the pools.
+// k = 256: ~30 MiB of blocks, ~10 ms of a ~140 ms call; at k = 1024 ~200 MiB, 80-100 ms of a
+// ~1.2 s call), and glibc hands blocks of that size back to the system when they are freed, so
+// that every call would pay again. One pool per element type keeps up to kMaxKept scratch sets
+// of at most kKeepBytes together; the dense path's buffers (a copy of A and full factors) are
+// never kept. ReleaseWorkspace empties the pools.
 template <typename T>
 class ScratchPool {
  public:
-  static constexpr std::size_t kKeepBytes = std::size_t{64} << 20;
+  static constexpr std::size_t kKeepBytes = std::size_t{256} << 20;
   static constexpr std::size_t kMaxKept = 8;
 
   static ScratchPool& Get() {
@@ -133,22 +134,34 @@ class ScratchPool {
     if (kept_.empty()) return std::make_unique<Scratch<T>>();
     std::unique_ptr<Scratch<T>> sc = std::move(kept_.back());
     kept_.pop_back();
+    kept_bytes_ -= Bytes(*sc);
     return sc;
   }
   void Give(std::unique_ptr<Scratch<T>> sc) {
     sc->dense = DenseScratch<T>{};
-    if (sc->subspace.Bytes() + sc->gram.Bytes() > kKeepBytes) return;
+    const std::size_t bytes = Bytes(*sc);
     std::lock_guard<std::mutex> lock(mu_);
-    if (kept_.size() < kMaxKept) kept_.push_back(std::move(sc));
+    if (kept_.size() < kMaxKept && kept_bytes_ + bytes <= kKeepBytes) {
+      kept_bytes_ += bytes;
+      kept_.push_back(std::move(sc));
+    }
   }
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
     kept_.clear();
+    kept_bytes_ = 0;
+  }
+  std::size_t KeptBytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return kept_bytes_;
   }
 
  private:
+  static std::size_t Bytes(const Scratch<T>& sc) { return sc.subspace.Bytes() + sc.gram.Bytes(); }
+
   std::mutex mu_;
   std::vector<std::unique_ptr<Scratch<T>>> kept_;
+  std::size_t kept_bytes_ = 0;  // of the kept sets, which no call changes while they are kept
 };
 
 // One matrix: the top k triplets into outputs of width max_k (u: m x max_k, s: max_k,
@@ -295,6 +308,10 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
 void ReleaseWorkspace() {
   ScratchPool<float>::Get().Clear();
   ScratchPool<double>::Get().Clear();
+}
+
+std::size_t KeptWorkspaceBytes() {
+  return ScratchPool<float>::Get().KeptBytes() + ScratchPool<double>::Get().KeptBytes();
 }
 
 template Status TruncatedSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, const int32_t*,

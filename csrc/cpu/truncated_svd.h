@@ -54,9 +54,12 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
                     T* u, T* s, T* vt, int32_t* info, const Scheduler& schedule, int64_t workers,
                     const SvdOptions& options);
 
-// TruncatedSvd keeps the workspace of its iterative and Gram paths between calls (up to 64 MiB
-// per set, one set per worker that ran); this frees it.
+// TruncatedSvd keeps the workspace of its iterative and Gram paths between calls (one set per
+// worker that ran, up to 256 MiB in all per element type); this frees it.
 void ReleaseWorkspace();
+
+// Bytes of the workspace kept now (both element types), for tests.
+std::size_t KeptWorkspaceBytes();
 
 }  // namespace rrae_fast::cpu
 

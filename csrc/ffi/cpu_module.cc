@@ -244,6 +244,8 @@ NB_MODULE(_cpu, m) {
       "whether they now run (False on a CPU without them). For tests of the generic code.");
   m.def("release_workspace", &rrae_fast::cpu::ReleaseWorkspace,
         "Free the workspace the kernel keeps between calls (it is rebuilt on the next call).");
+  m.def("kept_workspace_bytes", &rrae_fast::cpu::KeptWorkspaceBytes,
+        "Bytes of the workspace the kernel keeps now (for tests; at most 256 MiB per dtype).");
   m.def(
       "set_lapack",
       [](nb::dict capsules) {
