@@ -130,6 +130,15 @@ bool CholeskyQrPass(const Lapack<T>& la, const blas::RowSplit& split, int64_t ro
   return true;
 }
 
+// g (cols x cols, upper triangle) = XᵀX in float64 for the float32 block x (rows x cols), through
+// a float64 copy of x in sc.xd.
+void GramF64(const Lapack<double>& la, const blas::RowSplit& split, int64_t rows, int64_t cols,
+             const float* x, double* g, SubspaceScratch<float>& sc) {
+  sc.xd.resize(rows * cols);
+  std::copy(x, x + rows * cols, sc.xd.begin());
+  blas::SyrkUpperTRows<double>(la, split, rows, cols, sc.xd.data(), rows, g, cols, sc.partial_d);
+}
+
 // Whether the upper-triangular float64 factor r (cols x cols) has a 1-norm condition number
 // below `limit` by LAPACK's estimate (dtrcon, O(cols²)).
 template <typename T>
@@ -138,9 +147,9 @@ bool ConditionBelow(const Lapack<double>& la, int64_t cols, double* r, double li
   char norm = '1', uplo = 'U', diag = 'N';
   lapack_int n = cols, info = 0;
   double rcond = 0;
-  sc.lambda.resize(3 * cols);
+  sc.eig_work.resize(3 * cols);
   sc.iwork.resize(std::max<int64_t>(sc.iwork.size(), cols));
-  la.trcon(&norm, &uplo, &diag, &n, r, &n, &rcond, sc.lambda.data(), sc.iwork.data(), &info);
+  la.trcon(&norm, &uplo, &diag, &n, r, &n, &rcond, sc.eig_work.data(), sc.iwork.data(), &info);
   return info == 0 && rcond * limit > 1;
 }
 
@@ -163,9 +172,7 @@ bool CholeskyQrPassF64(const LapackTable& table, const blas::RowSplit& split, in
   const Lapack<double>& la = table.f64;
   if constexpr (std::is_same_v<T, float>) {
     // float32 entries can neither overflow nor underflow a float64 Gram matrix: no scaling.
-    sc.xd.resize(rows * cols);
-    std::copy(x, x + rows * cols, sc.xd.begin());
-    blas::SyrkUpperTRows<double>(la, split, rows, cols, sc.xd.data(), rows, r, cols, sc.partial_d);
+    GramF64(la, split, rows, cols, x, r, sc);
     if (blas::PotrfUpper<double>(la, cols, r, cols) != 0) return false;
     double lo = std::numeric_limits<double>::infinity(), hi = 0;
     for (int64_t i = 0; i < cols; ++i) {
@@ -376,11 +383,8 @@ constexpr double kGramRitzSpread = 32;
 bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t rows, int64_t w,
               float* p, SubspaceScratch<float>& sc) {
   const Lapack<double>& la = table.f64;
-  sc.xd.resize(rows * w);
-  std::copy(p, p + rows * w, sc.xd.begin());
   sc.rd.resize(w * w);
-  blas::SyrkUpperTRows<double>(la, split, rows, w, sc.xd.data(), rows, sc.rd.data(), w,
-                               sc.partial_d);
+  GramF64(la, split, rows, w, p, sc.rd.data(), sc);
   if (!AllFinite(sc.rd.data(), w * w)) return false;
   sc.lambda.resize(w);
   char jobz = 'V', uplo = 'U';

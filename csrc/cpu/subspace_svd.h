@@ -30,7 +30,7 @@ struct SubspaceScratch {
                                      // column of a triangular product
   std::vector<T> us, vst, sig;       // small SVD of R: X (b x b), Zᵀ (b x b), Σ (b); or
                                      // M = Z Σ⁻¹, Zᵀ, Σ from PᵀP = Z Σ² Zᵀ (GramRitz)
-  std::vector<double> lambda, eig_work;  // eigenvalues of PᵀP and the eigensolver's scratch
+  std::vector<double> lambda, eig_work;  // eigenvalues of PᵀP; LAPACK float64 scratch
   std::vector<T> tau, work;              // LAPACK scratch
   std::vector<float> pack;               // packed block of a narrow product (float32 only)
   std::vector<T> partial;                // per-thread Gram matrices of a split product
