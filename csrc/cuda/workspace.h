@@ -27,8 +27,10 @@ class Carver {
   }
   size_t used() const { return used_; }
 
- private:
+  // Every buffer's alignment, counted from the base, which must itself be aligned to it.
   static constexpr size_t kAlign = 256;
+
+ private:
   char* base_;
   size_t used_ = 0;
 };

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "cuda/handles.h"
 #include "cuda/small_svd.h"
 #include "cuda/truncated_svd.h"
+#include "cuda/workspace.h"
 #include "ffi/ffi_helpers.h"
 #include "nanobind/nanobind.h"
 #include "xla/ffi/api/ffi.h"
@@ -24,6 +26,12 @@ namespace ffi = xla::ffi;
 
 namespace rrae_fast {
 namespace {
+
+// The largest alignment XLA's FFI scratch allocator accepts, and the one the workspace wants
+// (cuda/workspace.h's Carver aligns every buffer to it from the block's start).
+constexpr size_t kScratchAlignment = 16;
+constexpr size_t kWorkspaceAlignment = cuda::Carver::kAlign;
+static_assert(kWorkspaceAlignment % kScratchAlignment == 0);
 
 template <typename T>
 ffi::Error TruncatedSvdImpl(cudaStream_t stream, ffi::ScratchAllocator& scratch,
@@ -37,9 +45,16 @@ ffi::Error TruncatedSvdImpl(cudaStream_t stream, ffi::ScratchAllocator& scratch,
   if (Status st = cuda::HandlesFor(stream, &ctx.handles); !st.ok) {
     return ffi_helpers::ToFfiError(st);
   }
+  // XLA's scratch allocator refuses alignments above 16 bytes (its FFI implementation answers
+  // "Unsupported alignment" and Allocate returns nothing); the workspace's 256-byte alignment
+  // comes from asking for that much more and rounding the address up.
   cuda::Allocator allocate = [&scratch](size_t bytes) -> void* {
-    std::optional<void*> p = scratch.Allocate(bytes, 256);
-    return p.has_value() ? *p : nullptr;
+    std::optional<void*> p =
+        scratch.Allocate(bytes + kWorkspaceAlignment - kScratchAlignment, kScratchAlignment);
+    if (!p.has_value()) return nullptr;
+    const uintptr_t address = reinterpret_cast<uintptr_t>(*p);
+    return reinterpret_cast<void*>((address + kWorkspaceAlignment - 1) / kWorkspaceAlignment *
+                                   kWorkspaceAlignment);
   };
   Status status = cuda::TruncatedSvd<T>(
       ctx, allocate, shape.batch, shape.m, shape.n, k, max_k,
