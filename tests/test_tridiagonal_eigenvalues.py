@@ -43,6 +43,9 @@ def tridiagonal(rng, p: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     elif kind == "wilkinson":  # pairs of eigenvalues closer than 1e-13
         d = np.abs(np.arange(p) - (p - 1) / 2)
         e = np.ones(p)
+    elif kind == "dyadic":  # exact zero minors at dyadic points, splits after them
+        d = rng.integers(-2, 3, p) / 2.0
+        e = rng.integers(0, 2, p) / 2.0
     # Scaled as the Gram path scales its matrix (largest entry ~1): the QL iteration's
     # deflation test assumes it.
     big = max(np.max(np.abs(d)), np.max(np.abs(e)))
@@ -52,7 +55,7 @@ def tridiagonal(rng, p: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return d, e
 
 
-KINDS = ["gaussian", "weak_couplings", "split", "graded", "zero", "wilkinson"]
+KINDS = ["gaussian", "weak_couplings", "split", "graded", "zero", "wilkinson", "dyadic"]
 
 
 @pytest.fixture(params=[True, False], ids=["avx2", "generic"])
@@ -71,12 +74,24 @@ def test_top_eigenvalues_match_lapack(rng, isa, bisection, kind):
     for p in [1, 2, 3, 7, 16, 33, 64, 129]:
         d, e = tridiagonal(rng, p, kind)
         norm = max(np.max(np.abs(d)) + 2 * np.max(np.abs(e[:-1]), initial=0), 1e-300)
-        for k in sorted({1, min(2, p), max(1, p // 8), p}):
+        for k in sorted({1, min(2, p), max(1, p // 8), max(1, p // 2), max(1, 3 * p // 4), p}):
             got = top(d, e, k, bisection)
             want = reference(d, e, k)
             assert got.shape == (k,)
             assert np.all(np.diff(got) <= 0), "not descending"
             np.testing.assert_allclose(got, want, rtol=0, atol=16 * EPS * norm)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-20, 1e20, 1e150])
+def test_multisection_does_not_depend_on_the_scale(rng, isa, scale):
+    """The Sturm counts' minors are rescaled as they go: T and s·T give s times the eigenvalues,
+    far outside the range where unscaled minors of p = 129 would stay finite."""
+    for kind in KINDS:
+        d, e = tridiagonal(rng, 129, kind)
+        norm = max(np.max(np.abs(d)) + 2 * np.max(np.abs(e[:-1])), 1e-300)
+        for k in (1, 16, 96):
+            got = top(d * scale, e * scale, k, True)
+            np.testing.assert_allclose(got / scale, reference(d, e, k), rtol=0, atol=16 * EPS * norm)
 
 
 def test_the_two_solvers_agree_on_a_gram_spectrum(rng):

@@ -7,8 +7,9 @@
 //   1. G = Yᵀ Y over blocks of rows of Y (AVX2 tiles of its upper triangle, else GEMM), then
 //      scaled to a largest diagonal of 1;
 //   2. Householder reduction of G to a tridiagonal T = Qᵀ G Q;
-//   3. the top-k eigenvalues of T: by multisection on Sturm counts where k is small against p
-//      (UseBisection), else all of them by the root-free implicit QL iteration;
+//   3. the top-k eigenvalues of T: by multisection on Sturm counts until each is alone in its
+//      bracket, then Newton's method on det(T − x·I), where k is at most 3p/4 (UseBisection),
+//      else all of them by the root-free implicit QL iteration;
 //   4. the top-k eigenvectors of T by inverse iteration on the pivoted LU factors of T - λI,
 //      re-orthogonalised within clusters of close eigenvalues, each accepted on its residual,
 //      and their orthogonality checked;
@@ -20,10 +21,11 @@
 //
 // Why not LAPACK: its routines for these sizes spend most of their time outside arithmetic.
 // One thread, 64 x 32 float32: sgesdd 143 µs, dsyevd on the 32 x 32 Gram matrix 83 µs; this
-// path does the whole SVD for k = 8 in ~24 µs (stages, µs: Gram 2, tridiagonal 5, eigenvalues
+// path did the whole SVD for k = 8 in ~24 µs (stages, µs: Gram 2, tridiagonal 5, eigenvalues
 // 11, eigenvectors 4, the rest 3), and 200 x 64 at k = 2 in ~60 µs (Gram 20, tridiagonal 22,
-// eigenvalues 8, the rest 10). Stages 1, 2, 3 and 5 have AVX2 + FMA builds of their loops
-// (avx2.h). Where the path is preferred: PreferGram in truncated_svd.cc.
+// eigenvalues 8, the rest 10), before stage 3 took the Newton passes (eigenvalues ~2 and ~3).
+// Stages 1, 2, 3 and 5 have AVX2 + FMA builds of their loops (avx2.h). Where the path is
+// preferred: PreferGram in truncated_svd.cc.
 #include "cpu/gram_svd.h"
 
 #include <algorithm>
@@ -40,6 +42,8 @@ namespace rrae_fast::cpu {
 namespace {
 
 constexpr double kEps = std::numeric_limits<double>::epsilon();
+// Width, relative to T's Gershgorin bound, below which a bisection bracket is finished.
+constexpr double kBisectionTolerance = 4 * kEps;
 
 double Dot(const double* x, const double* y, int64_t len) {
   double acc = 0;
@@ -490,111 +494,390 @@ bool TridiagonalEigenvalues(int64_t p, double* d, double* e2) {
   return true;
 }
 
-// Points per pass of the multisection: three AVX2 vectors, whose divisions overlap in the
-// latency of one step of the Sturm recurrence.
-constexpr int kSturmPoints = 12;
+// Points per pass of the multisection: four AVX2 vectors, whose steps of the recurrence below
+// overlap in its latency; more would cost more per pass than they give.
+constexpr int kSturmPoints = 16;
 
-// count[t] = the number of eigenvalues of T below x[t] (the negative pivots of the LDLᵀ
-// factorisation of T − x[t]·I, a pivot smaller than pivmin taken as −pivmin), for kSturmPoints
-// points at once; T's diagonal is d, its squared couplings e2.
-__attribute__((always_inline)) inline void SturmCounts(int64_t p, const double* d,
-                                                       const double* e2, double pivmin,
-                                                       const double* x, double* count) {
-  double q[kSturmPoints], c[kSturmPoints];
-#pragma omp simd
-  for (int t = 0; t < kSturmPoints; ++t) {
-    const double qt = d[0] - x[t];
-    q[t] = std::abs(qt) < pivmin ? -pivmin : qt;
-    c[t] = q[t] < 0 ? 1.0 : 0.0;
+// The Sturm counts below run on T / scale (diagonal ds, squared couplings e2s), where every
+// entry is at most ~2 in magnitude and diagonal entries below kNegligible are zero; points are
+// rounded the same way. The recurrence's values are brought back towards 1 by kRescale (a
+// power of two, so exactly) every second step when outside [1 / kRescale, kRescale]. Between
+// two checks a value moves by less than 2^240 either way: a step multiplies by at most
+// |ds_i − x| + e2s ≤ ~8, or divides by at most 2^112 (d − x is zero or at least the rounding
+// of the larger of two entries ≥ kNegligible) or 2^106 (a cancellation ends at its rounding, or
+// at zero, after which the next value is −e2s · the one before it, or zero at a split, see
+// below), so values stay in the normal range.
+constexpr double kRescale = 0x1p400;
+constexpr double kNegligible = 0x1p-60;
+
+// count[t] = the number of eigenvalues of T below x[t] (or at it), for kSturmPoints points at
+// once. The pivots of the LDLᵀ factorisation of T − x·I are q_i = p_i / p_{i−1}, the ratios of
+// the leading principal minors p_0 = 1, p_{i+1} = (d_i − x) p_i − e2_{i−1} p_{i−1}, and the
+// count is the number of negative pivots, i.e. of sign changes (sign bits, so ±0 too) from one
+// minor to the next. The minors need no division (the pivots wait on one per step, whose
+// throughput had bounded the count) and carry the same rounding: fl(a p_i − b p_{i−1}) =
+// (a − b (1 + δ) / q_i)(1 + δ') p_i is the pivot recurrence on relatively perturbed data. A zero
+// minor is followed by −e2 · (the one before it), which counts one change over the two steps
+// whatever the zero's sign, as the division form's pivot −pivmin does; where T splits (e2 = 0)
+// the zero minor is first replaced by −kNegligible · (the one before it), the division form's
+// pivot, so that the later ones are not all zero.
+RRAE_FAST_AVX2 inline void SturmCountsAvx2(int64_t p, const double* ds, const double* e2s,
+                                           const double* x, double* count) {
+  constexpr int kVectors = kSturmPoints / 4;
+  const __m256d one = _mm256_set1_pd(1.0), up = _mm256_set1_pd(kRescale);
+  const __m256d down = _mm256_set1_pd(1 / kRescale), sign = _mm256_set1_pd(-0.0);
+  __m256d xv[kVectors], prev[kVectors], cur[kVectors];
+  __m256i c[kVectors];
+  const __m256d d0 = _mm256_set1_pd(ds[0]);
+  for (int v = 0; v < kVectors; ++v) {
+    xv[v] = _mm256_loadu_pd(x + 4 * v);
+    prev[v] = one;
+    cur[v] = _mm256_sub_pd(d0, xv[v]);
+    c[v] = _mm256_srli_epi64(_mm256_castpd_si256(cur[v]), 63);
   }
   for (int64_t i = 1; i < p; ++i) {
-    const double di = d[i], bi = e2[i - 1];
-#pragma omp simd
-    for (int t = 0; t < kSturmPoints; ++t) {
-      const double qt = (di - x[t]) - bi / q[t];
-      q[t] = std::abs(qt) < pivmin ? -pivmin : qt;
-      c[t] += q[t] < 0 ? 1.0 : 0.0;
+    if (e2s[i - 1] == 0) {  // a split: no zero minor may carry over it
+      for (int v = 0; v < kVectors; ++v) {
+        alignas(32) double pc[4], pp[4];
+        alignas(32) int64_t pk[4];
+        _mm256_store_pd(pc, cur[v]);
+        _mm256_store_pd(pp, prev[v]);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(pk), c[v]);
+        for (int t = 0; t < 4; ++t) {
+          if (pc[t] == 0) {
+            pk[t] += std::signbit(pc[t]) == std::signbit(pp[t]);
+            pc[t] = -kNegligible * pp[t];
+          }
+        }
+        cur[v] = _mm256_load_pd(pc);
+        c[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(pk));
+      }
     }
-  }
-  for (int t = 0; t < kSturmPoints; ++t) count[t] = c[t];
-}
-
-// The k largest eigenvalues of (d, e) into lam, descending, by multisection. Brackets start
-// from Gershgorin's bounds and end narrower than 4ε‖T‖; the eigenvalue is the bracket's middle.
-// A pass evaluates kSturmPoints counts, spread over the first unfinished eigenvalues (up to
-// kSturmPoints of them): eigenvalues whose brackets are still the same form one group, and each
-// group gets an equal share of the points, evenly spaced in its bracket. Every count narrows
-// every bracket. So one eigenvalue alone gets all points (its bracket 13 times narrower per
-// pass), twelve get one each (bisection, the most information per count). Not sorted: ties
-// may leave the middles out of order. work: p + 2k.
-__attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, const double* d,
-                                                         const double* e, double* lam,
-                                                         double* work) {
-  double* e2 = work;
-  double* lower = work + p;
-  double* upper = lower + k;
-  double lo = d[0], hi = d[0], big_e2 = 0;
-  for (int64_t i = 0; i < p; ++i) {  // e[p − 1] is not part of T
-    e2[i] = i + 1 < p ? e[i] * e[i] : 0;
-    const double radius = (i + 1 < p ? std::abs(e[i]) : 0) + (i > 0 ? std::abs(e[i - 1]) : 0);
-    lo = std::min(lo, d[i] - radius);
-    hi = std::max(hi, d[i] + radius);
-    big_e2 = std::max(big_e2, e2[i]);
-  }
-  const double pivmin = std::numeric_limits<double>::min() * std::max(1.0, big_e2);
-  const double tol = 4 * kEps * std::max(std::abs(lo), std::abs(hi)) + pivmin;
-  std::fill(lower, lower + k, lo);
-  std::fill(upper, upper + k, hi);
-  double x[kSturmPoints], count[kSturmPoints];
-  int64_t first = 0;  // eigenvalues before it are finished
-  // Each pass at least halves one unfinished bracket, and 64 halvings finish any bracket of
-  // finite numbers: the cap only guards.
-  for (int64_t pass = 0; pass < 64 * (k + 1); ++pass) {
-    while (first < k && !(upper[first] - lower[first] > tol)) ++first;
-    if (first == k) break;
-    // The groups: runs of unfinished eigenvalues with the same bracket, from `first` on.
-    int64_t start[kSturmPoints];
-    int groups = 0, members = 0;
-    for (int64_t j = first; j < k && members < kSturmPoints; ++j) {
-      if (!(upper[j] - lower[j] > tol)) continue;
-      ++members;
-      const bool same = groups > 0 && lower[j] == lower[start[groups - 1]] &&
-                        upper[j] == upper[start[groups - 1]];
-      if (!same) start[groups++] = j;
+    const __m256d di = _mm256_set1_pd(ds[i]), bi = _mm256_set1_pd(e2s[i - 1]);
+    for (int v = 0; v < kVectors; ++v) {
+      const __m256d next =
+          _mm256_fmsub_pd(_mm256_sub_pd(di, xv[v]), cur[v], _mm256_mul_pd(bi, prev[v]));
+      const __m256i flip = _mm256_castpd_si256(_mm256_xor_pd(next, cur[v]));
+      c[v] = _mm256_add_epi64(c[v], _mm256_srli_epi64(flip, 63));
+      prev[v] = cur[v];
+      cur[v] = next;
     }
-    int t = 0;
-    for (int gi = 0; gi < groups; ++gi) {
-      const int share = kSturmPoints / groups + (gi < kSturmPoints % groups ? 1 : 0);
-      const double a = lower[start[gi]], step = (upper[start[gi]] - a) / (share + 1);
-      for (int s = 1; s <= share; ++s) x[t++] = a + step * s;
-    }
-    SturmCounts(p, d, e2, pivmin, x, count);
-    for (int u = 0; u < kSturmPoints; ++u) {
-      // λ_j (descending) lies at or above x[u] iff fewer than p − j eigenvalues lie below it.
-      const double below = count[u], at = x[u];
-      for (int64_t j = first; j < k; ++j) {
-        const bool above = double(p - 1 - j) >= below;
-        lower[j] = above ? std::max(lower[j], at) : lower[j];
-        upper[j] = above ? upper[j] : std::min(upper[j], at);
+    if (i % 2 == 0) {
+      for (int v = 0; v < kVectors; ++v) {
+        const __m256d big =
+            _mm256_max_pd(_mm256_andnot_pd(sign, cur[v]), _mm256_andnot_pd(sign, prev[v]));
+        __m256d f = _mm256_blendv_pd(one, up, _mm256_cmp_pd(big, down, _CMP_LT_OQ));
+        f = _mm256_blendv_pd(f, down, _mm256_cmp_pd(big, up, _CMP_GT_OQ));
+        cur[v] = _mm256_mul_pd(cur[v], f);
+        prev[v] = _mm256_mul_pd(prev[v], f);
       }
     }
   }
+  for (int v = 0; v < kVectors; ++v) {
+    alignas(32) int64_t pk[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(pk), c[v]);
+    for (int t = 0; t < 4; ++t) count[4 * v + t] = double(pk[t]);
+  }
+}
+
+// The same counts without AVX2.
+void SturmCountsGeneric(int64_t p, const double* ds, const double* e2s, const double* x,
+                        double* count) {
+  for (int t = 0; t < kSturmPoints; ++t) {
+    double prev = 1, cur = ds[0] - x[t];
+    int64_t c = std::signbit(cur);
+    for (int64_t i = 1; i < p; ++i) {
+      if (e2s[i - 1] == 0 && cur == 0) {
+        c += std::signbit(cur) == std::signbit(prev);
+        cur = -kNegligible * prev;
+      }
+      const double next = (ds[i] - x[t]) * cur - e2s[i - 1] * prev;
+      c += std::signbit(next) != std::signbit(cur);
+      prev = cur;
+      cur = next;
+      if (i % 2 == 0) {
+        const double big = std::max(std::abs(cur), std::abs(prev));
+        const double f = big < 1 / kRescale ? kRescale : (big > kRescale ? 1 / kRescale : 1.0);
+        cur *= f;
+        prev *= f;
+      }
+    }
+    count[t] = double(c);
+  }
+}
+
+// Lanes of one Newton pass (below): two AVX2 vectors, whose recurrences overlap in its latency.
+constexpr int kNewtonLanes = 8;
+
+// For kNewtonLanes points x: count[t] as in SturmCounts, and ratio[t] = f(x) / f'(x) for
+// f(x) = det(T − x·I) = p_p, from the minors' derivatives p'_0 = 0, p'_{i+1} = (d_i − x) p'_i −
+// p_i − e2_{i−1} p'_{i−1}, rescaled with the minors (every value of the four checked, so the
+// derivatives stay in range too; the ratio does not see the scale). At a split the zero minor is
+// replaced as in SturmCounts and its derivative kept: the ratio is then only a guess, which the
+// caller's bracket checks.
+RRAE_FAST_AVX2 inline void NewtonValuesAvx2(int64_t p, const double* ds, const double* e2s,
+                                            const double* x, double* count, double* ratio) {
+  constexpr int kVectors = kNewtonLanes / 4;
+  const __m256d one = _mm256_set1_pd(1.0), up = _mm256_set1_pd(kRescale);
+  const __m256d down = _mm256_set1_pd(1 / kRescale), sign = _mm256_set1_pd(-0.0);
+  __m256d xv[kVectors], prev[kVectors], cur[kVectors], dprev[kVectors], dcur[kVectors];
+  __m256i c[kVectors];
+  const __m256d d0 = _mm256_set1_pd(ds[0]);
+  for (int v = 0; v < kVectors; ++v) {
+    xv[v] = _mm256_loadu_pd(x + 4 * v);
+    prev[v] = one;
+    cur[v] = _mm256_sub_pd(d0, xv[v]);
+    dprev[v] = _mm256_setzero_pd();
+    dcur[v] = _mm256_set1_pd(-1.0);
+    c[v] = _mm256_srli_epi64(_mm256_castpd_si256(cur[v]), 63);
+  }
+  for (int64_t i = 1; i < p; ++i) {
+    if (e2s[i - 1] == 0) {
+      for (int v = 0; v < kVectors; ++v) {
+        alignas(32) double pc[4], pp[4];
+        alignas(32) int64_t pk[4];
+        _mm256_store_pd(pc, cur[v]);
+        _mm256_store_pd(pp, prev[v]);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(pk), c[v]);
+        for (int t = 0; t < 4; ++t) {
+          if (pc[t] == 0) {
+            pk[t] += std::signbit(pc[t]) == std::signbit(pp[t]);
+            pc[t] = -kNegligible * pp[t];
+          }
+        }
+        cur[v] = _mm256_load_pd(pc);
+        c[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(pk));
+      }
+    }
+    const __m256d di = _mm256_set1_pd(ds[i]), bi = _mm256_set1_pd(e2s[i - 1]);
+    for (int v = 0; v < kVectors; ++v) {
+      const __m256d a = _mm256_sub_pd(di, xv[v]);
+      const __m256d next = _mm256_fmsub_pd(a, cur[v], _mm256_mul_pd(bi, prev[v]));
+      const __m256d dnext = _mm256_fmsub_pd(a, dcur[v], _mm256_fmadd_pd(bi, dprev[v], cur[v]));
+      const __m256i flip = _mm256_castpd_si256(_mm256_xor_pd(next, cur[v]));
+      c[v] = _mm256_add_epi64(c[v], _mm256_srli_epi64(flip, 63));
+      prev[v] = cur[v];
+      cur[v] = next;
+      dprev[v] = dcur[v];
+      dcur[v] = dnext;
+    }
+    if (i % 2 == 0) {
+      for (int v = 0; v < kVectors; ++v) {
+        const __m256d big = _mm256_max_pd(
+            _mm256_max_pd(_mm256_andnot_pd(sign, cur[v]), _mm256_andnot_pd(sign, prev[v])),
+            _mm256_max_pd(_mm256_andnot_pd(sign, dcur[v]), _mm256_andnot_pd(sign, dprev[v])));
+        __m256d f = _mm256_blendv_pd(one, up, _mm256_cmp_pd(big, down, _CMP_LT_OQ));
+        f = _mm256_blendv_pd(f, down, _mm256_cmp_pd(big, up, _CMP_GT_OQ));
+        cur[v] = _mm256_mul_pd(cur[v], f);
+        prev[v] = _mm256_mul_pd(prev[v], f);
+        dcur[v] = _mm256_mul_pd(dcur[v], f);
+        dprev[v] = _mm256_mul_pd(dprev[v], f);
+      }
+    }
+  }
+  for (int v = 0; v < kVectors; ++v) {
+    alignas(32) int64_t pk[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(pk), c[v]);
+    for (int t = 0; t < 4; ++t) count[4 * v + t] = double(pk[t]);
+    _mm256_storeu_pd(ratio + 4 * v, _mm256_div_pd(cur[v], dcur[v]));
+  }
+}
+
+// The same without AVX2.
+void NewtonValuesGeneric(int64_t p, const double* ds, const double* e2s, const double* x,
+                         double* count, double* ratio) {
+  for (int t = 0; t < kNewtonLanes; ++t) {
+    double prev = 1, cur = ds[0] - x[t], dprev = 0, dcur = -1;
+    int64_t c = std::signbit(cur);
+    for (int64_t i = 1; i < p; ++i) {
+      if (e2s[i - 1] == 0 && cur == 0) {
+        c += std::signbit(cur) == std::signbit(prev);
+        cur = -kNegligible * prev;
+      }
+      const double a = ds[i] - x[t];
+      const double next = a * cur - e2s[i - 1] * prev;
+      const double dnext = a * dcur - (cur + e2s[i - 1] * dprev);
+      c += std::signbit(next) != std::signbit(cur);
+      prev = cur;
+      cur = next;
+      dprev = dcur;
+      dcur = dnext;
+      if (i % 2 == 0) {
+        const double big =
+            std::max({std::abs(cur), std::abs(prev), std::abs(dcur), std::abs(dprev)});
+        const double f = big < 1 / kRescale ? kRescale : (big > kRescale ? 1 / kRescale : 1.0);
+        cur *= f;
+        prev *= f;
+        dcur *= f;
+        dprev *= f;
+      }
+    }
+    count[t] = double(c);
+    ratio[t] = cur / dcur;
+  }
+}
+
+// Newton passes per group of lanes before the rest is left to the multisection.
+constexpr int kNewtonPasses = 24;
+
+// The k largest eigenvalues of (d, e) into lam, descending. Brackets start from Gershgorin's
+// bounds and end narrower than kBisectionTolerance of them; the eigenvalue is the bracket's
+// middle. Every Sturm count, wherever taken, narrows every bracket, and the counts at a
+// bracket's ends say how many eigenvalues it holds. Two ways to place the points:
+// - Multisection, while some eigenvalue shares its bracket with another: a pass evaluates
+//   kSturmPoints counts, spread over the first such eigenvalues (up to kSturmPoints of them):
+//   those whose brackets are still the same form one group, and each group gets an equal share
+//   of the points, evenly spaced in its bracket. So one group alone gets all points (its
+//   bracket 17 times narrower per pass), sixteen get one each (bisection).
+// - Newton's method on det(T − x·I), kNewtonLanes eigenvalues at a time, once an eigenvalue is
+//   alone in its bracket (a simple root there): each pass takes the Newton step from the last
+//   point and goes a quarter of the tolerance further, so that once the steps are that small
+//   the next point lands past the root and closes the bracket. A step that leaves the bracket,
+//   or is not half as long as the one two passes before, takes the bracket's middle instead
+//   (the safeguard of Numerical Recipes' rtsafe). (Bisection
+//   gains one bit per count; Newton doubles the correct digits per pass near a simple root.)
+// Eigenvalues left after kNewtonPasses go back to the multisection. Not sorted: ties may leave
+// the middles out of order. work: 2p + 5k.
+template <bool kAvx2>
+__attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, const double* d,
+                                                         const double* e, double* lam,
+                                                         double* work) {
+  double* ds = work;
+  double* e2s = ds + p;
+  double* lower = e2s + p;
+  double* upper = lower + k;
+  double* rank = upper + k;        // p − 1 − j: λ_j's rank from below, less one
+  double* below_lower = rank + k;  // the count at lower[j] (eigenvalues below it)
+  double* below_upper = below_lower + k;
+  double lo = d[0], hi = d[0];
+  for (int64_t i = 0; i < p; ++i) {  // e[p − 1] is not part of T
+    const double radius = (i + 1 < p ? std::abs(e[i]) : 0) + (i > 0 ? std::abs(e[i - 1]) : 0);
+    lo = std::min(lo, d[i] - radius);
+    hi = std::max(hi, d[i] + radius);
+  }
+  // The counts run on T / scale, entries below kNegligible set to zero (points likewise).
+  const double scale = std::max({std::abs(lo), std::abs(hi), std::numeric_limits<double>::min()});
+  const double inv = 1 / scale;
+  for (int64_t i = 0; i < p; ++i) {
+    const double di = d[i] * inv, ei = i + 1 < p ? e[i] * inv : 0;
+    ds[i] = std::abs(di) < kNegligible ? 0 : di;
+    e2s[i] = ei * ei;
+  }
+  for (int64_t j = 0; j < k; ++j) rank[j] = double(p - 1 - j);
+  const double tol = kBisectionTolerance * scale;
+  std::fill(lower, lower + k, lo);
+  std::fill(upper, upper + k, hi);
+  std::fill(below_lower, below_lower + k, 0.0);
+  std::fill(below_upper, below_upper + k, double(p));
+  auto unfinished = [&](int64_t j) { return upper[j] - lower[j] > tol; };
+  auto alone = [&](int64_t j) { return below_upper[j] - below_lower[j] == 1; };
+  // A point where its scaled copy is (zero if negligible), so that both agree.
+  auto place = [&](double at, double* x, double* xs) {
+    const double scaled = at * inv;
+    *xs = std::abs(scaled) < kNegligible ? 0 : scaled;
+    *x = *xs * scale;
+  };
+  // Every bracket narrowed by the counts at n points.
+  auto narrow = [&](int n, const double* x, const double* count, int64_t from) {
+    for (int u = 0; u < n; ++u) {
+      // λ_j (descending) lies at or above x[u] iff fewer than p − j eigenvalues lie below it.
+      // (Written to store every entry, so that the loop over j vectorises.)
+      const double below = count[u], at = x[u];
+      for (int64_t j = from; j < k; ++j) {
+        const bool above = rank[j] >= below;
+        const double l = lower[j], h = upper[j], bl = below_lower[j], bu = below_upper[j];
+        const bool raise = above && l < at, cut = !above && at < h;
+        lower[j] = raise ? at : l;
+        below_lower[j] = raise ? below : bl;
+        upper[j] = cut ? at : h;
+        below_upper[j] = cut ? below : bu;
+      }
+    }
+  };
+  double x[kSturmPoints], xs[kSturmPoints], count[kSturmPoints], ratio[kNewtonLanes];
+  int64_t first = 0;  // eigenvalues before it are finished
+  // Multisection passes over the eigenvalues that share their bracket (all of them where
+  // `everyone`), until there are none. Each pass at least halves one unfinished bracket, and 64
+  // halvings finish any bracket of finite numbers: the cap only guards.
+  auto multisection = [&](bool everyone) {
+    for (int64_t pass = 0; pass < 64 * (k + 1); ++pass) {
+      while (first < k && !unfinished(first)) ++first;
+      int64_t start[kSturmPoints];
+      int groups = 0, members = 0;
+      for (int64_t j = first; j < k && members < kSturmPoints; ++j) {
+        if (!unfinished(j) || (!everyone && alone(j))) continue;
+        ++members;
+        const bool same = groups > 0 && lower[j] == lower[start[groups - 1]] &&
+                          upper[j] == upper[start[groups - 1]];
+        if (!same) start[groups++] = j;
+      }
+      if (groups == 0) return;
+      int t = 0;
+      for (int gi = 0; gi < groups; ++gi) {
+        const int share = kSturmPoints / groups + (gi < kSturmPoints % groups ? 1 : 0);
+        const double a = lower[start[gi]], step = (upper[start[gi]] - a) / (share + 1);
+        for (int s = 1; s <= share; ++s, ++t) place(a + step * s, x + t, xs + t);
+      }
+      if constexpr (kAvx2) {
+        SturmCountsAvx2(p, ds, e2s, xs, count);
+      } else {
+        SturmCountsGeneric(p, ds, e2s, xs, count);
+      }
+      narrow(kSturmPoints, x, count, first);
+    }
+  };
+  multisection(false);
+  // Newton, kNewtonLanes eigenvalues at a time (a lane beyond the last repeats it).
+  for (int64_t j0 = first; j0 < k; j0 += kNewtonLanes) {
+    int64_t lane[kNewtonLanes];
+    double step1[kNewtonLanes], step2[kNewtonLanes];  // the last two steps' lengths
+    for (int t = 0; t < kNewtonLanes; ++t) {
+      lane[t] = std::min(j0 + t, k - 1);
+      place(0.5 * (lower[lane[t]] + upper[lane[t]]), x + t, xs + t);
+      step1[t] = step2[t] = upper[lane[t]] - lower[lane[t]];
+    }
+    for (int pass = 0; pass < kNewtonPasses; ++pass) {
+      bool open = false;
+      for (int t = 0; t < kNewtonLanes; ++t) open = open || unfinished(lane[t]);
+      if (!open) break;
+      if constexpr (kAvx2) {
+        NewtonValuesAvx2(p, ds, e2s, xs, count, ratio);
+      } else {
+        NewtonValuesGeneric(p, ds, e2s, xs, count, ratio);
+      }
+      narrow(kNewtonLanes, x, count, first);
+      for (int t = 0; t < kNewtonLanes; ++t) {
+        const int64_t j = lane[t];
+        const double l = lower[j], h = upper[j];
+        double step = -ratio[t] * scale;
+        double next = x[t] + step + std::copysign(0.25 * tol, step);
+        if (!(l < next && next < h) || !(std::abs(step) <= 0.5 * step2[t])) {
+          next = 0.5 * (l + h);
+          step = 0.5 * (h - l);
+        }
+        step2[t] = step1[t];
+        step1[t] = std::abs(step);
+        place(next, x + t, xs + t);
+      }
+    }
+  }
+  multisection(true);
   for (int64_t j = 0; j < k; ++j) lam[j] = 0.5 * (lower[j] + upper[j]);
 }
 
 RRAE_FAST_AVX2 void BisectionAvx2(int64_t p, int64_t k, const double* d, const double* e,
                                   double* lam, double* work) {
-  BisectionBody(p, k, d, e, lam, work);
+  BisectionBody<true>(p, k, d, e, lam, work);
 }
 
 void BisectionGeneric(int64_t p, int64_t k, const double* d, const double* e, double* lam,
                       double* work) {
-  BisectionBody(p, k, d, e, lam, work);
+  BisectionBody<false>(p, k, d, e, lam, work);
 }
 
 }  // namespace
 
-bool UseBisection(int64_t p, int64_t k) { return 4 * k <= p; }
+bool UseBisection(int64_t p, int64_t k) { return 4 * k <= 3 * p; }
 
 bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d, const double* e,
                                bool bisection, double* lam, double* work) {
@@ -889,7 +1172,7 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
   sc.e.resize(p);
   sc.tau.resize(p);
   sc.lam.resize(k);
-  sc.eig.resize(2 * p + 2 * k);
+  sc.eig.resize(2 * p + 5 * k);
   sc.lu.resize(4 * p);
   sc.swap.resize(p);
   sc.x.resize(k * p);

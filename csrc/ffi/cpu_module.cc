@@ -220,7 +220,7 @@ NB_MODULE(_cpu, m) {
           throw nb::value_error(
               "tridiagonal_eigenvalues: need p >= 1 float64 values in d and in e, 1 <= k <= p");
         }
-        std::vector<double> lam(k), work(2 * p + 2 * k);
+        std::vector<double> lam(k), work(2 * p + 5 * k);
         if (!rrae_fast::cpu::TridiagonalTopEigenvalues(p, k, static_cast<const double*>(d.data()),
                                                        static_cast<const double*>(e.data()),
                                                        bisection, lam.data(), work.data())) {
