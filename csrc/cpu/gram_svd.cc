@@ -918,29 +918,24 @@ void FactorShifted(int64_t p, const double* d, const double* e, double sigma, do
                    const ShiftedLu& f) {
   double alpha = d[0] - sigma;  // current row: alpha at column i, beta at column i + 1
   double beta = p > 1 ? e[0] : 0;
+  // Branch-free: the pivoting pattern near an eigenvalue is data-dependent, and mispredicted
+  // branches had cost about as much as the arithmetic.
   for (int64_t i = 0; i + 1 < p; ++i) {
     const double c = e[i];  // T[i + 1][i]
     const double a_next = d[i + 1] - sigma;
     const double b_next = i + 2 < p ? e[i + 1] : 0;
-    if (std::abs(alpha) >= std::abs(c)) {
-      const double mult = alpha != 0 ? c / alpha : 0;
-      f.u0[i] = alpha;
-      f.u1[i] = beta;
-      f.u2[i] = 0;
-      f.l[i] = mult;
-      f.swap[i] = 0;
-      alpha = a_next - mult * beta;
-      beta = b_next;
-    } else {
-      const double mult = alpha / c;
-      f.u0[i] = c;
-      f.u1[i] = a_next;
-      f.u2[i] = b_next;
-      f.l[i] = mult;
-      f.swap[i] = 1;
-      alpha = beta - mult * a_next;
-      beta = -mult * b_next;
-    }
+    const bool swap = std::abs(alpha) < std::abs(c);
+    // Without a swap the multiplier is c / α (0 where α = 0 = c), with one α / c.
+    const double num = swap ? alpha : c, den = swap ? c : alpha;
+    const double mult = den != 0 ? num / den : 0;
+    f.u0[i] = swap ? c : alpha;
+    f.u1[i] = swap ? a_next : beta;
+    f.u2[i] = swap ? b_next : 0;
+    f.l[i] = mult;
+    f.swap[i] = swap;
+    const double next_alpha = swap ? beta - mult * a_next : a_next - mult * beta;
+    beta = swap ? -mult * b_next : b_next;
+    alpha = next_alpha;
   }
   f.u0[p - 1] = alpha;
   f.u1[p - 1] = f.u2[p - 1] = f.l[p - 1] = 0;
@@ -953,14 +948,12 @@ void FactorShifted(int64_t p, const double* d, const double* e, double sigma, do
 
 // x <- (T − σI)⁻¹ x from the factors.
 void SolveShifted(int64_t p, const ShiftedLu& f, double* x) {
-  for (int64_t i = 0; i + 1 < p; ++i) {
-    if (f.swap[i]) {
-      const double t = x[i];
-      x[i] = x[i + 1];
-      x[i + 1] = t - f.l[i] * x[i];
-    } else {
-      x[i + 1] -= f.l[i] * x[i];
-    }
+  for (int64_t i = 0; i + 1 < p; ++i) {  // branch-free, as FactorShifted
+    const double here = x[i], there = x[i + 1];
+    const bool swap = f.swap[i];
+    const double pivot_row = swap ? there : here;
+    x[i] = pivot_row;
+    x[i + 1] = (swap ? here : there) - f.l[i] * pivot_row;
   }
   x[p - 1] *= f.u0[p - 1];
   if (p >= 2) x[p - 2] = (x[p - 2] - f.u1[p - 2] * x[p - 1]) * f.u0[p - 2];
