@@ -908,57 +908,120 @@ namespace {
 // 4. Eigenvectors of T by inverse iteration
 // ------------------------------------------------------------------------------------------
 
+// Pivoted LU factors of T − σ_t I for up to kLuLanes shifts at once, lane t of step i at
+// [i * kLuLanes + t]: U's diagonal (then its reciprocals), its two superdiagonals, L's
+// multipliers, and whether rows i and i + 1 were exchanged (1 or 0). The shifts' recurrences
+// are independent chains with a division each per step; side by side they overlap.
+constexpr int kLuLanes = 8;
+
 struct ShiftedLu {
-  double *u0, *u1, *u2, *l;  // U's diagonal and two superdiagonals, L's multipliers
-  uint8_t* swap;             // rows i and i + 1 exchanged at step i
+  double *u0, *u1, *u2, *l, *swap;  // p x kLuLanes each
 };
 
-// Pivoted LU of T − σI; pivots smaller than `tiny` are replaced by ±tiny.
-void FactorShifted(int64_t p, const double* d, const double* e, double sigma, double tiny,
-                   const ShiftedLu& f) {
-  double alpha = d[0] - sigma;  // current row: alpha at column i, beta at column i + 1
-  double beta = p > 1 ? e[0] : 0;
-  // Branch-free: the pivoting pattern near an eigenvalue is data-dependent, and mispredicted
-  // branches had cost about as much as the arithmetic.
+// Factors of T − σ_t I for lanes t < n; pivots smaller than `tiny` are replaced by ±tiny.
+// Branch-free: the pivoting pattern near an eigenvalue is data-dependent, and mispredicted
+// branches had cost about as much as the arithmetic.
+__attribute__((always_inline)) inline void FactorShiftedBody(int64_t p, const double* d,
+                                                             const double* e, const double* sigma,
+                                                             int n, double tiny,
+                                                             const ShiftedLu& f) {
+  constexpr int L = kLuLanes;
+  double alpha[L], beta[L];  // the current row: alpha at column i, beta at column i + 1
+  for (int t = 0; t < L; ++t) {
+    alpha[t] = d[0] - (t < n ? sigma[t] : sigma[0]);
+    beta[t] = p > 1 ? e[0] : 0;
+  }
   for (int64_t i = 0; i + 1 < p; ++i) {
     const double c = e[i];  // T[i + 1][i]
-    const double a_next = d[i + 1] - sigma;
+    const double dn = d[i + 1];
     const double b_next = i + 2 < p ? e[i + 1] : 0;
-    const bool swap = std::abs(alpha) < std::abs(c);
-    // Without a swap the multiplier is c / α (0 where α = 0 = c), with one α / c.
-    const double num = swap ? alpha : c, den = swap ? c : alpha;
-    const double mult = den != 0 ? num / den : 0;
-    f.u0[i] = swap ? c : alpha;
-    f.u1[i] = swap ? a_next : beta;
-    f.u2[i] = swap ? b_next : 0;
-    f.l[i] = mult;
-    f.swap[i] = swap;
-    const double next_alpha = swap ? beta - mult * a_next : a_next - mult * beta;
-    beta = swap ? -mult * b_next : b_next;
-    alpha = next_alpha;
+#pragma omp simd
+    for (int t = 0; t < L; ++t) {
+      const double a_next = dn - (t < n ? sigma[t] : sigma[0]);
+      const bool swap = std::abs(alpha[t]) < std::abs(c);
+      // Without a swap the multiplier is c / α (0 where α = 0 = c), with one α / c.
+      const double num = swap ? alpha[t] : c, den = swap ? c : alpha[t];
+      const double mult = den != 0 ? num / den : 0;
+      f.u0[i * L + t] = swap ? c : alpha[t];
+      f.u1[i * L + t] = swap ? a_next : beta[t];
+      f.u2[i * L + t] = swap ? b_next : 0;
+      f.l[i * L + t] = mult;
+      f.swap[i * L + t] = swap ? 1.0 : 0.0;
+      const double next_alpha = swap ? beta[t] - mult * a_next : a_next - mult * beta[t];
+      beta[t] = swap ? -mult * b_next : b_next;
+      alpha[t] = next_alpha;
+    }
   }
-  f.u0[p - 1] = alpha;
-  f.u1[p - 1] = f.u2[p - 1] = f.l[p - 1] = 0;
-  f.swap[p - 1] = 0;
-  for (int64_t i = 0; i < p; ++i) {  // from here on u0 holds the pivots' reciprocals
+  for (int t = 0; t < L; ++t) {
+    const int64_t at = (p - 1) * L + t;
+    f.u0[at] = alpha[t];
+    f.u1[at] = f.u2[at] = f.l[at] = f.swap[at] = 0;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < p * L; ++i) {  // from here on u0 holds the pivots' reciprocals
     const double pivot = std::abs(f.u0[i]) < tiny ? std::copysign(tiny, f.u0[i]) : f.u0[i];
     f.u0[i] = 1.0 / pivot;
   }
 }
 
-// x <- (T − σI)⁻¹ x from the factors.
-void SolveShifted(int64_t p, const ShiftedLu& f, double* x) {
-  for (int64_t i = 0; i + 1 < p; ++i) {  // branch-free, as FactorShifted
+// x <- (T − σ_t I)⁻¹ x in every lane, x being p x kLuLanes (lane t in column t).
+__attribute__((always_inline)) inline void SolveShiftedBody(int64_t p, const ShiftedLu& f,
+                                                            double* x) {
+  constexpr int L = kLuLanes;
+  for (int64_t i = 0; i + 1 < p; ++i) {
+#pragma omp simd
+    for (int t = 0; t < L; ++t) {
+      const double here = x[i * L + t], there = x[(i + 1) * L + t];
+      const bool swap = f.swap[i * L + t] != 0;
+      const double pivot_row = swap ? there : here;
+      x[i * L + t] = pivot_row;
+      x[(i + 1) * L + t] = (swap ? here : there) - f.l[i * L + t] * pivot_row;
+    }
+  }
+  for (int64_t i = p - 1; i >= 0; --i) {
+#pragma omp simd
+    for (int t = 0; t < L; ++t) {
+      const double next = i + 1 < p ? x[(i + 1) * L + t] : 0;
+      const double after = i + 2 < p ? x[(i + 2) * L + t] : 0;
+      x[i * L + t] =
+          (x[i * L + t] - f.u1[i * L + t] * next - f.u2[i * L + t] * after) * f.u0[i * L + t];
+    }
+  }
+}
+
+RRAE_FAST_AVX2 void FactorShiftedAvx2(int64_t p, const double* d, const double* e,
+                                      const double* sigma, int n, double tiny,
+                                      const ShiftedLu& f) {
+  FactorShiftedBody(p, d, e, sigma, n, tiny, f);
+}
+
+void FactorShiftedGeneric(int64_t p, const double* d, const double* e, const double* sigma, int n,
+                          double tiny, const ShiftedLu& f) {
+  FactorShiftedBody(p, d, e, sigma, n, tiny, f);
+}
+
+RRAE_FAST_AVX2 void SolveShiftedAvx2(int64_t p, const ShiftedLu& f, double* x) {
+  SolveShiftedBody(p, f, x);
+}
+
+void SolveShiftedGeneric(int64_t p, const ShiftedLu& f, double* x) { SolveShiftedBody(p, f, x); }
+
+// x <- (T − σ_t I)⁻¹ x for lane t alone, x a plain vector of p entries.
+void SolveShiftedLane(int64_t p, const ShiftedLu& f, int t, double* x) {
+  constexpr int L = kLuLanes;
+  for (int64_t i = 0; i + 1 < p; ++i) {
     const double here = x[i], there = x[i + 1];
-    const bool swap = f.swap[i];
+    const bool swap = f.swap[i * L + t] != 0;
     const double pivot_row = swap ? there : here;
     x[i] = pivot_row;
-    x[i + 1] = (swap ? here : there) - f.l[i] * pivot_row;
+    x[i + 1] = (swap ? here : there) - f.l[i * L + t] * pivot_row;
   }
-  x[p - 1] *= f.u0[p - 1];
-  if (p >= 2) x[p - 2] = (x[p - 2] - f.u1[p - 2] * x[p - 1]) * f.u0[p - 2];
+  x[p - 1] *= f.u0[(p - 1) * L + t];
+  if (p >= 2) {
+    x[p - 2] = (x[p - 2] - f.u1[(p - 2) * L + t] * x[p - 1]) * f.u0[(p - 2) * L + t];
+  }
   for (int64_t i = p - 3; i >= 0; --i) {
-    x[i] = (x[i] - f.u1[i] * x[i + 1] - f.u2[i] * x[i + 2]) * f.u0[i];
+    x[i] = (x[i] - f.u1[i * L + t] * x[i + 1] - f.u2[i * L + t] * x[i + 2]) * f.u0[i * L + t];
   }
 }
 
@@ -988,39 +1051,64 @@ bool TopEigenvectors(int64_t p, int64_t k, const double* d, const double* e, con
   const double cluster = 1e-3 * tnorm;        // closer eigenvalues: keep their vectors orthogonal
   const double separate = 10 * kEps * tnorm;  // shifts of one cluster at least this far apart
   const double accept = 1e3 * double(p) * kEps * tnorm;  // residual tolerance
-  const ShiftedLu f{sc.lu.data(), sc.lu.data() + p, sc.lu.data() + 2 * p, sc.lu.data() + 3 * p,
-                    sc.swap.data()};
+  constexpr int L = kLuLanes;
+  double* lu = sc.lu.data();
+  const ShiftedLu f{lu, lu + p * L, lu + 2 * p * L, lu + 3 * p * L, lu + 4 * p * L};
+  double* lanes = lu + 5 * p * L;  // p x L: the first solve of every lane at once
+  const bool avx2 = Avx2Available();
   int64_t first = 0;  // the current cluster is lam[first .. j]
   double previous = 0;
-  for (int64_t j = 0; j < k; ++j) {
-    if (j > 0 && lam[j - 1] - lam[j] > cluster) first = j;
-    double sigma = lam[j];
-    if (j > first && sigma > previous - separate) sigma = previous - separate;
-    previous = sigma;
-    FactorShifted(p, d, e, sigma, tiny, f);
-    double* xj = x + j * p;
-    uint64_t state = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(j + 1);
-    for (int64_t i = 0; i < p; ++i) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      xj[i] = double(state >> 11) * 0x1p-53 - 0.5;
+  double sigma[L];
+  int64_t cluster_first[L];
+  for (int64_t j0 = 0; j0 < k; j0 += L) {
+    const int n = static_cast<int>(std::min<int64_t>(L, k - j0));
+    for (int t = 0; t < n; ++t) {  // the shifts, as one at a time would take them
+      const int64_t j = j0 + t;
+      if (j > 0 && lam[j - 1] - lam[j] > cluster) first = j;
+      double shift = lam[j];
+      if (j > first && shift > previous - separate) shift = previous - separate;
+      previous = sigma[t] = shift;
+      cluster_first[t] = first;
     }
-    bool accepted = false;
-    for (int it = 0; it < 6 && !accepted; ++it) {
-      SolveShifted(p, f, xj);
-      if (!Normalize(xj, p)) return false;
-      if (j > first) {  // one pass per solve; the accepted vector gets a second one below
-        Project(x + first * p, j - first, xj, p);
-        if (!Normalize(xj, p)) return false;
+    if (avx2) {
+      FactorShiftedAvx2(p, d, e, sigma, n, tiny, f);
+    } else {
+      FactorShiftedGeneric(p, d, e, sigma, n, tiny, f);
+    }
+    for (int t = 0; t < L; ++t) {
+      uint64_t state = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(j0 + std::min(t, n - 1) + 1);
+      for (int64_t i = 0; i < p; ++i) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        lanes[i * L + t] = double(state >> 11) * 0x1p-53 - 0.5;
       }
-      const double residual = Residual(p, d, e, lam[j], xj);
-      accepted = residual <= accept;
-      if (accepted) *worst = std::max(*worst, residual);
     }
-    if (!accepted) return false;
-    if (j > first) {
-      Project(x + first * p, j - first, xj, p);
-      if (!Normalize(xj, p)) return false;
-      *worst = std::max(*worst, Residual(p, d, e, lam[j], xj));
+    if (avx2) {
+      SolveShiftedAvx2(p, f, lanes);
+    } else {
+      SolveShiftedGeneric(p, f, lanes);
+    }
+    for (int t = 0; t < n; ++t) {
+      const int64_t j = j0 + t, from = cluster_first[t];
+      double* xj = x + j * p;
+      for (int64_t i = 0; i < p; ++i) xj[i] = lanes[i * L + t];
+      bool accepted = false;
+      for (int it = 0; it < 6 && !accepted; ++it) {
+        if (it > 0) SolveShiftedLane(p, f, t, xj);  // the first solve is done
+        if (!Normalize(xj, p)) return false;
+        if (j > from) {  // one pass per solve; the accepted vector gets a second one below
+          Project(x + from * p, j - from, xj, p);
+          if (!Normalize(xj, p)) return false;
+        }
+        const double residual = Residual(p, d, e, lam[j], xj);
+        accepted = residual <= accept;
+        if (accepted) *worst = std::max(*worst, residual);
+      }
+      if (!accepted) return false;
+      if (j > from) {
+        Project(x + from * p, j - from, xj, p);
+        if (!Normalize(xj, p)) return false;
+        *worst = std::max(*worst, Residual(p, d, e, lam[j], xj));
+      }
     }
   }
   return true;
@@ -1166,8 +1254,7 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
   sc.tau.resize(p);
   sc.lam.resize(k);
   sc.eig.resize(2 * p + 5 * k);
-  sc.lu.resize(4 * p);
-  sc.swap.resize(p);
+  sc.lu.resize(6 * p * kLuLanes);
   sc.x.resize(k * p);
   sc.ev.resize(p * k);
   sc.xx.resize(k * k);

@@ -16,23 +16,22 @@ namespace rrae_fast::cpu {
 inline constexpr int64_t kGramMaxSide = 256;
 
 struct GramScratch {
-  std::vector<double> rows;   // a block of rows of Y (see gram_svd.cc) in float64, + 8
-  std::vector<double> g;      // p x p: the Gram matrix, then the Householder vectors
-  std::vector<double> d, e;   // the tridiagonal matrix T: diagonal and off-diagonal (p)
-  std::vector<double> tau;    // the Householder scalars (p)
-  std::vector<double> lam;    // the top-k eigenvalues of T, descending (k)
-  std::vector<double> eig;    // the eigenvalue solvers' workspace (2p + 5k)
-  std::vector<double> lu;     // LU factors of T - λI: 4 x p
-  std::vector<uint8_t> swap;  // row interchanges of that LU (p)
-  std::vector<double> x;      // k x p: eigenvectors of T (rows)
-  std::vector<double> xx;     // k x k: their inner products
-  std::vector<double> ev;     // p x k: eigenvectors of the Gram matrix (columns)
-  std::vector<double> wt;     // k x q: Y times those (rows), then orthonormal
-  std::vector<double> copy;   // k x q: a copy of some of those rows
-  std::vector<double> work;   // max(2p, q): two vectors of p, a column of W, or k scalars
+  std::vector<double> rows;  // a block of rows of Y (see gram_svd.cc) in float64, + 8
+  std::vector<double> g;     // p x p: the Gram matrix, then the Householder vectors
+  std::vector<double> d, e;  // the tridiagonal matrix T: diagonal and off-diagonal (p)
+  std::vector<double> tau;   // the Householder scalars (p)
+  std::vector<double> lam;   // the top-k eigenvalues of T, descending (k)
+  std::vector<double> eig;   // the eigenvalue solvers' workspace (2p + 5k)
+  std::vector<double> lu;    // LU factors of T - σI for 8 shifts, and 8 vectors (6 x 8p)
+  std::vector<double> x;     // k x p: eigenvectors of T (rows)
+  std::vector<double> xx;    // k x k: their inner products
+  std::vector<double> ev;    // p x k: eigenvectors of the Gram matrix (columns)
+  std::vector<double> wt;    // k x q: Y times those (rows), then orthonormal
+  std::vector<double> copy;  // k x q: a copy of some of those rows
+  std::vector<double> work;  // max(2p, q): two vectors of p, a column of W, or k scalars
 
   std::size_t Bytes() const {
-    return VectorBytes(rows, g, d, e, tau, lam, eig, lu, swap, x, xx, ev, wt, copy, work);
+    return VectorBytes(rows, g, d, e, tau, lam, eig, lu, x, xx, ev, wt, copy, work);
   }
 };
 
