@@ -498,7 +498,7 @@ bool TridiagonalEigenvalues(int64_t p, double* d, double* e2) {
 // overlap in its latency; more would cost more per pass than they give.
 constexpr int kSturmPoints = 16;
 
-// The Sturm counts below run on T / scale (diagonal ds, squared couplings e2s), where every
+// The minors below run on T / scale (diagonal ds, squared couplings e2s), where every
 // entry is at most ~2 in magnitude and diagonal entries below kNegligible are zero; points are
 // rounded the same way. The recurrence's values are brought back towards 1 by kRescale (a
 // power of two, so exactly) every second step when outside [1 / kRescale, kRescale]. Between
@@ -510,29 +510,41 @@ constexpr int kSturmPoints = 16;
 constexpr double kRescale = 0x1p400;
 constexpr double kNegligible = 0x1p-60;
 
-// count[t] = the number of eigenvalues of T below x[t] (or at it), for kSturmPoints points at
-// once. The pivots of the LDLᵀ factorisation of T − x·I are q_i = p_i / p_{i−1}, the ratios of
-// the leading principal minors p_0 = 1, p_{i+1} = (d_i − x) p_i − e2_{i−1} p_{i−1}, and the
-// count is the number of negative pivots, i.e. of sign changes (sign bits, so ±0 too) from one
-// minor to the next. The minors need no division (the pivots wait on one per step, whose
-// throughput had bounded the count) and carry the same rounding: fl(a p_i − b p_{i−1}) =
+// Lanes of one Newton pass (below): two AVX2 vectors, whose recurrences overlap in its latency.
+constexpr int kNewtonLanes = 8;
+
+// For `kLanes` points x: count[t] = the number of eigenvalues of T below x[t] (or at it), and
+// where kRatio also ratio[t] = f(x) / f'(x) for f(x) = det(T − x·I).
+//
+// The pivots of the LDLᵀ factorisation of T − x·I are q_i = p_i / p_{i−1}, the ratios of the
+// leading principal minors p_0 = 1, p_{i+1} = (d_i − x) p_i − e2_{i−1} p_{i−1}, and the count is
+// the number of negative pivots, i.e. of sign changes (sign bits, so ±0 too) from one minor to
+// the next. The minors need no division (the pivots wait on one per step, whose throughput had
+// bounded the count) and carry the same rounding: fl(a p_i − b p_{i−1}) =
 // (a − b (1 + δ) / q_i)(1 + δ') p_i is the pivot recurrence on relatively perturbed data. A zero
 // minor is followed by −e2 · (the one before it), which counts one change over the two steps
 // whatever the zero's sign, as the division form's pivot −pivmin does; where T splits (e2 = 0)
 // the zero minor is first replaced by −kNegligible · (the one before it), the division form's
-// pivot, so that the later ones are not all zero.
-RRAE_FAST_AVX2 inline void SturmCountsAvx2(int64_t p, const double* ds, const double* e2s,
-                                           const double* x, double* count) {
-  constexpr int kVectors = kSturmPoints / 4;
+// pivot, so that the later ones are not all zero. The derivatives follow from p'_0 = 0,
+// p'_{i+1} = (d_i − x) p'_i − p_i − e2_{i−1} p'_{i−1}, rescaled with the minors (every value of
+// the four checked, so that they stay in range too; the ratio does not see the scale). At a
+// split the zero minor's replacement leaves its derivative as it was: the ratio is then only a
+// guess, which the caller's bracket checks.
+template <int kLanes, bool kRatio>
+RRAE_FAST_AVX2 inline void MinorsAvx2(int64_t p, const double* ds, const double* e2s,
+                                      const double* x, double* count, double* ratio) {
+  constexpr int kVectors = kLanes / 4;
   const __m256d one = _mm256_set1_pd(1.0), up = _mm256_set1_pd(kRescale);
   const __m256d down = _mm256_set1_pd(1 / kRescale), sign = _mm256_set1_pd(-0.0);
-  __m256d xv[kVectors], prev[kVectors], cur[kVectors];
+  __m256d xv[kVectors], prev[kVectors], cur[kVectors], dprev[kVectors], dcur[kVectors];
   __m256i c[kVectors];
   const __m256d d0 = _mm256_set1_pd(ds[0]);
   for (int v = 0; v < kVectors; ++v) {
     xv[v] = _mm256_loadu_pd(x + 4 * v);
     prev[v] = one;
     cur[v] = _mm256_sub_pd(d0, xv[v]);
+    dprev[v] = _mm256_setzero_pd();
+    dcur[v] = _mm256_set1_pd(-1.0);
     c[v] = _mm256_srli_epi64(_mm256_castpd_si256(cur[v]), 63);
   }
   for (int64_t i = 1; i < p; ++i) {
@@ -555,123 +567,34 @@ RRAE_FAST_AVX2 inline void SturmCountsAvx2(int64_t p, const double* ds, const do
     }
     const __m256d di = _mm256_set1_pd(ds[i]), bi = _mm256_set1_pd(e2s[i - 1]);
     for (int v = 0; v < kVectors; ++v) {
-      const __m256d next =
-          _mm256_fmsub_pd(_mm256_sub_pd(di, xv[v]), cur[v], _mm256_mul_pd(bi, prev[v]));
-      const __m256i flip = _mm256_castpd_si256(_mm256_xor_pd(next, cur[v]));
-      c[v] = _mm256_add_epi64(c[v], _mm256_srli_epi64(flip, 63));
-      prev[v] = cur[v];
-      cur[v] = next;
-    }
-    if (i % 2 == 0) {
-      for (int v = 0; v < kVectors; ++v) {
-        const __m256d big =
-            _mm256_max_pd(_mm256_andnot_pd(sign, cur[v]), _mm256_andnot_pd(sign, prev[v]));
-        __m256d f = _mm256_blendv_pd(one, up, _mm256_cmp_pd(big, down, _CMP_LT_OQ));
-        f = _mm256_blendv_pd(f, down, _mm256_cmp_pd(big, up, _CMP_GT_OQ));
-        cur[v] = _mm256_mul_pd(cur[v], f);
-        prev[v] = _mm256_mul_pd(prev[v], f);
-      }
-    }
-  }
-  for (int v = 0; v < kVectors; ++v) {
-    alignas(32) int64_t pk[4];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(pk), c[v]);
-    for (int t = 0; t < 4; ++t) count[4 * v + t] = double(pk[t]);
-  }
-}
-
-// The same counts without AVX2.
-void SturmCountsGeneric(int64_t p, const double* ds, const double* e2s, const double* x,
-                        double* count) {
-  for (int t = 0; t < kSturmPoints; ++t) {
-    double prev = 1, cur = ds[0] - x[t];
-    int64_t c = std::signbit(cur);
-    for (int64_t i = 1; i < p; ++i) {
-      if (e2s[i - 1] == 0 && cur == 0) {
-        c += std::signbit(cur) == std::signbit(prev);
-        cur = -kNegligible * prev;
-      }
-      const double next = (ds[i] - x[t]) * cur - e2s[i - 1] * prev;
-      c += std::signbit(next) != std::signbit(cur);
-      prev = cur;
-      cur = next;
-      if (i % 2 == 0) {
-        const double big = std::max(std::abs(cur), std::abs(prev));
-        const double f = big < 1 / kRescale ? kRescale : (big > kRescale ? 1 / kRescale : 1.0);
-        cur *= f;
-        prev *= f;
-      }
-    }
-    count[t] = double(c);
-  }
-}
-
-// Lanes of one Newton pass (below): two AVX2 vectors, whose recurrences overlap in its latency.
-constexpr int kNewtonLanes = 8;
-
-// For kNewtonLanes points x: count[t] as in SturmCounts, and ratio[t] = f(x) / f'(x) for
-// f(x) = det(T − x·I) = p_p, from the minors' derivatives p'_0 = 0, p'_{i+1} = (d_i − x) p'_i −
-// p_i − e2_{i−1} p'_{i−1}, rescaled with the minors (every value of the four checked, so the
-// derivatives stay in range too; the ratio does not see the scale). At a split the zero minor is
-// replaced as in SturmCounts and its derivative kept: the ratio is then only a guess, which the
-// caller's bracket checks.
-RRAE_FAST_AVX2 inline void NewtonValuesAvx2(int64_t p, const double* ds, const double* e2s,
-                                            const double* x, double* count, double* ratio) {
-  constexpr int kVectors = kNewtonLanes / 4;
-  const __m256d one = _mm256_set1_pd(1.0), up = _mm256_set1_pd(kRescale);
-  const __m256d down = _mm256_set1_pd(1 / kRescale), sign = _mm256_set1_pd(-0.0);
-  __m256d xv[kVectors], prev[kVectors], cur[kVectors], dprev[kVectors], dcur[kVectors];
-  __m256i c[kVectors];
-  const __m256d d0 = _mm256_set1_pd(ds[0]);
-  for (int v = 0; v < kVectors; ++v) {
-    xv[v] = _mm256_loadu_pd(x + 4 * v);
-    prev[v] = one;
-    cur[v] = _mm256_sub_pd(d0, xv[v]);
-    dprev[v] = _mm256_setzero_pd();
-    dcur[v] = _mm256_set1_pd(-1.0);
-    c[v] = _mm256_srli_epi64(_mm256_castpd_si256(cur[v]), 63);
-  }
-  for (int64_t i = 1; i < p; ++i) {
-    if (e2s[i - 1] == 0) {
-      for (int v = 0; v < kVectors; ++v) {
-        alignas(32) double pc[4], pp[4];
-        alignas(32) int64_t pk[4];
-        _mm256_store_pd(pc, cur[v]);
-        _mm256_store_pd(pp, prev[v]);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(pk), c[v]);
-        for (int t = 0; t < 4; ++t) {
-          if (pc[t] == 0) {
-            pk[t] += std::signbit(pc[t]) == std::signbit(pp[t]);
-            pc[t] = -kNegligible * pp[t];
-          }
-        }
-        cur[v] = _mm256_load_pd(pc);
-        c[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(pk));
-      }
-    }
-    const __m256d di = _mm256_set1_pd(ds[i]), bi = _mm256_set1_pd(e2s[i - 1]);
-    for (int v = 0; v < kVectors; ++v) {
       const __m256d a = _mm256_sub_pd(di, xv[v]);
       const __m256d next = _mm256_fmsub_pd(a, cur[v], _mm256_mul_pd(bi, prev[v]));
-      const __m256d dnext = _mm256_fmsub_pd(a, dcur[v], _mm256_fmadd_pd(bi, dprev[v], cur[v]));
+      if constexpr (kRatio) {
+        const __m256d dnext = _mm256_fmsub_pd(a, dcur[v], _mm256_fmadd_pd(bi, dprev[v], cur[v]));
+        dprev[v] = dcur[v];
+        dcur[v] = dnext;
+      }
       const __m256i flip = _mm256_castpd_si256(_mm256_xor_pd(next, cur[v]));
       c[v] = _mm256_add_epi64(c[v], _mm256_srli_epi64(flip, 63));
       prev[v] = cur[v];
       cur[v] = next;
-      dprev[v] = dcur[v];
-      dcur[v] = dnext;
     }
     if (i % 2 == 0) {
       for (int v = 0; v < kVectors; ++v) {
-        const __m256d big = _mm256_max_pd(
-            _mm256_max_pd(_mm256_andnot_pd(sign, cur[v]), _mm256_andnot_pd(sign, prev[v])),
-            _mm256_max_pd(_mm256_andnot_pd(sign, dcur[v]), _mm256_andnot_pd(sign, dprev[v])));
+        __m256d big =
+            _mm256_max_pd(_mm256_andnot_pd(sign, cur[v]), _mm256_andnot_pd(sign, prev[v]));
+        if constexpr (kRatio) {
+          big = _mm256_max_pd(big, _mm256_max_pd(_mm256_andnot_pd(sign, dcur[v]),
+                                                 _mm256_andnot_pd(sign, dprev[v])));
+        }
         __m256d f = _mm256_blendv_pd(one, up, _mm256_cmp_pd(big, down, _CMP_LT_OQ));
         f = _mm256_blendv_pd(f, down, _mm256_cmp_pd(big, up, _CMP_GT_OQ));
         cur[v] = _mm256_mul_pd(cur[v], f);
         prev[v] = _mm256_mul_pd(prev[v], f);
-        dcur[v] = _mm256_mul_pd(dcur[v], f);
-        dprev[v] = _mm256_mul_pd(dprev[v], f);
+        if constexpr (kRatio) {
+          dcur[v] = _mm256_mul_pd(dcur[v], f);
+          dprev[v] = _mm256_mul_pd(dprev[v], f);
+        }
       }
     }
   }
@@ -679,14 +602,15 @@ RRAE_FAST_AVX2 inline void NewtonValuesAvx2(int64_t p, const double* ds, const d
     alignas(32) int64_t pk[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(pk), c[v]);
     for (int t = 0; t < 4; ++t) count[4 * v + t] = double(pk[t]);
-    _mm256_storeu_pd(ratio + 4 * v, _mm256_div_pd(cur[v], dcur[v]));
+    if constexpr (kRatio) _mm256_storeu_pd(ratio + 4 * v, _mm256_div_pd(cur[v], dcur[v]));
   }
 }
 
 // The same without AVX2.
-void NewtonValuesGeneric(int64_t p, const double* ds, const double* e2s, const double* x,
-                         double* count, double* ratio) {
-  for (int t = 0; t < kNewtonLanes; ++t) {
+template <int kLanes, bool kRatio>
+void MinorsGeneric(int64_t p, const double* ds, const double* e2s, const double* x, double* count,
+                   double* ratio) {
+  for (int t = 0; t < kLanes; ++t) {
     double prev = 1, cur = ds[0] - x[t], dprev = 0, dcur = -1;
     int64_t c = std::signbit(cur);
     for (int64_t i = 1; i < p; ++i) {
@@ -696,15 +620,17 @@ void NewtonValuesGeneric(int64_t p, const double* ds, const double* e2s, const d
       }
       const double a = ds[i] - x[t];
       const double next = a * cur - e2s[i - 1] * prev;
-      const double dnext = a * dcur - (cur + e2s[i - 1] * dprev);
+      if constexpr (kRatio) {
+        const double dnext = a * dcur - (cur + e2s[i - 1] * dprev);
+        dprev = dcur;
+        dcur = dnext;
+      }
       c += std::signbit(next) != std::signbit(cur);
       prev = cur;
       cur = next;
-      dprev = dcur;
-      dcur = dnext;
       if (i % 2 == 0) {
-        const double big =
-            std::max({std::abs(cur), std::abs(prev), std::abs(dcur), std::abs(dprev)});
+        double big = std::max(std::abs(cur), std::abs(prev));
+        if constexpr (kRatio) big = std::max({big, std::abs(dcur), std::abs(dprev)});
         const double f = big < 1 / kRescale ? kRescale : (big > kRescale ? 1 / kRescale : 1.0);
         cur *= f;
         prev *= f;
@@ -713,7 +639,7 @@ void NewtonValuesGeneric(int64_t p, const double* ds, const double* e2s, const d
       }
     }
     count[t] = double(c);
-    ratio[t] = cur / dcur;
+    if constexpr (kRatio) ratio[t] = cur / dcur;
   }
 }
 
@@ -819,9 +745,9 @@ __attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, c
         for (int s = 1; s <= share; ++s, ++t) place(a + step * s, x + t, xs + t);
       }
       if constexpr (kAvx2) {
-        SturmCountsAvx2(p, ds, e2s, xs, count);
+        MinorsAvx2<kSturmPoints, false>(p, ds, e2s, xs, count, nullptr);
       } else {
-        SturmCountsGeneric(p, ds, e2s, xs, count);
+        MinorsGeneric<kSturmPoints, false>(p, ds, e2s, xs, count, nullptr);
       }
       narrow(kSturmPoints, x, count, first);
     }
@@ -841,9 +767,9 @@ __attribute__((always_inline)) inline void BisectionBody(int64_t p, int64_t k, c
       for (int t = 0; t < kNewtonLanes; ++t) open = open || unfinished(lane[t]);
       if (!open) break;
       if constexpr (kAvx2) {
-        NewtonValuesAvx2(p, ds, e2s, xs, count, ratio);
+        MinorsAvx2<kNewtonLanes, true>(p, ds, e2s, xs, count, ratio);
       } else {
-        NewtonValuesGeneric(p, ds, e2s, xs, count, ratio);
+        MinorsGeneric<kNewtonLanes, true>(p, ds, e2s, xs, count, ratio);
       }
       narrow(kNewtonLanes, x, count, first);
       for (int t = 0; t < kNewtonLanes; ++t) {
