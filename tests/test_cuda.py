@@ -79,6 +79,20 @@ def test_contract_on_gpu(shape, method, dtype, spectrum):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(64, 64), (128, 128), (100, 64)], ids=str)
+@pytest.mark.parametrize("spectrum", ["rank_deficient", "zero"])
+def test_full_svd_of_a_rank_deficient_matrix_on_gpu(shape, spectrum):
+    """k = min(m, n), as the exact derivative asks: the columns beyond the rank are completed to
+    an orthonormal basis, the last of a square matrix too (where only one direction is left)."""
+    rng = np.random.default_rng(3)
+    a = make_matrix(rng, shape, spectrum).astype(np.float32)
+    k = min(shape)
+    assert set(_path(a, k)) == {"jacobi"}
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), k)
+    assert_contract(a, u, s, vt, k)
+
+
+@pytest.mark.gpu
 def test_batched_small_matrices_take_one_jacobi_launch():
     rng = np.random.default_rng(0)
     a = make_matrix(rng, (256, 200, 64), "decaying").astype(np.float32)

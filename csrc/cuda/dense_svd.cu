@@ -7,6 +7,7 @@
 
 #include "cuda/check.h"
 #include "cuda/dense_svd.h"
+#include "cuda/kernels.h"
 #include "cuda/solver.h"
 
 namespace rrae_fast::cuda {
@@ -27,11 +28,12 @@ Status CarveDense(const Context& ctx, int64_t m, int64_t n, Carver& carver, Dens
 
 template <typename T>
 Status DenseSvd(const Context& ctx, int64_t m, int64_t n, int64_t kw, const T* a, T* u, T* s,
-                T* vt, int* dev_info, const DenseWork<T>& w) {
+                T* vt, const int32_t* flag, int* dev_info, const DenseWork<T>& w) {
   cublasHandle_t blas = ctx.handles.blas;
   cusolverDnHandle_t sol = ctx.handles.solver;
   if (n >= m) {
     RRAE_FAST_CUDA_TRY(solver::Copy(blas, 'N', n, m, a, n, w.w, n));
+    LaunchZeroIfFlagged(ctx.stream, flag, kFlagNonFinite, w.w, m * n);  // its outputs are NaN
     RRAE_FAST_CUDA_TRY(
         solver::Gesvd(sol, n, m, w.w, w.sig, w.left, w.right, w.work, w.lwork, w.rwork, dev_info));
     // u[q, j] = R[j, q]: the first kw rows of R (m x m, ld m), as a kw x m column-major block.
@@ -41,6 +43,7 @@ Status DenseSvd(const Context& ctx, int64_t m, int64_t n, int64_t kw, const T* a
         cudaMemcpyAsync(vt, w.left, sizeof(T) * kw * n, cudaMemcpyDeviceToDevice, ctx.stream));
   } else {
     RRAE_FAST_CUDA_TRY(solver::Copy(blas, 'T', m, n, a, n, w.w, m));
+    LaunchZeroIfFlagged(ctx.stream, flag, kFlagNonFinite, w.w, m * n);
     RRAE_FAST_CUDA_TRY(
         solver::Gesvd(sol, m, n, w.w, w.sig, w.left, w.right, w.work, w.lwork, w.rwork, dev_info));
     // u[q, j] = L[q, j] (L m x n, ld m); vt[j, p] = R[j, p] (R n x n, ld n).
@@ -55,8 +58,8 @@ Status DenseSvd(const Context& ctx, int64_t m, int64_t n, int64_t kw, const T* a
 template Status CarveDense<float>(const Context&, int64_t, int64_t, Carver&, DenseWork<float>*);
 template Status CarveDense<double>(const Context&, int64_t, int64_t, Carver&, DenseWork<double>*);
 template Status DenseSvd<float>(const Context&, int64_t, int64_t, int64_t, const float*, float*,
-                                float*, float*, int*, const DenseWork<float>&);
+                                float*, float*, const int32_t*, int*, const DenseWork<float>&);
 template Status DenseSvd<double>(const Context&, int64_t, int64_t, int64_t, const double*, double*,
-                                 double*, double*, int*, const DenseWork<double>&);
+                                 double*, double*, const int32_t*, int*, const DenseWork<double>&);
 
 }  // namespace rrae_fast::cuda

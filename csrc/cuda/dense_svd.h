@@ -27,10 +27,12 @@ Status CarveDense(const Context& ctx, int64_t m, int64_t n, Carver& carver, Dens
 
 // Top-kw triplets of the row-major m x n matrix `a` into u (row-major m x kw), s (kw) and vt
 // (row-major kw x n), unsigned. `dev_info` (device) receives gesvd's info: > 0 when it did not
-// converge (the epilogue then writes NaN). Enqueued on ctx.stream; no synchronisation.
+// converge (the epilogue then writes NaN). Where the member's `flag` (device) says its input is
+// not finite, gesvd factors zeros instead (the epilogue writes NaN). Enqueued on ctx.stream; no
+// synchronisation.
 template <typename T>
 Status DenseSvd(const Context& ctx, int64_t m, int64_t n, int64_t kw, const T* a, T* u, T* s,
-                T* vt, int* dev_info, const DenseWork<T>& work);
+                T* vt, const int32_t* flag, int* dev_info, const DenseWork<T>& work);
 
 }  // namespace rrae_fast::cuda
 

@@ -60,10 +60,10 @@ __global__ void CopyUpperKernel(int64_t b, const T* qr, int64_t rows, T* r) {
 }
 
 template <typename T>
-__global__ void ResidualTestKernel(int64_t m, const T* av, const T* u, const T* sig,
+__global__ void ResidualTestKernel(int64_t m, int64_t kw, const T* av, const T* u, const T* sig,
                                    const int32_t* k, double tol, int32_t* flag) {
   __shared__ double scratch[kThreads / 32];
-  const int32_t kk = *k;
+  const int32_t kk = static_cast<int32_t>(*k < kw ? *k : kw);
   const double top = double(sig[0]);
   double worst = 0;
   bool bad = !isfinite(top);
@@ -166,9 +166,22 @@ __global__ void SignConventionKernel(int64_t m, int64_t n, int64_t kw, T* u, T* 
     }
     __syncthreads();
   }
-  if (!(ub[best_idx[0] * kw + j] < T(0))) return;  // uniform across the block
+  // Every thread reads the deciding entry before any of them negates it (the thread that owns
+  // that row could otherwise flip it before a slower warp has looked).
+  const bool flip = ub[best_idx[0] * kw + j] < T(0);
+  __syncthreads();
+  if (!flip) return;  // uniform across the block
   for (int64_t q = threadIdx.x; q < m; q += blockDim.x) ub[q * kw + j] = -ub[q * kw + j];
   for (int64_t p = threadIdx.x; p < n; p += blockDim.x) vb[j * n + p] = -vb[j * n + p];
+}
+
+template <typename T>
+__global__ void ZeroIfFlaggedKernel(const int32_t* flag, int32_t bit, T* x, int64_t count) {
+  if (!(*flag & bit)) return;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    x[i] = T(0);
+  }
 }
 
 int Blocks(int64_t count) {
@@ -200,9 +213,19 @@ void LaunchCopyUpper(cudaStream_t stream, int64_t b, const T* qr, int64_t rows, 
 }
 
 template <typename T>
-void LaunchResidualTest(cudaStream_t stream, int64_t m, const T* av, const T* u, const T* sig,
-                        const int32_t* k, double tol, int32_t* flag) {
-  ResidualTestKernel<T><<<1, kThreads, 0, stream>>>(m, av, u, sig, k, tol, flag);
+void LaunchResidualTest(cudaStream_t stream, int64_t m, int64_t kw, const T* av, const T* u,
+                        const T* sig, const int32_t* k, double tol, int32_t* flag) {
+  ResidualTestKernel<T><<<1, kThreads, 0, stream>>>(m, kw, av, u, sig, k, tol, flag);
+}
+
+template <typename T>
+void LaunchZeroIfFlagged(cudaStream_t stream, const int32_t* flag, int32_t bit, T* x,
+                         int64_t count) {
+  // Few blocks: they return at once unless the member is flagged, which is rare.
+  if (count > 0) {
+    ZeroIfFlaggedKernel<T>
+        <<<std::min(Blocks(count), 64), kThreads, 0, stream>>>(flag, bit, x, count);
+  }
 }
 
 void LaunchInfoToFlags(cudaStream_t stream, int64_t count, const int* dev_info, int32_t bit,
@@ -235,12 +258,14 @@ void LaunchSignConvention(cudaStream_t stream, int64_t batch, int64_t m, int64_t
   template void LaunchFillRandom<T>(cudaStream_t, T*, int64_t, uint64_t);                        \
   template void LaunchSanitizeColumns<T>(cudaStream_t, int64_t, int64_t, T*, int64_t, uint64_t); \
   template void LaunchCopyUpper<T>(cudaStream_t, int64_t, const T*, int64_t, T*);                \
-  template void LaunchResidualTest<T>(cudaStream_t, int64_t, const T*, const T*, const T*,       \
-                                      const int32_t*, double, int32_t*);                         \
+  template void LaunchResidualTest<T>(cudaStream_t, int64_t, int64_t, const T*, const T*,        \
+                                      const T*, const int32_t*, double, int32_t*);               \
   template void LaunchFinalize<T>(cudaStream_t, int64_t, int64_t, int64_t, int64_t,              \
                                   const int32_t*, const int32_t*, int32_t, int32_t, T*, T*, T*,  \
                                   int32_t*);                                                     \
-  template void LaunchSignConvention<T>(cudaStream_t, int64_t, int64_t, int64_t, int64_t, T*, T*);
+  template void LaunchSignConvention<T>(cudaStream_t, int64_t, int64_t, int64_t, int64_t, T*,    \
+                                        T*);                                                     \
+  template void LaunchZeroIfFlagged<T>(cudaStream_t, const int32_t*, int32_t, T*, int64_t);
 
 RRAE_FAST_INSTANTIATE(float)
 RRAE_FAST_INSTANTIATE(double)

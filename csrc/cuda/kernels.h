@@ -35,11 +35,17 @@ void LaunchSanitizeColumns(cudaStream_t stream, int64_t rows, int64_t cols, T* x
 template <typename T>
 void LaunchCopyUpper(cudaStream_t stream, int64_t b, const T* qr, int64_t rows, T* r);
 
-// *flag |= kFlagUnconverged unless every column j < *k of av − u·diag(sig) (m rows, ld m) has
-// norm <= tol·sig[0] (and is finite).
+// *flag |= kFlagUnconverged unless every column j < min(*k, kw) of av − u·diag(sig) (m rows,
+// ld m) has norm <= tol·sig[0] (and is finite).
 template <typename T>
-void LaunchResidualTest(cudaStream_t stream, int64_t m, const T* av, const T* u, const T* sig,
-                        const int32_t* k, double tol, int32_t* flag);
+void LaunchResidualTest(cudaStream_t stream, int64_t m, int64_t kw, const T* av, const T* u,
+                        const T* sig, const int32_t* k, double tol, int32_t* flag);
+
+// x[0 .. count) = 0 if *flag has `bit` (a non-finite member's copies, before the solvers see
+// them: cuSOLVER may fail the whole call on NaN instead of reporting it in its info).
+template <typename T>
+void LaunchZeroIfFlagged(cudaStream_t stream, const int32_t* flag, int32_t bit, T* x,
+                         int64_t count);
 
 // flags[i] |= bit where dev_info[i] != 0.
 void LaunchInfoToFlags(cudaStream_t stream, int64_t count, const int* dev_info, int32_t bit,

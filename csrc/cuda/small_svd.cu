@@ -36,31 +36,53 @@ __device__ inline int Player(int slot, int step, int c2) {
   return slot == 0 ? 0 : 1 + (slot - 1 + step) % (c2 - 1);
 }
 
-// Orthonormal completion of column j of W (rows r) against the columns in `done`.
+// Orthonormal completion of column j of W (rows r) against the columns in `done`: the unit
+// vector e_i least covered by them (the smallest Σ_o W[i][o]²), projected out twice and
+// normalised. With f < r finished orthonormal columns the coverages sum to f, so the least is
+// at most f / r and e_i keeps at least 1 − f/r ≥ 1/r of its squared norm. (Trying e_0, e_1, ...
+// until one kept half of its norm failed for the last column of a square rank-deficient matrix,
+// where each e_i keeps only x_i² of the one direction left.) One warp.
 template <typename T>
 __device__ void CompleteColumn(int r, int c, T* W, int j, const int* done_flags, int lane) {
-  for (int cand = 0; cand < r; ++cand) {
-    for (int i = lane; i < r; i += 32) W[i + j * r] = T(i == cand ? 1 : 0);
-    __syncwarp();
-    for (int pass = 0; pass < 2; ++pass) {
-      for (int o = 0; o < c; ++o) {
-        if (o == j || !done_flags[o]) continue;
-        double dot = 0;
-        for (int i = lane; i < r; i += 32) dot += double(W[i + o * r]) * double(W[i + j * r]);
-        dot = WarpAllSum(dot);
-        for (int i = lane; i < r; i += 32) W[i + j * r] -= T(dot) * W[i + o * r];
-        __syncwarp();
-      }
+  double least = 2;
+  int cand = 0;
+  for (int i = lane; i < r; i += 32) {
+    double covered = 0;
+    for (int o = 0; o < c; ++o) {
+      if (o == j || !done_flags[o]) continue;
+      const double w = double(W[i + o * r]);
+      covered += w * w;
     }
-    double nrm = 0;
-    for (int i = lane; i < r; i += 32) nrm += double(W[i + j * r]) * double(W[i + j * r]);
-    nrm = sqrt(WarpAllSum(nrm));
-    if (nrm > 0.5) {
-      for (int i = lane; i < r; i += 32) W[i + j * r] = T(double(W[i + j * r]) / nrm);
-      __syncwarp();
-      return;
+    if (covered < least) {
+      least = covered;
+      cand = i;
     }
   }
+  for (int offset = 16; offset > 0; offset /= 2) {  // the warp's least, the lower index on ties
+    const double other = __shfl_xor_sync(0xffffffffu, least, offset);
+    const int other_cand = __shfl_xor_sync(0xffffffffu, cand, offset);
+    if (other < least || (other == least && other_cand < cand)) {
+      least = other;
+      cand = other_cand;
+    }
+  }
+  for (int i = lane; i < r; i += 32) W[i + j * r] = T(i == cand ? 1 : 0);
+  __syncwarp();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int o = 0; o < c; ++o) {
+      if (o == j || !done_flags[o]) continue;
+      double dot = 0;
+      for (int i = lane; i < r; i += 32) dot += double(W[i + o * r]) * double(W[i + j * r]);
+      dot = WarpAllSum(dot);
+      for (int i = lane; i < r; i += 32) W[i + j * r] -= T(dot) * W[i + o * r];
+      __syncwarp();
+    }
+  }
+  double nrm = 0;
+  for (int i = lane; i < r; i += 32) nrm += double(W[i + j * r]) * double(W[i + j * r]);
+  nrm = sqrt(WarpAllSum(nrm));
+  for (int i = lane; i < r; i += 32) W[i + j * r] = T(double(W[i + j * r]) / nrm);
+  __syncwarp();
 }
 
 template <typename T>
@@ -215,8 +237,11 @@ size_t JacobiSharedBytes(int64_t m, int64_t n, size_t element_size) {
 }
 
 bool JacobiFits(int64_t m, int64_t n, size_t element_size) {
+  // The opt-in limit covers the dynamic shared memory and the kernel's static variables (a few
+  // bytes) together.
+  constexpr size_t kStaticShared = 64;
   return std::min(m, n) <= kJacobiMaxCols &&
-         JacobiSharedBytes(m, n, element_size) <= size_t(MaxSharedOptin());
+         JacobiSharedBytes(m, n, element_size) + kStaticShared <= size_t(MaxSharedOptin());
 }
 
 template <typename T>

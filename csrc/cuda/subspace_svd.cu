@@ -79,11 +79,19 @@ Status SubspaceSvd(const Context& ctx, int64_t m, int64_t n, int64_t kw, const T
   cublasHandle_t blas = ctx.handles.blas;
   const int64_t b = opt.block;
   // A·X = (Aᵀ)ᵀ·X and Aᵀ·X with Aᵀ the column-major n x m input.
+  // A non-finite member's products are zeroed before anything factors them (its outputs are
+  // NaN in the epilogue).
   auto times_a = [&](int64_t cols, const T* x, T* out) {  // out (m x cols) = A x (x: n x cols)
-    return solver::Gemm(blas, 'T', 'N', m, cols, n, T(1), a, n, x, n, T(0), out, m);
+    const cublasStatus_t st =
+        solver::Gemm(blas, 'T', 'N', m, cols, n, T(1), a, n, x, n, T(0), out, m);
+    LaunchZeroIfFlagged(ctx.stream, flag, kFlagNonFinite, out, m * cols);
+    return st;
   };
   auto times_at = [&](int64_t cols, const T* x, T* out) {  // out (n x cols) = Aᵀ x (x: m x cols)
-    return solver::Gemm(blas, 'N', 'N', n, cols, m, T(1), a, n, x, m, T(0), out, n);
+    const cublasStatus_t st =
+        solver::Gemm(blas, 'N', 'N', n, cols, m, T(1), a, n, x, m, T(0), out, n);
+    LaunchZeroIfFlagged(ctx.stream, flag, kFlagNonFinite, out, n * cols);
+    return st;
   };
 
   // ---- Start: Y = orth([init | A Ω]).
@@ -118,7 +126,7 @@ Status SubspaceSvd(const Context& ctx, int64_t m, int64_t n, int64_t kw, const T
 
   // ---- Residual test on the device.
   RRAE_FAST_CUDA_TRY(times_a(kw, w.vk, w.av));
-  LaunchResidualTest(ctx.stream, m, w.av, w.uk, w.sig, k, opt.tol, flag);
+  LaunchResidualTest(ctx.stream, m, kw, w.av, w.uk, w.sig, k, opt.tol, flag);
 
   // ---- Outputs: u row-major (m x kw) = U_kᵀ column-major; vt row-major (kw x n) = V_k.
   RRAE_FAST_CUDA_TRY(solver::Copy(blas, 'T', kw, m, w.uk, m, u, kw));

@@ -46,6 +46,9 @@ Status TruncatedSvd(const Context& ctx, const Allocator& allocate, int64_t batch
                     int64_t n, const int32_t* k, int64_t max_k, const T* a, const T* init,
                     int64_t init_cols, T* u, T* s, T* vt, int32_t* info, Method method) {
   if (batch == 0) return Status::Ok();
+  // An error left from an earlier runtime call on this thread would otherwise be reported by
+  // the cudaGetLastError checks below as this call's.
+  (void)cudaGetLastError();
   const Path path = ChoosePath(m, n, max_k, sizeof(T), method);
   const SubspaceOptions opt =
       IterativeOptions(m, n, max_k, double(std::numeric_limits<T>::epsilon()));
@@ -81,7 +84,8 @@ Status TruncatedSvd(const Context& ctx, const Allocator& allocate, int64_t batch
   } else if (path == Path::kDense) {
     for (int64_t b = 0; b < batch; ++b) {
       RRAE_FAST_RETURN_IF_ERROR(DenseSvd<T>(ctx, m, n, max_k, a + b * m * n, u + b * m * max_k,
-                                            s + b * max_k, vt + b * max_k * n, infos + b, dense));
+                                            s + b * max_k, vt + b * max_k * n, flags + b,
+                                            infos + b, dense));
     }
     LaunchInfoToFlags(ctx.stream, batch, infos, kFlagSolverFailed, flags);
   } else {
