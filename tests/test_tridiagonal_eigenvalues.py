@@ -91,7 +91,9 @@ def test_multisection_does_not_depend_on_the_scale(rng, isa, scale):
         norm = max(np.max(np.abs(d)) + 2 * np.max(np.abs(e[:-1])), 1e-300)
         for k in (1, 16, 96):
             got = top(d * scale, e * scale, k, True)
-            np.testing.assert_allclose(got / scale, reference(d, e, k), rtol=0, atol=16 * EPS * norm)
+            np.testing.assert_allclose(
+                got / scale, reference(d, e, k), rtol=0, atol=16 * EPS * norm
+            )
 
 
 def test_the_two_solvers_agree_on_a_gram_spectrum(rng):
