@@ -890,27 +890,31 @@ __attribute__((always_inline)) inline void FactorShiftedBody(int64_t p, const do
   }
 }
 
-// x <- (T − σ_t I)⁻¹ x in every lane, x being p x kLuLanes (lane t in column t).
+// x <- (T − σ_t I)⁻¹ x for the kCount lanes t = first, first + 1, ..., whose vectors are the
+// columns of x (p rows, ld apart): all lanes at once as a p x kLuLanes block, or one as a
+// plain vector.
+template <int kCount>
 __attribute__((always_inline)) inline void SolveShiftedBody(int64_t p, const ShiftedLu& f,
-                                                            double* x) {
+                                                            int first, double* x, int64_t ld) {
   constexpr int L = kLuLanes;
   for (int64_t i = 0; i + 1 < p; ++i) {
 #pragma omp simd
-    for (int t = 0; t < L; ++t) {
-      const double here = x[i * L + t], there = x[(i + 1) * L + t];
-      const bool swap = f.swap[i * L + t] != 0;
+    for (int t = 0; t < kCount; ++t) {
+      const int64_t at = i * L + first + t;
+      const double here = x[i * ld + t], there = x[(i + 1) * ld + t];
+      const bool swap = f.swap[at] != 0;
       const double pivot_row = swap ? there : here;
-      x[i * L + t] = pivot_row;
-      x[(i + 1) * L + t] = (swap ? here : there) - f.l[i * L + t] * pivot_row;
+      x[i * ld + t] = pivot_row;
+      x[(i + 1) * ld + t] = (swap ? here : there) - f.l[at] * pivot_row;
     }
   }
   for (int64_t i = p - 1; i >= 0; --i) {
 #pragma omp simd
-    for (int t = 0; t < L; ++t) {
-      const double next = i + 1 < p ? x[(i + 1) * L + t] : 0;
-      const double after = i + 2 < p ? x[(i + 2) * L + t] : 0;
-      x[i * L + t] =
-          (x[i * L + t] - f.u1[i * L + t] * next - f.u2[i * L + t] * after) * f.u0[i * L + t];
+    for (int t = 0; t < kCount; ++t) {
+      const int64_t at = i * L + first + t;
+      const double next = i + 1 < p ? x[(i + 1) * ld + t] : 0;
+      const double after = i + 2 < p ? x[(i + 2) * ld + t] : 0;
+      x[i * ld + t] = (x[i * ld + t] - f.u1[at] * next - f.u2[at] * after) * f.u0[at];
     }
   }
 }
@@ -927,28 +931,16 @@ void FactorShiftedGeneric(int64_t p, const double* d, const double* e, const dou
 }
 
 RRAE_FAST_AVX2 void SolveShiftedAvx2(int64_t p, const ShiftedLu& f, double* x) {
-  SolveShiftedBody(p, f, x);
+  SolveShiftedBody<kLuLanes>(p, f, 0, x, kLuLanes);
 }
 
-void SolveShiftedGeneric(int64_t p, const ShiftedLu& f, double* x) { SolveShiftedBody(p, f, x); }
+void SolveShiftedGeneric(int64_t p, const ShiftedLu& f, double* x) {
+  SolveShiftedBody<kLuLanes>(p, f, 0, x, kLuLanes);
+}
 
 // x <- (T − σ_t I)⁻¹ x for lane t alone, x a plain vector of p entries.
 void SolveShiftedLane(int64_t p, const ShiftedLu& f, int t, double* x) {
-  constexpr int L = kLuLanes;
-  for (int64_t i = 0; i + 1 < p; ++i) {
-    const double here = x[i], there = x[i + 1];
-    const bool swap = f.swap[i * L + t] != 0;
-    const double pivot_row = swap ? there : here;
-    x[i] = pivot_row;
-    x[i + 1] = (swap ? here : there) - f.l[i * L + t] * pivot_row;
-  }
-  x[p - 1] *= f.u0[(p - 1) * L + t];
-  if (p >= 2) {
-    x[p - 2] = (x[p - 2] - f.u1[(p - 2) * L + t] * x[p - 1]) * f.u0[(p - 2) * L + t];
-  }
-  for (int64_t i = p - 3; i >= 0; --i) {
-    x[i] = (x[i] - f.u1[i * L + t] * x[i + 1] - f.u2[i * L + t] * x[i + 2]) * f.u0[i * L + t];
-  }
+  SolveShiftedBody<1>(p, f, t, x, 1);
 }
 
 // ‖T x − λ x‖_∞.
