@@ -660,8 +660,8 @@ constexpr int kNewtonPasses = 24;
 //   point and goes a quarter of the tolerance further, so that once the steps are that small
 //   the next point lands past the root and closes the bracket. A step that leaves the bracket,
 //   or is not half as long as the one two passes before, takes the bracket's middle instead
-//   (the safeguard of Numerical Recipes' rtsafe). (Bisection
-//   gains one bit per count; Newton doubles the correct digits per pass near a simple root.)
+//   (the safeguard of Numerical Recipes' rtsafe). Bisection gains one bit per count; Newton
+//   doubles the correct digits per pass near a simple root.
 // Eigenvalues left after kNewtonPasses go back to the multisection. Not sorted: ties may leave
 // the middles out of order. work: 2p + 5k.
 template <bool kAvx2>
@@ -844,17 +844,16 @@ struct ShiftedLu {
   double *u0, *u1, *u2, *l, *swap;  // p x kLuLanes each
 };
 
-// Factors of T − σ_t I for lanes t < n; pivots smaller than `tiny` are replaced by ±tiny.
+// Factors of T − σ_t I for every lane t; pivots smaller than `tiny` are replaced by ±tiny.
 // Branch-free: the pivoting pattern near an eigenvalue is data-dependent, and mispredicted
 // branches had cost about as much as the arithmetic.
 __attribute__((always_inline)) inline void FactorShiftedBody(int64_t p, const double* d,
                                                              const double* e, const double* sigma,
-                                                             int n, double tiny,
-                                                             const ShiftedLu& f) {
+                                                             double tiny, const ShiftedLu& f) {
   constexpr int L = kLuLanes;
   double alpha[L], beta[L];  // the current row: alpha at column i, beta at column i + 1
   for (int t = 0; t < L; ++t) {
-    alpha[t] = d[0] - (t < n ? sigma[t] : sigma[0]);
+    alpha[t] = d[0] - sigma[t];
     beta[t] = p > 1 ? e[0] : 0;
   }
   for (int64_t i = 0; i + 1 < p; ++i) {
@@ -863,7 +862,7 @@ __attribute__((always_inline)) inline void FactorShiftedBody(int64_t p, const do
     const double b_next = i + 2 < p ? e[i + 1] : 0;
 #pragma omp simd
     for (int t = 0; t < L; ++t) {
-      const double a_next = dn - (t < n ? sigma[t] : sigma[0]);
+      const double a_next = dn - sigma[t];
       const bool swap = std::abs(alpha[t]) < std::abs(c);
       // Without a swap the multiplier is c / α (0 where α = 0 = c), with one α / c.
       const double num = swap ? alpha[t] : c, den = swap ? c : alpha[t];
@@ -920,14 +919,13 @@ __attribute__((always_inline)) inline void SolveShiftedBody(int64_t p, const Shi
 }
 
 RRAE_FAST_AVX2 void FactorShiftedAvx2(int64_t p, const double* d, const double* e,
-                                      const double* sigma, int n, double tiny,
-                                      const ShiftedLu& f) {
-  FactorShiftedBody(p, d, e, sigma, n, tiny, f);
+                                      const double* sigma, double tiny, const ShiftedLu& f) {
+  FactorShiftedBody(p, d, e, sigma, tiny, f);
 }
 
-void FactorShiftedGeneric(int64_t p, const double* d, const double* e, const double* sigma, int n,
+void FactorShiftedGeneric(int64_t p, const double* d, const double* e, const double* sigma,
                           double tiny, const ShiftedLu& f) {
-  FactorShiftedBody(p, d, e, sigma, n, tiny, f);
+  FactorShiftedBody(p, d, e, sigma, tiny, f);
 }
 
 RRAE_FAST_AVX2 void SolveShiftedAvx2(int64_t p, const ShiftedLu& f, double* x) {
@@ -988,10 +986,11 @@ bool TopEigenvectors(int64_t p, int64_t k, const double* d, const double* e, con
       previous = sigma[t] = shift;
       cluster_first[t] = first;
     }
+    std::fill(sigma + n, sigma + L, sigma[n - 1]);  // lanes beyond the last repeat it
     if (avx2) {
-      FactorShiftedAvx2(p, d, e, sigma, n, tiny, f);
+      FactorShiftedAvx2(p, d, e, sigma, tiny, f);
     } else {
-      FactorShiftedGeneric(p, d, e, sigma, n, tiny, f);
+      FactorShiftedGeneric(p, d, e, sigma, tiny, f);
     }
     for (int t = 0; t < L; ++t) {
       uint64_t state = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(j0 + std::min(t, n - 1) + 1);
