@@ -15,6 +15,7 @@ import scipy.linalg.cython_lapack as _cython_lapack
 from . import _cpu
 
 TRUNCATED_SVD_TARGET = "rrae_fast_truncated_svd"
+SHIFTED_GRAM_SOLVE_TARGET = "rrae_fast_shifted_gram_solve"  # CPU only
 
 _BLAS_ROUTINES = ("gemm", "syrk", "trsm", "trmm")
 _LAPACK_ROUTINES = ("gesdd", "gesvd", "potrf", "geqrf", "orgqr", "syevd", "trcon")

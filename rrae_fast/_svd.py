@@ -35,12 +35,19 @@ def _jvp_factors(a, k, max_k, init, method, gradient):
     return _tsvd(a, k, init, max_k, method, "tangent")
 
 
-def _iterative_backward(a, max_k: int, method: str) -> bool:
-    """Exact derivatives by solves instead of a full SVD: where the forward pass iterates."""
-    if method != "auto":
-        return method == "iterative"
+def _backward_solver(a, max_k: int, method: str) -> str | None:
+    """How exact derivatives get the discarded spectrum's coupling (rrae_fast._resolvent):
+
+    ``"cg"`` (solves by CG) where the forward pass iterates; ``"gram"`` (the short side's
+    projected Gram matrix, one native call) for small matrices and small k, whatever the
+    method (``_resolvent.prefer_gram_solves``); ``None`` (a full SVD) otherwise.
+    """
     m, n = a.shape[-2:]
-    return _native.prefer_iterative(m, n, max_k)
+    if method == "iterative" or (method == "auto" and _native.prefer_iterative(m, n, max_k)):
+        return "cg"
+    if _resolvent.prefer_gram_solves(m, n, max_k):
+        return "gram"
+    return None
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
@@ -59,15 +66,17 @@ def _cut(k, max_k, u, s, vt):
     )
 
 
-def _solved_tangent(a, k, max_k, u, s, vt, da):
+def _solved_tangent(a, k, max_k, u, s, vt, da, solver):
     """Tangent of the top-k factors from the solves (no full SVD), width max_k."""
-    omega, x, y = _resolvent.coupling(a, u, s, vt, k, da)
+    omega, x, y = _resolvent.coupling(a, u, s, vt, k, da, solver=solver)
     blocks = (omega, jnp.swapaxes(x, -1, -2), jnp.swapaxes(y, -1, -2))
     return _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k, complement=blocks)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
-def _attempt(a, k, init, max_k: int, method: str) -> tuple[Array, Array, Array, Array]:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
+def _attempt(
+    a, k, init, max_k: int, method: str, solver: str
+) -> tuple[Array, Array, Array, Array]:
     """The forward pass without a fallback after an iteration (rrae_fast._forward.attempt),
     differentiable where it converged: the derivative rules take the full SVD only when it did
     not, once for primal and tangent, instead of after the forward pass's own fallback."""
@@ -75,26 +84,28 @@ def _attempt(a, k, init, max_k: int, method: str) -> tuple[Array, Array, Array, 
 
 
 @_attempt.defjvp
-def _attempt_jvp(max_k, method, primals, tangents):
+def _attempt_jvp(max_k, method, solver, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents
-    u, s, vt, converged = _attempt(a, k, init, max_k, method)
-    du, ds, dvt = _cut(k, max_k, *_solved_tangent(a, k, max_k, u, s, vt, da))
+    u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)
+    du, ds, dvt = _cut(k, max_k, *_solved_tangent(a, k, max_k, u, s, vt, da, solver))
     return (u, s, vt, converged), (du, ds, dvt, np.zeros(converged.shape, jax.dtypes.float0))
 
 
 @_tsvd.defjvp
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
-    if gradient == "exact" and _iterative_backward(a, max_k, method):
-        u, s, vt, converged = _attempt(a, k, init, max_k, method)
+    solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
+    if solver:
+        u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)
 
         def by_solves():
-            return (u, s, vt), _solved_tangent(a, k, max_k, u, s, vt, da)
+            return (u, s, vt), _solved_tangent(a, k, max_k, u, s, vt, da, solver)
 
         def by_full_svd():  # the iteration gave up: one full SVD for primal and tangent
             return _lean_full_tsvd_jvp(a, k, max_k, init, method, da)
 
-        (u, s, vt), (du, ds, dvt) = jax.lax.cond(jnp.all(converged), by_solves, by_full_svd)
+        converged = _resolvent.every_member(jnp.all(converged))
+        (u, s, vt), (du, ds, dvt) = jax.lax.cond(converged, by_solves, by_full_svd)
     else:
         u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
         du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
@@ -124,13 +135,15 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
 @_rank_reduce.defjvp
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
-    if gradient == "exact" and _iterative_backward(a, max_k, method):
-        u, s, vt, converged = _attempt(a, k, init, max_k, method)  # zero beyond k
-        solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k)
+    solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
+    if solver:
+        u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)  # zero beyond k
+        solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k, solver)
+        solvable = _resolvent.every_member(solvable)
 
         def by_solves():
             # dA_k = U Ω Vᵀ + X Σ Vᵀ + U Σ Yᵀ, with X and Y as rows: two products of width k.
-            omega, x, y = _resolvent.coupling(a, u, s, vt, k, da, solvable)
+            omega, x, y = _resolvent.coupling(a, u, s, vt, k, da, solvable, solver)
             st = _resolvent.stable_singular_values(s, *a.shape[-2:])[..., :, None]
             tangent = u @ (omega @ vt + st * y) + jnp.swapaxes(st * x, -1, -2) @ vt
             return _product(u, s, vt), tangent

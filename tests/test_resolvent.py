@@ -1,4 +1,5 @@
-"""Exact derivatives by shifted CG solves (no full SVD) against the dense rule."""
+"""Exact derivatives by shifted solves (CG, or the projected Gram matrix of the short side; no
+full SVD) against the dense rule."""
 
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ def _clear():
     _svd._truncated_svd_jit.clear_cache()
 
 
+#: The backward routes a test can force: solves by CG, solves by the Gram matrix, full SVD.
+SOLVERS = {"iterative": "cg", "gram": "gram", "dense": None}
+
+
 @pytest.fixture
 def backward(monkeypatch):
-    """Returns f(name) that runs a callable with the iterative or the dense backward forced."""
+    """Returns f(name) that runs a callable with a backward route of SOLVERS forced."""
 
     def force(which: str):
-        monkeypatch.setattr(
-            _svd, "_iterative_backward", lambda a, max_k, method: which == "iterative"
-        )
+        monkeypatch.setattr(_svd, "_backward_solver", lambda a, max_k, method: SOLVERS[which])
         # Solve even where the cost gate would prefer the full SVD (small test matrices).
         monkeypatch.setattr(_resolvent, "worth_solving", lambda *args: jnp.array(True))
         _clear()
@@ -52,18 +55,20 @@ def _grads(backward, which, fn, a):
     return np.asarray(jax.jit(jax.grad(fn))(a))
 
 
+@pytest.mark.parametrize("solver", ["iterative", "gram"])
 @pytest.mark.parametrize("name", ["rank_reduce", "truncated_svd"])
-@pytest.mark.parametrize("shape,k", [((12, 9), 3), ((9, 12), 4), ((12, 9), 1)])
-def test_agrees_with_dense_rule_on_gapped_spectra(rng, backward, name, shape, k):
-    """CG solves give the dense rule's gradient (rel 1e-6 in float64) on gapped spectra."""
+@pytest.mark.parametrize("shape,k", [((12, 9), 3), ((9, 12), 4), ((12, 9), 1), ((9, 9), 9)])
+def test_agrees_with_dense_rule_on_gapped_spectra(rng, backward, solver, name, shape, k):
+    """The solves give the dense rule's gradient (rel 1e-6 in float64) on gapped spectra."""
     sigma = np.concatenate([np.linspace(5, 2, k), 0.5 * 0.7 ** np.arange(min(shape) - k)])
     a = helpers.planted(rng, *shape, sigma)
     fn = _losses(k)[name]
-    g_it, g_dense = (_grads(backward, w, fn, a) for w in ("iterative", "dense"))
+    g_it, g_dense = (_grads(backward, w, fn, a) for w in (solver, "dense"))
     assert np.linalg.norm(g_it - g_dense) <= 1e-6 * np.linalg.norm(g_dense)
 
 
-def test_jvp_and_traced_k_and_vmap(rng, backward):
+@pytest.mark.parametrize("solver", ["iterative", "gram"])
+def test_jvp_and_traced_k_and_vmap(rng, backward, solver):
     """jvp, a traced k and vmap through the solves match the dense rule."""
     a = np.stack([helpers.planted(rng, 12, 9, np.linspace(6, 0.1, 9)) for _ in range(3)])
     da = rng.standard_normal(a.shape)
@@ -80,33 +85,38 @@ def test_jvp_and_traced_k_and_vmap(rng, backward):
         )
         return np.asarray(f(a, da, 3))
 
-    out, ref = run("iterative"), run("dense")
+    out, ref = run(solver), run("dense")
     np.testing.assert_allclose(out, ref, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.parametrize("solver", ["iterative", "gram"])
 @pytest.mark.parametrize("name", ["rank_reduce", "truncated_svd"])
 @pytest.mark.parametrize(
     "sigma",
     [[3, 2, 2, 1, 0.5, 0.2], [3, 2, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]],
     ids=["tie_at_cut", "rank_below_k", "all_equal"],
 )
-def test_ties_fall_back_to_the_stable_dense_rule(rng, backward, name, sigma):
-    """Where CG cannot converge (ties at the cut, zero kept σ) the result is finite and stable."""
+def test_ties_fall_back_to_the_stable_dense_rule(rng, backward, solver, name, sigma):
+    """Where the solves cannot work (ties at the cut, zero kept σ) the result is finite and
+    stable."""
     a = helpers.planted(rng, 10, 6, sigma)
     fn = _losses(3)[name]
-    g_it, g_dense = (_grads(backward, w, fn, a) for w in ("iterative", "dense"))
+    g_it, g_dense = (_grads(backward, w, fn, a) for w in (solver, "dense"))
     assert np.all(np.isfinite(g_it))
     np.testing.assert_allclose(g_it, g_dense, rtol=1e-6, atol=1e-6 * np.abs(g_dense).max())
 
 
 def test_selected_where_the_forward_iterates(rng):
-    """The automatic choice uses the solves exactly where the forward pass iterates."""
-    assert _svd._iterative_backward(jnp.ones((600, 400)), 10, "auto")
-    assert not _svd._iterative_backward(jnp.ones((200, 64)), 10, "auto")
-    assert not _svd._iterative_backward(jnp.ones((600, 400)), 200, "auto")
+    """CG where the forward pass iterates, the Gram solves for small matrices, else none."""
+    assert _svd._backward_solver(jnp.ones((600, 400)), 10, "auto") == "cg"
+    assert _svd._backward_solver(jnp.ones((200, 64)), 10, "auto") == "gram"
+    assert _svd._backward_solver(jnp.ones((64, 200)), 16, "dense") == "gram"
+    assert _svd._backward_solver(jnp.ones((200, 64)), 32, "auto") is None  # k too large
+    assert _svd._backward_solver(jnp.ones((64, 32)), 2, "auto") is None  # too small to gain
+    assert _svd._backward_solver(jnp.ones((600, 400)), 200, "auto") is None
     # An explicit method decides for the backward pass too.
-    assert not _svd._iterative_backward(jnp.ones((600, 400)), 10, "dense")
-    assert _svd._iterative_backward(jnp.ones((200, 64)), 10, "iterative")
+    assert _svd._backward_solver(jnp.ones((600, 400)), 10, "dense") is None
+    assert _svd._backward_solver(jnp.ones((200, 64)), 10, "iterative") == "cg"
 
 
 def test_dense_method_differentiates_without_solves():
@@ -170,11 +180,12 @@ def test_cg_rtol_is_dtype_tied():
     assert _resolvent.cg_rtol(jnp.float32) > 1e3 * _resolvent.cg_rtol(jnp.float64)
 
 
-def test_hessian_through_the_solves(rng, backward):
+@pytest.mark.parametrize("solver", ["iterative", "gram"])
+def test_hessian_through_the_solves(rng, backward, solver):
     """Second derivatives run through the solves, symmetric and equal to the dense rule's."""
     a = helpers.planted(rng, 6, 5, [4.0, 3.0, 1.0, 0.5, 0.2])
     f = lambda x: jnp.sum(jnp.tanh(rrae_fast.rank_reduce(x, 2)))
-    backward("iterative")
+    backward(solver)
     h = np.asarray(jax.hessian(f)(a))
     backward("dense")
     h_dense = np.asarray(jax.hessian(f)(a))
@@ -231,7 +242,7 @@ def test_reverse_mode_keeps_only_the_full_factors_of_the_fallback(rng):
     low = helpers.planted(rng, m, n, np.linspace(10, 1, k))
     a = jnp.asarray(low + 1e-3 * rng.standard_normal((m, n)))
     t = rng.standard_normal((m, n))
-    assert _svd._iterative_backward(a, k, "auto")
+    assert _svd._backward_solver(a, k, "auto") == "cg"
     loss = lambda x: jnp.sum((rrae_fast.rank_reduce(x, k) - t) ** 2)
     residuals = jax.make_jaxpr(lambda x: jax.vjp(loss, x)[1])(a).jaxpr.outvars
     total = sum(int(np.prod(v.aval.shape)) for v in residuals)

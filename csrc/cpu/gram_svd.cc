@@ -112,16 +112,17 @@ double* RowBuffer(GramScratch& sc) {
 }
 
 // Rows [r0, r0 + count) of Y as float64 into out (count x p, row-major; column-major p x count).
-void LoadRows(const float* a, int64_t m, int64_t n, int64_t r0, int64_t count, double* out) {
+template <typename T>
+void LoadRows(const T* a, int64_t m, int64_t n, int64_t r0, int64_t count, double* out) {
   if (m >= n) {  // Y = A
     for (int64_t t = 0; t < count; ++t) {
-      const float* src = a + (r0 + t) * n;
+      const T* src = a + (r0 + t) * n;
       double* dst = out + t * n;
       for (int64_t c = 0; c < n; ++c) dst[c] = src[c];
     }
   } else {  // Y = Aᵀ: row r of Y is column r of A
     for (int64_t i = 0; i < m; ++i) {
-      const float* src = a + i * n + r0;
+      const T* src = a + i * n + r0;
       for (int64_t t = 0; t < count; ++t) out[t * m + i] = src[t];
     }
   }
@@ -159,7 +160,8 @@ RRAE_FAST_AVX2 void GramTilesAvx2(int64_t p, int64_t count, const double* rows, 
 // g (p x p) = Yᵀ Y in float64, over blocks of rows of Y: by the tiles above where p is a
 // multiple of 8 and AVX2 runs (about half the arithmetic of a GEMM; the lower triangle is then
 // mirrored), else one GEMM per block. Where Y is one block, it is left in sc.rows for MultiplyY.
-void GramMatrix(const Lapack<double>& la, const float* a, int64_t m, int64_t n, GramScratch& sc) {
+template <typename T>
+void GramMatrix(const Lapack<double>& la, const T* a, int64_t m, int64_t n, GramScratch& sc) {
   const int64_t p = std::min(m, n), q = std::max(m, n), block = RowBlock(p, q);
   double* rows = RowBuffer(sc);
   double* g = sc.g.data();
@@ -354,11 +356,13 @@ void Tridiagonalize(int64_t p, double* g, double* d, double* e, double* tau, dou
   }
 }
 
-// The rows of x (k x p, a vector per row) <- Q times them, one reflector at a time (the last
-// first), four rows per pass over the reflector.
+// The rows of x (k x p, a vector per row) <- Q times them (kTransposed: Qᵀ times them), one
+// reflector at a time (for Q the last first), four rows per pass over the reflector.
+template <bool kTransposed>
 __attribute__((always_inline)) inline void BackTransformBody(int64_t p, int64_t k, const double* g,
                                                              const double* tau, double* x) {
-  for (int64_t i = p - 3; i >= 0; --i) {
+  for (int64_t step = 0; step + 3 <= p; ++step) {
+    const int64_t i = kTransposed ? step : p - 3 - step;
     if (tau[i] == 0) continue;
     const double* v = g + i * p + i + 1;
     const int64_t len = p - i - 1;
@@ -401,20 +405,23 @@ __attribute__((always_inline)) inline void BackTransformBody(int64_t p, int64_t 
   }
 }
 
+template <bool kTransposed>
 RRAE_FAST_AVX2 void BackTransformAvx2(int64_t p, int64_t k, const double* g, const double* tau,
                                       double* x) {
-  BackTransformBody(p, k, g, tau, x);
+  BackTransformBody<kTransposed>(p, k, g, tau, x);
 }
 
+template <bool kTransposed>
 void BackTransformGeneric(int64_t p, int64_t k, const double* g, const double* tau, double* x) {
-  BackTransformBody(p, k, g, tau, x);
+  BackTransformBody<kTransposed>(p, k, g, tau, x);
 }
 
+template <bool kTransposed = false>
 void BackTransform(int64_t p, int64_t k, const double* g, const double* tau, double* x) {
   if (Avx2Available()) {
-    BackTransformAvx2(p, k, g, tau, x);
+    BackTransformAvx2<kTransposed>(p, k, g, tau, x);
   } else {
-    BackTransformGeneric(p, k, g, tau, x);
+    BackTransformGeneric<kTransposed>(p, k, g, tau, x);
   }
 }
 
@@ -1238,6 +1245,35 @@ bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t 
     }
   }
   return true;
+}
+
+// ------------------------------------------------------------------------------------------
+// Pieces shared with the shifted Gram solves
+// ------------------------------------------------------------------------------------------
+
+template <typename T>
+void GramOfShortSide(const Lapack<double>& la, const T* a, int64_t m, int64_t n, GramScratch& sc) {
+  const int64_t p = std::min(m, n), q = std::max(m, n);
+  sc.rows.resize(RowBlock(p, q) * p + 8);
+  sc.g.resize(p * p);
+  GramMatrix(la, a, m, n, sc);
+}
+template void GramOfShortSide<float>(const Lapack<double>&, const float*, int64_t, int64_t,
+                                     GramScratch&);
+template void GramOfShortSide<double>(const Lapack<double>&, const double*, int64_t, int64_t,
+                                      GramScratch&);
+
+void ReduceToTridiagonal(int64_t p, double* g, double* d, double* e, double* tau, double* w) {
+  Tridiagonalize(p, g, d, e, tau, w);
+}
+
+void ApplyReflectors(int64_t p, int64_t count, const double* g, const double* tau, bool transposed,
+                     double* x) {
+  if (transposed) {
+    BackTransform<true>(p, count, g, tau, x);
+  } else {
+    BackTransform<false>(p, count, g, tau, x);
+  }
 }
 
 }  // namespace rrae_fast::cpu

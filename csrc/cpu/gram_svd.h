@@ -60,6 +60,21 @@ bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d, const doub
 bool GramSvd(const Lapack<double>& la, int64_t m, int64_t n, int64_t k, int64_t ldu,
              const float* a, float* u, float* s, float* vt, GramScratch& sc);
 
+// Pieces of the path that the shifted Gram solves (shifted_gram_solve.h) use as well.
+//
+// sc.g (p x p, row-major) = Yᵀ Y in float64 for the row-major m x n matrix a, with Y = a
+// (m >= n) or aᵀ, p = min(m, n); sc.rows and sc.g are sized here.
+template <typename T>
+void GramOfShortSide(const Lapack<double>& la, const T* a, int64_t m, int64_t n, GramScratch& sc);
+// Householder reduction of the symmetric p x p matrix g (held in full, entries of magnitude at
+// most ~1) to the tridiagonal T = Qᵀ G Q with diagonal d and couplings e (e[p − 1] = 0); the
+// reflectors that make Q stay in g, their scalars in tau (p). w: 2p scratch.
+void ReduceToTridiagonal(int64_t p, double* g, double* d, double* e, double* tau, double* w);
+// The rows of x (count x p) <- Q times them, or Qᵀ times them where `transposed`, for the Q
+// that ReduceToTridiagonal left in (g, tau).
+void ApplyReflectors(int64_t p, int64_t count, const double* g, const double* tau, bool transposed,
+                     double* x);
+
 }  // namespace rrae_fast::cpu
 
 #endif  // RRAE_FAST_CPU_GRAM_SVD_H_

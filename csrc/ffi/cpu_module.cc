@@ -6,15 +6,18 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "cpu/avx2.h"
 #include "cpu/gram_svd.h"
 #include "cpu/lapack.h"
 #include "cpu/narrow_product.h"
+#include "cpu/shifted_gram_solve.h"
 #include "cpu/sketch_product.h"
 #include "cpu/truncated_svd.h"
 #include "ffi/ffi_helpers.h"
@@ -81,8 +84,88 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
                                   options);
 }
 
+// Shifted Gram solves (cpu/shifted_gram_solve.h): a [..., m, n], basis [..., c, p], s [..., c],
+// rhs [..., c, p] of one dtype (float32 or float64), p = min(m, n) <= kShiftedSolveMaxSide;
+// results z [..., c, p] and ok [...] int32.
+ffi::Error ShiftedGramSolveDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer basis,
+                                    ffi::AnyBuffer s, ffi::AnyBuffer rhs,
+                                    ffi::Result<ffi::AnyBuffer> z, ffi::Result<ffi::AnyBuffer> ok,
+                                    double margin) {
+  auto shape = ffi_helpers::SplitBatch(a.dimensions(), "input a");
+  if (shape.has_error()) return shape.error();
+  const int64_t m = shape->m, n = shape->n, p = std::min(m, n);
+  if (p < 1 || p > cpu::kShiftedSolveMaxSide) {
+    return ffi::Error::InvalidArgument("shifted Gram solves need 1 <= min(m, n) <= " +
+                                       std::to_string(cpu::kShiftedSolveMaxSide));
+  }
+  auto rows = ffi_helpers::SplitBatch(basis.dimensions(), "basis");
+  if (rows.has_error()) return rows.error();
+  const int64_t c = rows->m;
+  if (c < 1 || rows->n != p) {
+    return ffi::Error::InvalidArgument("basis must have shape [..., c, min(m, n)], c >= 1");
+  }
+  for (auto [buffer, r, cols, what] :
+       {std::tuple{&basis, c, p, "basis"}, std::tuple{&s, c, int64_t{-1}, "s"},
+        std::tuple{&rhs, c, p, "rhs"}, std::tuple{&*z, c, p, "z"}}) {
+    if (auto e = ffi_helpers::CheckShape(buffer->dimensions(), a.dimensions(), r, cols, what);
+        e.failure()) {
+      return e;
+    }
+  }
+  if (static_cast<int64_t>(ok->element_count()) != shape->batch ||
+      ok->dimensions().size() + 2 != a.dimensions().size()) {
+    return ffi::Error::InvalidArgument("ok must have the batch shape of a");
+  }
+  const ffi::DataType dtype = a.element_type();
+  if (dtype != ffi::DataType::F32 && dtype != ffi::DataType::F64) {
+    return ffi::Error::InvalidArgument("shifted Gram solves support float32 and float64");
+  }
+  if (basis.element_type() != dtype || s.element_type() != dtype || rhs.element_type() != dtype ||
+      z->element_type() != dtype || ok->element_type() != ffi::DataType::S32) {
+    return ffi::Error::InvalidArgument(
+        "basis, s, rhs and z must have the input's dtype, ok int32");
+  }
+  if (!(margin >= 0) || !std::isfinite(margin)) {
+    return ffi::Error::InvalidArgument("margin must be finite and >= 0");
+  }
+  const cpu::LapackTable& lapack = cpu::GlobalLapack();
+  if (!lapack.Complete()) {
+    return ffi::Error::Internal("rrae_fast: LAPACK pointers were not set; import rrae_fast");
+  }
+  const int64_t workers = 1 + pool.num_threads();
+  Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
+  auto* flags = reinterpret_cast<int32_t*>(ok->untyped_data());
+  if (dtype == ffi::DataType::F32) {
+    cpu::ShiftedGramSolve<float>(
+        lapack, shape->batch, m, n, c, reinterpret_cast<const float*>(a.untyped_data()),
+        reinterpret_cast<const float*>(basis.untyped_data()),
+        reinterpret_cast<const float*>(s.untyped_data()),
+        reinterpret_cast<const float*>(rhs.untyped_data()), margin,
+        reinterpret_cast<float*>(z->untyped_data()), flags, schedule, workers);
+  } else {
+    cpu::ShiftedGramSolve<double>(
+        lapack, shape->batch, m, n, c, reinterpret_cast<const double*>(a.untyped_data()),
+        reinterpret_cast<const double*>(basis.untyped_data()),
+        reinterpret_cast<const double*>(s.untyped_data()),
+        reinterpret_cast<const double*>(rhs.untyped_data()), margin,
+        reinterpret_cast<double*>(z->untyped_data()), flags, schedule, workers);
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 }  // namespace rrae_fast
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastShiftedGramSolve, rrae_fast::ShiftedGramSolveDispatch,
+                              xla::ffi::Ffi::Bind()
+                                  .Ctx<xla::ffi::ThreadPool>()  // pool
+                                  .Arg<xla::ffi::AnyBuffer>()   // a [..., m, n]
+                                  .Arg<xla::ffi::AnyBuffer>()   // basis [..., c, p]
+                                  .Arg<xla::ffi::AnyBuffer>()   // s [..., c]
+                                  .Arg<xla::ffi::AnyBuffer>()   // rhs [..., c, p]
+                                  .Ret<xla::ffi::AnyBuffer>()   // z [..., c, p]
+                                  .Ret<xla::ffi::AnyBuffer>()   // ok [...] int32
+                                  .Attr<double>("margin"));     // relative to max s²
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispatch,
                               xla::ffi::Ffi::Bind()
@@ -144,6 +227,8 @@ NB_MODULE(_cpu, m) {
         nb::dict d;
         d["rrae_fast_truncated_svd"] =
             nb::capsule(reinterpret_cast<void*>(RraeFastTruncatedSvd), "xla._CUSTOM_CALL_TARGET");
+        d["rrae_fast_shifted_gram_solve"] = nb::capsule(
+            reinterpret_cast<void*>(RraeFastShiftedGramSolve), "xla._CUSTOM_CALL_TARGET");
         return d;
       },
       "FFI targets of this module: a dict from target name to handler capsule.");

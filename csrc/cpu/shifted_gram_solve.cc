@@ -1,0 +1,158 @@
+// Shifted solves with the projected Gram matrix (see shifted_gram_solve.h).
+#include "cpu/shifted_gram_solve.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/finite.h"
+#include "cpu/blas.h"
+#include "cpu/gram_svd.h"
+
+namespace rrae_fast::cpu {
+
+namespace {
+
+struct SolveScratch {
+  GramScratch gram;           // rows, g (G, then H, then the reflectors), d, e, tau, work
+  std::vector<double> b;      // c x p: the basis rows in float64
+  std::vector<double> bg;     // c x p: B G, then Z
+  std::vector<double> bgb;    // c x c: B G Bᵀ
+  std::vector<double> outer;  // p x p: Bᵀ Z
+  std::vector<double> x;      // c x p: right-hand sides, then solutions
+  std::vector<double> l;      // p: the LDLᵀ multipliers of one shift
+  std::vector<double> piv;    // p: its pivots
+};
+
+// Pivots of the LDLᵀ factors of μI − T (diagonal d, couplings e) into piv, multipliers into l;
+// false if a pivot is not positive (μI − T is not numerically positive definite).
+bool FactorShifted(int64_t p, const double* d, const double* e, double mu, double* l,
+                   double* piv) {
+  double pivot = mu - d[0];
+  if (!(pivot > 0)) return false;
+  piv[0] = pivot;
+  for (int64_t i = 1; i < p; ++i) {
+    const double li = -e[i - 1] / pivot;
+    pivot = (mu - d[i]) + li * e[i - 1];  // μ − d_i − e²/D
+    if (!(pivot > 0)) return false;
+    l[i - 1] = li;
+    piv[i] = pivot;
+  }
+  return true;
+}
+
+// x <- (L D Lᵀ)⁻¹ x for the factors above.
+void SolveShifted(int64_t p, const double* l, const double* piv, double* x) {
+  for (int64_t i = 1; i < p; ++i) x[i] -= l[i - 1] * x[i - 1];
+  x[p - 1] /= piv[p - 1];
+  for (int64_t i = p - 2; i >= 0; --i) x[i] = x[i] / piv[i] - l[i] * x[i + 1];
+}
+
+template <typename T>
+void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T* a,
+              const T* basis, const T* s, const T* rhs, double margin, T* z, int32_t* ok,
+              SolveScratch& sc) {
+  const int64_t p = std::min(m, n);
+  std::fill(z, z + c * p, T(0));
+  *ok = 1;
+  if (!AllFinite(a, m * n) || !AllFinite(basis, c * p) || !AllFinite(s, c) ||
+      !AllFinite(rhs, c * p)) {
+    std::fill(z, z + c * p, std::numeric_limits<T>::quiet_NaN());
+    return;
+  }
+  double top = 0, bottom = std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < c; ++j) {
+    const double sj = std::abs(double(s[j]));
+    if (sj > 0) {
+      top = std::max(top, sj * sj);
+      bottom = std::min(bottom, sj * sj);
+    }
+  }
+  if (top == 0) return;  // no shift: every z_j is 0
+
+  // G, scaled to a largest diagonal entry of 1 (the tridiagonal reduction expects |G_ij| <= 1).
+  GramOfShortSide(la, a, m, n, sc.gram);
+  double* g = sc.gram.g.data();
+  double scale = 0;
+  for (int64_t i = 0; i < p; ++i) scale = std::max(scale, g[i * p + i]);
+  if (scale == 0) scale = 1;
+  const double inv_scale = 1.0 / scale;
+  for (int64_t i = 0; i < p * p; ++i) g[i] *= inv_scale;
+
+  // H = G − Bᵀ Z − Zᵀ B, Z = B G − ½ (B G Bᵀ) B. Column-major views: B is p x c, B G is p x c.
+  sc.b.assign(basis, basis + c * p);
+  sc.bg.resize(c * p);
+  sc.bgb.resize(c * c);
+  sc.outer.resize(p * p);
+  double* b = sc.b.data();
+  double* bg = sc.bg.data();
+  blas::Gemm(la, 'N', 'N', p, c, p, 1.0, g, p, b, p, 0.0, bg, p);  // (G B')
+  blas::Gemm(la, 'T', 'N', c, c, p, 1.0, b, p, bg, p, 0.0, sc.bgb.data(), c);
+  blas::Gemm(la, 'N', 'N', p, c, c, -0.5, b, p, sc.bgb.data(), c, 1.0, bg, p);  // Z'
+  double* outer = sc.outer.data();
+  blas::Gemm(la, 'N', 'T', p, p, c, 1.0, b, p, bg, p, 0.0, outer, p);  // Bᵀ Z, column-major
+  for (int64_t i = 0; i < p; ++i) {
+    for (int64_t j = 0; j < p; ++j) g[i * p + j] -= outer[i * p + j] + outer[j * p + i];
+  }
+
+  // H = Q T Qᵀ; every eigenvalue of T at least margin·s_max² below the smallest shift.
+  GramScratch& gs = sc.gram;
+  gs.d.resize(p);
+  gs.e.resize(p);
+  gs.tau.resize(p);
+  gs.work.resize(2 * p);
+  double* d = gs.d.data();
+  double* e = gs.e.data();
+  ReduceToTridiagonal(p, g, d, e, gs.tau.data(), gs.work.data());
+  sc.l.resize(p);
+  sc.piv.resize(p);
+  if (!FactorShifted(p, d, e, (bottom - margin * top) * inv_scale, sc.l.data(), sc.piv.data())) {
+    *ok = 0;
+    return;
+  }
+
+  // z_j = Q (s_j² − T)⁻¹ Qᵀ r_j; H was scaled by 1/scale, so the solutions are too.
+  sc.x.assign(rhs, rhs + c * p);
+  double* x = sc.x.data();
+  ApplyReflectors(p, c, g, gs.tau.data(), true, x);
+  for (int64_t j = 0; j < c; ++j) {
+    double* xj = x + j * p;
+    const double sj = std::abs(double(s[j]));
+    if (!(sj > 0)) {
+      std::fill(xj, xj + p, 0.0);
+      continue;
+    }
+    if (!FactorShifted(p, d, e, sj * sj * inv_scale, sc.l.data(), sc.piv.data())) {
+      *ok = 0;
+      return;
+    }
+    SolveShifted(p, sc.l.data(), sc.piv.data(), xj);
+  }
+  ApplyReflectors(p, c, g, gs.tau.data(), false, x);
+  for (int64_t i = 0; i < c * p; ++i) z[i] = static_cast<T>(x[i] * inv_scale);
+}
+
+}  // namespace
+
+template <typename T>
+void ShiftedGramSolve(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t c,
+                      const T* a, const T* basis, const T* s, const T* rhs, double margin, T* z,
+                      int32_t* ok, const Scheduler& schedule, int64_t workers) {
+  const int64_t p = std::min(m, n);
+  // Each thread keeps its workspace (at most a few MiB at p = kShiftedSolveMaxSide).
+  ParallelFor(batch, workers, schedule, [&](int64_t, int64_t i) {
+    thread_local SolveScratch sc;
+    SolveOne(lapack.f64, m, n, c, a + i * m * n, basis + i * c * p, s + i * c, rhs + i * c * p,
+             margin, z + i * c * p, ok + i, sc);
+  });
+}
+
+template void ShiftedGramSolve<float>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
+                                      const float*, const float*, const float*, const float*,
+                                      double, float*, int32_t*, const Scheduler&, int64_t);
+template void ShiftedGramSolve<double>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
+                                       const double*, const double*, const double*, const double*,
+                                       double, double*, int32_t*, const Scheduler&, int64_t);
+
+}  // namespace rrae_fast::cpu
