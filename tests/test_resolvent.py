@@ -248,3 +248,55 @@ def test_reverse_mode_keeps_only_the_full_factors_of_the_fallback(rng):
     total = sum(int(np.prod(v.aval.shape)) for v in residuals)
     # a and the cotangent's A_k − T, the full factors, and blocks of k columns.
     assert total <= 2 * m * n + m * n + n * n + 50 * (m + n) * k
+
+
+def _latent(rng, m, n, k, noise=1e-3):
+    """A rank-k part (σ 10…1) plus a residual of relative size `noise`: an RRAE latent."""
+    low = helpers.planted(rng, m, n, np.linspace(10, 1, k))
+    e = rng.standard_normal((m, n))
+    return low + noise * np.linalg.norm(low) / np.linalg.norm(e) * e
+
+
+@pytest.mark.parametrize("name", ["rank_reduce", "truncated_svd"])
+@pytest.mark.parametrize(
+    "shape,k,dtype",
+    [((200, 64), 2, "float32"), ((200, 64), 16, "float32"), ((64, 120), 5, "float64")],
+)
+def test_gram_route_is_chosen_and_matches_the_dense_rule(rng, backward, name, shape, k, dtype):
+    """The automatic choice for a small latent is the Gram solves; the gradient is the dense
+    rule's (float32: within a few float32 roundings of it)."""
+    a = jnp.asarray(_latent(rng, *shape, k), dtype)
+    assert _svd._backward_solver(a, k, "auto") == "gram"
+    t = rng.standard_normal(shape)
+    if name == "rank_reduce":
+        fn = lambda x: jnp.sum((rrae_fast.rank_reduce(x, k) - t.astype(dtype)) ** 2)
+    else:
+        fn = lambda x: sum(jnp.sum(jnp.sin(z)) for z in rrae_fast.truncated_svd(x, k))
+    _clear()
+    g_auto = np.asarray(jax.jit(jax.grad(fn))(a), np.float64)
+    g_dense = np.asarray(_grads(backward, "dense", fn, a), np.float64)
+    tol = 1e-9 if dtype == "float64" else 2e-5
+    assert np.linalg.norm(g_auto - g_dense) <= tol * np.linalg.norm(g_dense)
+
+
+def test_vmapped_fallback_stays_one_cond_and_is_correct(rng, monkeypatch):
+    """Under vmap the Gram route's fallback is one lax.cond for the whole batch (a batched
+    condition would run the full SVD for every member); a member with a tie at the cut sends
+    the whole batch to the dense rule, and every member's gradient is still the dense rule's."""
+    gapped = [_latent(rng, 60, 50, 4) for _ in range(2)]
+    tied = helpers.planted(rng, 60, 50, [5.0, 4.0, 3.0, 2.0, 2.0, 1.0] + [0.1] * 44)
+    a = jnp.asarray(np.stack([*gapped, tied]))
+    loss = lambda x: jnp.sum(jnp.sin(rrae_fast.rank_reduce(x, 4)))
+    assert _svd._backward_solver(a[0], 4, "auto") == "gram"
+    _clear()
+    mapped = jax.jit(jax.vmap(jax.grad(loss)))
+    assert " conditional(" in mapped.lower(a).compile().as_text()
+    g = np.asarray(mapped(a))
+    assert np.all(np.isfinite(g))
+    # Each member alone, by the dense rule.
+    monkeypatch.setattr(_svd, "_backward_solver", lambda *args: None)
+    _clear()
+    for i in range(3):
+        ref = np.asarray(jax.jit(jax.grad(loss))(a[i]))
+        np.testing.assert_allclose(g[i], ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+    _clear()
