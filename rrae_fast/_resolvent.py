@@ -190,6 +190,81 @@ def _every_member_vmap(axis_size, in_batched, flag):
     return (jnp.all(flag) if in_batched[0] else flag), False
 
 
+def gram_gap_ok(s: Array, k: Array, m: int, n: int) -> Array:
+    """[...] whether σ_k² − σ_{k+1}² > 2τ·σ_1² (τ the dense rule's tie threshold): no tie or
+    near-tie across the cut, so the dense rule masks no pair there and the solves are well
+    posed. s: [..., w] with σ_{k+1} in column k where k < w (else σ_{k+1} is taken as 0)."""
+    w = s.shape[-1]
+    st = stable_singular_values(s, m, n)
+    tie = _svd_grad._tolerances(s.dtype, m, n)[1]
+    at = lambda i: jnp.take_along_axis(st, jnp.clip(i, 0, w - 1)[..., None], axis=-1)[..., 0]
+    s_k, s_next = at(k - 1), jnp.where(k < w, at(k), 0)
+    return s_k * s_k - s_next * s_next > 2 * tie * st[..., 0] * st[..., 0]
+
+
+def _dense_short_side(a: Array, k: Array, width: int, rhs: Array) -> Array:
+    """Rows y_i = Σ_{j discarded} v_j (v_jᵀ c_i) / (σ_i² − σ_j²) from a full thin SVD (m ≥ n),
+    ties masked as in the dense rule: the solves of rank_reduce_tangent_by_gram where the
+    kernel refused them."""
+    m, n = a.shape[-2:]
+    _, s, vt = _forward.factors(a, jnp.full(a.shape[:-2], n, jnp.int32), n)
+    _, sq, tie, _ = _svd_grad._stable_parts(s, m, n)
+    drop = (~_forward.keep_mask(k, n)).astype(a.dtype)
+    gaps = -_svd_grad._inverse_gaps(sq[..., :width], sq, tie) * drop[..., None, :]
+    return (gaps * (rhs @ _mT(vt))) @ vt
+
+
+def rank_reduce_tangent_by_gram(
+    a: Array, u: Array, s: Array, vt: Array, k: Array, da: Array
+) -> Array:
+    """Tangent of ``A_k`` by the Gram solves, for small matrices.
+
+    For m ≥ n (m < n by transposition), the rows y_i of the short side's block solve
+    ``(σ_i² I − H) y_i = c_i`` with ``H = Q_V Aᵀ A Q_V`` and
+    ``c_i = Q_V (σ_i dAᵀ u_i + Aᵀ dA v_i)``; then ``x_i = (Q_U dA v_i + A y_i) / σ_i`` and
+
+        dA_k = U Ω Vᵀ + X Σ Vᵀ + U Σ Yᵀ = (dA V + A Yᵀ) Vᵀ + U Σ Yᵀ
+
+    (``U Ω Vᵀ + Q_U dA P_V = dA P_V``): four products of width k besides the solve. The solve
+    sits in ``custom_linear_solve`` with its operator, so reverse mode and higher derivatives
+    follow. The caller has checked the gap (:func:`gram_gap_ok`); the kernel checks it again
+    with half the margin, and where it refuses the rows come from a full SVD.
+
+    Args:
+        a: [..., m, n], ``min(m, n) ≤ GRAM_SOLVE_MAX_SIDE``.
+        u, s, vt: [..., m, w], [..., w], [..., w, n] the top factors, zero beyond k.
+        k: [...] int32.
+        da: [..., m, n] the tangent.
+
+    Returns:
+        [..., m, n] the tangent of the rank-k approximation.
+    """
+    m, n = a.shape[-2:]
+    if m < n:
+        return _mT(rank_reduce_tangent_by_gram(_mT(a), _mT(vt), s, _mT(u), k, _mT(da)))
+    st = stable_singular_values(s, m, n)[..., :, None]
+    v = _mT(vt)
+
+    def complement(rows):  # Q_V on rows
+        return rows - (rows @ v) @ vt
+
+    c = complement(st * (_mT(u) @ da) + (vt @ _mT(da)) @ a)
+
+    def matvec(y):
+        h = (complement(y) @ _mT(a)) @ a
+        return st * st * y - complement(h)
+
+    margin = _svd_grad._tolerances(a.dtype, m, n)[1]
+
+    def solve(_, rhs):
+        z, ok = shifted_gram_solve(a, vt, st[..., 0], rhs, margin)
+        dense = lambda: _dense_short_side(a, k, s.shape[-1], rhs)
+        return jax.lax.cond(every_member(jnp.all(ok)), lambda: z, dense)
+
+    y = jax.lax.custom_linear_solve(matvec, c, solve, symmetric=True)
+    return (da @ v + a @ _mT(y)) @ vt + u @ (st * y)
+
+
 def stable_singular_values(s: Array, m: int, n: int) -> Array:
     """σ with values below the zero threshold set to 0, as in the dense rule."""
     return _svd_grad._stable_parts(s, m, n)[0]

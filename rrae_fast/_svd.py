@@ -136,6 +136,8 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
+    if solver == "gram":
+        return _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da)
     if solver:
         u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)  # zero beyond k
         solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k, solver)
@@ -155,6 +157,28 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
 
         return jax.lax.cond(solvable, by_solves, by_full_svd)
     return _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da)
+
+
+def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
+    """The exact rule for small matrices: the forward pass at k + 1 (σ_{k+1} for the check of
+    the gap), the tangent from the Gram solves; one full SVD where the gap is a tie."""
+    m, n = a.shape[-2:]
+    width = min(max_k + 1, min(m, n))
+    u, s, vt, converged = _attempt(a, jnp.minimum(k + 1, width), init, width, method, "gram")
+    solvable = (
+        jnp.all(converged)
+        & _resolvent.all_kept_nonzero(s, k, m, n)
+        & jnp.all(_resolvent.gram_gap_ok(s, k, m, n))
+    )
+    u, s, vt = _cut(k, max_k, u, s, vt)
+
+    def by_solves():
+        return _product(u, s, vt), _resolvent.rank_reduce_tangent_by_gram(a, u, s, vt, k, da)
+
+    def by_full_svd():
+        return _lean_full_rank_reduce_jvp(a, k, max_k, init, method, "exact", da)
+
+    return jax.lax.cond(_resolvent.every_member(solvable), by_solves, by_full_svd)
 
 
 def _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da):

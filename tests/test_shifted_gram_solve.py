@@ -67,6 +67,7 @@ def test_batches_and_vmap_agree_with_single_calls(rng):
     mapped = jax.jit(jax.vmap(jax.vmap(lambda *x: _resolvent.shifted_gram_solve(*x, 1e-6))))
     zv, okv = mapped(*(jnp.asarray(x) for x in (a, basis, s, rhs)))
     np.testing.assert_array_equal(np.asarray(zv), z)
+    np.testing.assert_array_equal(np.asarray(okv), ok)
     for i in range(2):
         for j in range(3):
             zi, _ = _solve(a[i, j], basis[i, j], s[i, j], rhs[i, j], "float64")
