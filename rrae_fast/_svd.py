@@ -39,13 +39,18 @@ def _backward_solver(a, max_k: int, method: str) -> str | None:
     """How exact derivatives get the discarded spectrum's coupling (rrae_fast._resolvent):
 
     ``"cg"`` (solves by CG) where the forward pass iterates; ``"gram"`` (the short side's
-    projected Gram matrix, one native call) for small matrices and small k, whatever the
-    method (``_resolvent.prefer_gram_solves``); ``None`` (a full SVD) otherwise.
+    projected Gram matrix, one native call) for small float32 matrices and small k where the
+    forward pass takes the Gram path (``_resolvent.prefer_gram_solves``); ``None`` (a full
+    SVD) otherwise. Where the forward pass is LAPACK's SVD (float64, ``method="dense"``) its
+    cost does not depend on k, and one full SVD for primal and tangent is cheaper.
     """
     m, n = a.shape[-2:]
     if method == "iterative" or (method == "auto" and _native.prefer_iterative(m, n, max_k)):
         return "cg"
-    if _resolvent.prefer_gram_solves(m, n, max_k):
+    forward_gram = a.dtype == jnp.float32 and (
+        method == "gram" or (method == "auto" and _native.prefer_gram(m, n, max_k + 1))
+    )
+    if forward_gram and _resolvent.prefer_gram_solves(m, n, max_k):
         return "gram"
     return None
 

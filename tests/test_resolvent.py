@@ -109,10 +109,14 @@ def test_ties_fall_back_to_the_stable_dense_rule(rng, backward, solver, name, si
 def test_selected_where_the_forward_iterates(rng):
     """CG where the forward pass iterates, the Gram solves for small matrices, else none."""
     assert _svd._backward_solver(jnp.ones((600, 400)), 10, "auto") == "cg"
-    assert _svd._backward_solver(jnp.ones((200, 64)), 10, "auto") == "gram"
-    assert _svd._backward_solver(jnp.ones((64, 200)), 16, "dense") == "gram"
-    assert _svd._backward_solver(jnp.ones((200, 64)), 32, "auto") is None  # k too large
-    assert _svd._backward_solver(jnp.ones((64, 32)), 2, "auto") is None  # too small to gain
+    f32 = lambda *shape: jnp.ones(shape, jnp.float32)
+    assert _svd._backward_solver(f32(200, 64), 10, "auto") == "gram"
+    assert _svd._backward_solver(f32(64, 200), 16, "gram") == "gram"
+    assert _svd._backward_solver(f32(200, 64), 32, "auto") is None  # k too large
+    assert _svd._backward_solver(f32(64, 32), 2, "auto") is None  # too small to gain
+    # The forward pass is LAPACK's SVD (cost independent of k): one full SVD is cheaper.
+    assert _svd._backward_solver(f32(200, 64), 10, "dense") is None
+    assert _svd._backward_solver(jnp.ones((200, 64), jnp.float64), 10, "auto") is None
     assert _svd._backward_solver(jnp.ones((600, 400)), 200, "auto") is None
     # An explicit method decides for the backward pass too.
     assert _svd._backward_solver(jnp.ones((600, 400)), 10, "dense") is None
@@ -260,7 +264,7 @@ def _latent(rng, m, n, k, noise=1e-3):
 @pytest.mark.parametrize("name", ["rank_reduce", "truncated_svd"])
 @pytest.mark.parametrize(
     "shape,k,dtype",
-    [((200, 64), 2, "float32"), ((200, 64), 16, "float32"), ((64, 120), 5, "float64")],
+    [((200, 64), 2, "float32"), ((200, 64), 16, "float32"), ((64, 120), 5, "float32")],
 )
 def test_gram_route_is_chosen_and_matches_the_dense_rule(rng, backward, name, shape, k, dtype):
     """The automatic choice for a small latent is the Gram solves; the gradient is the dense
@@ -285,7 +289,7 @@ def test_vmapped_fallback_stays_one_cond_and_is_correct(rng, monkeypatch):
     the whole batch to the dense rule, and every member's gradient is still the dense rule's."""
     gapped = [_latent(rng, 60, 50, 4) for _ in range(2)]
     tied = helpers.planted(rng, 60, 50, [5.0, 4.0, 3.0, 2.0, 2.0, 1.0] + [0.1] * 44)
-    a = jnp.asarray(np.stack([*gapped, tied]))
+    a = jnp.asarray(np.stack([*gapped, tied]), jnp.float32)
     loss = lambda x: jnp.sum(jnp.sin(rrae_fast.rank_reduce(x, 4)))
     assert _svd._backward_solver(a[0], 4, "auto") == "gram"
     _clear()
