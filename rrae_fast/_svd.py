@@ -100,7 +100,13 @@ def _attempt_jvp(max_k, method, solver, primals, tangents):
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
-    if solver:
+
+    def by_rule():  # the factors with all columns, and the dense rule
+        u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
+        du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
+        return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
+
+    def by_attempt():  # the forward pass at k, then the solves
         u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)
 
         def by_solves():
@@ -111,10 +117,17 @@ def _tsvd_jvp(max_k, method, gradient, primals, tangents):
 
         converged = _resolvent.every_member(jnp.all(converged))
         (u, s, vt), (du, ds, dvt) = jax.lax.cond(converged, by_solves, by_full_svd)
-    else:
-        u, s, vt = _jvp_factors(a, k, max_k, init, method, gradient)
-        du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
-    return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
+        return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
+
+    if solver == "gram":
+        return _cpu_only(a, by_attempt, by_rule)
+    return by_attempt() if solver else by_rule()
+
+
+def _cpu_only(a, on_cpu, elsewhere):
+    """``on_cpu()`` on CPU, where the Gram solves' kernel is; ``elsewhere()`` on other
+    platforms (both return the same structure)."""
+    return jax.lax.platform_dependent(a, cpu=lambda _: on_cpu(), default=lambda _: elsewhere())
 
 
 def _saved_for_reverse(factors):
@@ -142,7 +155,11 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
     if solver == "gram":
-        return _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da)
+        return _cpu_only(
+            a,
+            lambda: _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da),
+            lambda: _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da),
+        )
     if solver:
         u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)  # zero beyond k
         solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k, solver)

@@ -304,3 +304,22 @@ def test_vmapped_fallback_stays_one_cond_and_is_correct(rng, monkeypatch):
         ref = np.asarray(jax.jit(jax.grad(loss))(a[i]))
         np.testing.assert_allclose(g[i], ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
     _clear()
+
+
+@pytest.mark.parametrize("name", ["rank_reduce", "truncated_svd"])
+def test_gram_solves_are_lowered_for_cpu_only(name):
+    """The Gram solves' kernel exists on CPU only: lowered for another platform, the
+    derivative takes the full-SVD rule there (and the forward pass XLA's SVD)."""
+    a = jnp.ones((200, 64), jnp.float32)
+    assert _svd._backward_solver(a, 2, "auto") == "gram"
+    if name == "rank_reduce":
+        fn = lambda x: jnp.sum(jnp.sin(rrae_fast.rank_reduce(x, 2)))
+    else:
+        fn = lambda x: jnp.sum(jnp.sin(rrae_fast.truncated_svd(x, 2)[0]))
+    targets = ("rrae_fast_shifted_gram_solve", "rrae_fast_truncated_svd")
+    checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]
+    for platform, expected in (("cpu", True), ("tpu", False)):
+        exported = jax.export.export(
+            jax.jit(jax.grad(fn)), platforms=[platform], disabled_checks=checks
+        )(a)
+        assert (targets[0] in exported.mlir_module()) is expected
