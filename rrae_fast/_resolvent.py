@@ -36,8 +36,8 @@ transposition (the operator is symmetric), and the solver itself is never differ
 Small float32 matrices (:func:`prefer_gram_solves`, where the forward pass takes the Gram path; on
 CPU) skip CG and its prediction: with p = min(m, n) the solve is eliminated onto the short side
 (for m ≥ n, y_i = S_i (σ_i g_i + A⊥ᵀ f_i) and x_i = (f_i + A⊥ y_i) / σ_i; for m < n the mirror
-image), and the native kernel ``rrae_fast_shifted_gram_solve`` solves all k systems (σ_i² I − P Aᵀ
-A P) y_i = c_i, P = I − V Vᵀ, exactly: one float64 Gram matrix, one tridiagonal reduction and k
+image), and the native kernel ``rrae_fast_shifted_gram_solve`` solves all k systems (σ_i² I −
+PAᵀAP) y_i = c_i, P = I − V Vᵀ, exactly: one float64 Gram matrix, one tridiagonal reduction and k
 tridiagonal factorisations, O(m·n·p + p³ + k·p²) against a full SVD's larger constant and its
 eigenvectors of the discarded spectrum (which, clustered as the noise of an RRAE latent, are the
 expensive part). The kernel checks positive definiteness with a margin of twice the dense rule's
