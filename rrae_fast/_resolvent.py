@@ -33,17 +33,18 @@ so the result is never a silently unconverged one. The solve sits inside
 ``jax.lax.custom_linear_solve``: the rule stays linear in the tangent, reverse mode follows by
 transposition (the operator is symmetric), and the solver itself is never differentiated.
 
-Small float32 matrices (:func:`prefer_gram_solves`, where the forward pass takes the Gram path; on
-CPU) skip CG and its prediction: with p = min(m, n) the solve is eliminated onto the short side
-(for m ≥ n, y_i = S_i (σ_i g_i + A⊥ᵀ f_i) and x_i = (f_i + A⊥ y_i) / σ_i; for m < n the mirror
-image), and the native kernel ``rrae_fast_shifted_gram_solve`` solves all k systems (σ_i² I −
-PAᵀAP) y_i = c_i, P = I − V Vᵀ, exactly: one float64 Gram matrix, one tridiagonal reduction and k
-tridiagonal factorisations, O(m·n·p + p³ + k·p²) against a full SVD's larger constant and its
-eigenvectors of the discarded spectrum (which, clustered as the noise of an RRAE latent, are the
-expensive part). The kernel checks positive definiteness with a margin of twice the dense rule's
-tie threshold (σ_k² − σ_{k+1}² > 2τ·σ_1²); where that fails (a tie or near-tie across the cut) the
-full-SVD route below is taken, as for CG. ``rank_reduce`` takes a shorter form of the same solve
-(:func:`rank_reduce_tangent_by_gram`), with the gap checked beforehand from the forward pass.
+Small float32 matrices (:func:`prefer_gram_solves`, where the forward pass takes the Gram
+path; on CPU) skip CG and its prediction: with p = min(m, n) the solve is eliminated onto the
+short side (for m ≥ n, y_i = S_i (σ_i g_i + A⊥ᵀ f_i) and x_i = (f_i + A⊥ y_i) / σ_i; for m < n
+the mirror image), and the native kernel ``rrae_fast_shifted_gram_solve`` solves all k systems
+(σ_i² I − PAᵀAP) y_i = c_i, P = I − V Vᵀ, exactly: one float64 Gram matrix, one tridiagonal
+reduction and k tridiagonal factorisations, O(m·n·p + p³ + k·p²) against a full SVD's larger
+constant and its eigenvectors of the discarded spectrum (which, clustered as the noise of an
+RRAE latent, are the expensive part). The kernel checks positive definiteness with a margin of
+twice the dense rule's tie threshold (σ_k² − σ_{k+1}² > 2τ·σ_1²); where that fails (a tie or
+near-tie across the cut) the full-SVD route below is taken, as for CG. ``rank_reduce`` takes a
+shorter form of the same solve (:func:`rank_reduce_tangent_by_gram`), with the gap checked
+beforehand from the forward pass.
 """
 
 from __future__ import annotations
