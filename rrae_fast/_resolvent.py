@@ -129,7 +129,7 @@ def _dense_solve(a: Array, k: Array, width: int, f: Array, g: Array) -> tuple[Ar
 
 
 def shifted_gram_solve(
-    a: Array, basis: Array, s: Array, rhs: Array, margin: float
+    a: Array, basis: Array, s: Array, rhs: Array, margin: float, gap_checked: bool = False
 ) -> tuple[Array, Array]:
     """The native solves ``(s_j² I − P Yᵀ Y P) z_j = r_j`` (``csrc/cpu/shifted_gram_solve.h``).
 
@@ -140,18 +140,29 @@ def shifted_gram_solve(
         rhs: [..., c, p] right-hand sides r_j as rows.
         margin: the systems count as solvable when every eigenvalue of P Yᵀ Y P lies at least
             margin·max s_j² below the smallest positive s_j².
+        gap_checked: the caller has made sure of that gap; the kernel may then try matrix-free
+            conjugate gradients first (to a relative residual of 1e-12; it falls back to the
+            exact tridiagonal solve where they do not converge within their budget).
 
     Returns:
         ``(z, ok)``: [..., c, p] solutions as rows and [...] bool, False where the check failed
-        (z is then unusable). CPU only.
+        (z is then unusable). CPU only. :func:`shifted_gram_solve_code` gives the kernel's
+        code instead of ok (0 refused, 1 solved by the tridiagonal form, 2 by CG).
     """
+    z, code = shifted_gram_solve_code(a, basis, s, rhs, margin, gap_checked)
+    return z, code != 0
+
+
+def shifted_gram_solve_code(
+    a: Array, basis: Array, s: Array, rhs: Array, margin: float, gap_checked: bool = False
+) -> tuple[Array, Array]:
+    """:func:`shifted_gram_solve` with the kernel's int32 code in place of ok."""
     out = (
         jax.ShapeDtypeStruct(rhs.shape, a.dtype),
         jax.ShapeDtypeStruct(a.shape[:-2], jnp.int32),
     )
     call = jax.ffi.ffi_call(_native.SHIFTED_GRAM_SOLVE_TARGET, out, vmap_method="broadcast_all")
-    z, ok = call(a, basis, s, rhs, margin=np.float64(margin))
-    return z, ok != 0
+    return call(a, basis, s, rhs, margin=np.float64(margin), gap_checked=bool(gap_checked))
 
 
 def _gram_solve(
@@ -259,7 +270,7 @@ def rank_reduce_tangent_by_gram(
     margin = _svd_grad._tolerances(a.dtype, m, n)[1]
 
     def solve(_, rhs):
-        z, ok = shifted_gram_solve(a, vt, st[..., 0], rhs, margin)
+        z, ok = shifted_gram_solve(a, vt, st[..., 0], rhs, margin, gap_checked=True)
         dense = lambda: _dense_short_side(a, k, s.shape[-1], rhs)
         return jax.lax.cond(every_member(jnp.all(ok)), lambda: z, dense)
 

@@ -37,24 +37,27 @@ def _reference(a, basis, s, rhs):
     )
 
 
-def _solve(a, basis, s, rhs, dtype, margin=1e-6):
+def _solve(a, basis, s, rhs, dtype, margin=1e-6, gap_checked=False, code=False):
     args = (jnp.asarray(x, dtype) for x in (a, basis, s, rhs))
-    z, ok = jax.jit(_resolvent.shifted_gram_solve, static_argnums=4)(*args, margin)
+    fn = _resolvent.shifted_gram_solve_code if code else _resolvent.shifted_gram_solve
+    z, ok = jax.jit(fn, static_argnums=(4, 5))(*args, margin, gap_checked)
     return np.asarray(z), np.asarray(ok)
 
 
+@pytest.mark.parametrize("gap_checked", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
     "m,n,c", [(200, 64, 2), (64, 200, 16), (50, 50, 5), (7, 3, 1), (3, 7, 2), (9, 9, 9)]
 )
-def test_matches_the_float64_reference(rng, dtype, m, n, c):
-    """Tall, wide, square and tiny; c from 1 to p (everything kept: H = 0)."""
+def test_matches_the_float64_reference(rng, dtype, m, n, c, gap_checked):
+    """Tall, wide, square and tiny; c from 1 to p (everything kept: H = 0); by the
+    tridiagonal form, or (gap checked by the caller) by CG where it pays."""
     a, basis, s, rhs = _problem(rng, m, n, c)
     # The reference on the same (rounded) inputs, so the comparison measures the solve.
     rounded = [np.asarray(jnp.asarray(x, dtype), np.float64) for x in (a, basis, s, rhs)]
     ref = _reference(*(x[0] for x in rounded))
-    z, ok = _solve(a[0], basis[0], s[0], rhs[0], dtype)
-    assert bool(ok)
+    z, code = _solve(a[0], basis[0], s[0], rhs[0], dtype, gap_checked=gap_checked, code=True)
+    assert int(code) in ((1, 2) if gap_checked else (1,))
     tol = 1e-11 if dtype == "float64" else 2e-5
     assert np.linalg.norm(z - ref) <= tol * np.linalg.norm(ref)
 
@@ -72,6 +75,34 @@ def test_batches_and_vmap_agree_with_single_calls(rng):
         for j in range(3):
             zi, _ = _solve(a[i, j], basis[i, j], s[i, j], rhs[i, j], "float64")
             np.testing.assert_array_equal(zi, z[i, j])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conjugate_gradients_on_a_latent(rng, dtype):
+    """A rank-2-plus-noise 200 x 64 latent (σ_3/σ_2 ~ 1e-3): CG solves it (code 2), to the
+    reference's accuracy; without the caller's check of the gap, the tridiagonal form."""
+    low = helpers.planted(rng, 200, 64, [10.0, 1.0])
+    a = low + 1e-3 * np.linalg.norm(low) / 113 * rng.standard_normal((200, 64))
+    _, s, vt = np.linalg.svd(a, full_matrices=False)
+    rhs = rng.standard_normal((2, 64))
+    rounded = [np.asarray(jnp.asarray(x, dtype), np.float64) for x in (a, vt[:2], s[:2], rhs)]
+    ref = _reference(*rounded)
+    tol = 1e-11 if dtype == "float64" else 2e-5
+    for gap_checked, expected in ((True, 2), (False, 1)):
+        z, code = _solve(a, vt[:2], s[:2], rhs, dtype, gap_checked=gap_checked, code=True)
+        assert int(code) == expected
+        assert np.linalg.norm(z - ref) <= tol * np.linalg.norm(ref)
+
+
+def test_conjugate_gradients_give_way_on_a_small_gap(rng):
+    """σ_{c+1}/σ_c = 0.995: CG cannot reach its tolerance within its budget, and the exact
+    tridiagonal solve takes over (code 1), with the same accuracy."""
+    sigma = [4.0, 2.0, 1.99, *np.linspace(1.9, 0.1, 61)]  # distinct: no shortcut for CG
+    a, basis, s, rhs = _problem(rng, 200, 64, 2, sigma=sigma)
+    ref = _reference(a[0], basis[0], s[0], rhs[0])
+    z, code = _solve(a[0], basis[0], s[0], rhs[0], "float64", 1e-6, True, code=True)
+    assert int(code) == 1
+    assert np.linalg.norm(z - ref) <= 1e-10 * np.linalg.norm(ref)
 
 
 def test_rows_with_zero_shift_are_zero(rng):

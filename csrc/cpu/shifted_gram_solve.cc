@@ -7,12 +7,20 @@
 #include <vector>
 
 #include "common/finite.h"
+#include "cpu/avx2.h"
 #include "cpu/blas.h"
 #include "cpu/gram_svd.h"
 
 namespace rrae_fast::cpu {
 
 namespace {
+
+// Conjugate gradients: relative residual (well below float32's rounding and near float64's),
+// and at most this many iterations.
+constexpr double kCgTolerance = 1e-12;
+constexpr int64_t kCgMaxIters = 30;
+// Fewer would not reach kCgTolerance even for a large gap (each iteration gains ~σ_{c+1}²/σ_c²).
+constexpr int64_t kCgMinIters = 3;
 
 struct SolveScratch {
   GramScratch gram;           // rows, g (G, then H, then the reflectors), d, e, tau, work
@@ -23,6 +31,8 @@ struct SolveScratch {
   std::vector<double> x;      // c x p: right-hand sides, then solutions
   std::vector<double> l;      // p: the LDLᵀ multipliers of one shift
   std::vector<double> piv;    // p: its pivots
+  std::vector<double> a64;    // m x n: A in float64 (for the conjugate gradients' GEMMs)
+  std::vector<double> cg;     // the conjugate gradients' blocks (4 c x p + c x q + 3 c)
 };
 
 // Pivots of the LDLᵀ factors of μI − T (diagonal d, couplings e) into piv, multipliers into l;
@@ -42,6 +52,106 @@ bool FactorShifted(int64_t p, const double* d, const double* e, double mu, doubl
   return true;
 }
 
+// ------------------------------------------------------------------------------------------
+// Conjugate gradients, matrix-free (where the caller has checked the gap)
+// ------------------------------------------------------------------------------------------
+
+// Rows of h (count x p) = H w = P Yᵀ Y P w for the rows of w (projected here, in place), by two
+// GEMMs with the float64 copy a64 of A (row-major m x n); t: count x q scratch.
+void ApplyH(const Lapack<double>& la, int64_t m, int64_t n, int64_t count, const double* a64,
+            const double* b, int64_t c, double* w, double* t, double* h) {
+  const int64_t p = std::min(m, n), q = std::max(m, n);
+  auto project = [&](double* rows) {  // rows <- rows − (rows Bᵀ) B
+    for (int64_t r = 0; r < count; ++r) {
+      double* x = rows + r * p;
+      for (int64_t j = 0; j < c; ++j) {
+        const double* bj = b + j * p;
+        double dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t i = 0; i < p; ++i) dot += bj[i] * x[i];
+#pragma omp simd
+        for (int64_t i = 0; i < p; ++i) x[i] -= dot * bj[i];
+      }
+    }
+  };
+  project(w);
+  // Column-major views: the rows of w, t and h are columns (p x count, q x count, p x count).
+  if (m >= n) {  // Y = A, whose row-major storage is Yᵀ column-major (p x q)
+    blas::Gemm(la, 'T', 'N', q, count, p, 1.0, a64, p, w, p, 0.0, t, q);
+    blas::Gemm(la, 'N', 'N', p, count, q, 1.0, a64, p, t, q, 0.0, h, p);
+  } else {  // Y = Aᵀ, stored as Y column-major (q x p)
+    blas::Gemm(la, 'N', 'N', q, count, p, 1.0, a64, q, w, p, 0.0, t, q);
+    blas::Gemm(la, 'T', 'N', p, count, q, 1.0, a64, q, t, q, 0.0, h, p);
+  }
+  project(h);
+}
+
+// The rows x_j of (s_j² I − H) x_j = r_j (into sc.x) by conjugate gradients, all rows per pass
+// over A, to a relative residual of `rtol` within `max_iters`; false if a row did not get there
+// or met a direction of non-positive curvature (then the caller takes the tridiagonal form).
+// Rows with s_j = 0 stay 0.
+template <typename T>
+bool ShiftedCg(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T* a,
+               const double* b, const T* s, const T* rhs, double rtol, int64_t max_iters,
+               SolveScratch& sc) {
+  const int64_t p = std::min(m, n), q = std::max(m, n);
+  sc.x.assign(c * p, 0.0);
+  sc.a64.assign(a, a + m * n);
+  sc.cg.resize(4 * c * p + c * q + 3 * c);
+  double* r = sc.cg.data();
+  double* dir = r + c * p;
+  double* w = dir + c * p;
+  double* h = w + c * p;
+  double* t = h + c * p;
+  double* rs = t + c * q;
+  double* target = rs + c;
+  double* shift = target + c;
+  for (int64_t j = 0; j < c; ++j) {
+    const double sj = std::abs(double(s[j]));
+    shift[j] = sj * sj;
+    double norm2 = 0;
+    for (int64_t i = 0; i < p; ++i) {
+      const double v = sj > 0 ? double(rhs[j * p + i]) : 0.0;
+      r[j * p + i] = v;
+      dir[j * p + i] = v;
+      norm2 += v * v;
+    }
+    rs[j] = norm2;
+    target[j] = rtol * rtol * norm2;
+  }
+  for (int64_t it = 0;; ++it) {
+    bool done = true;
+    for (int64_t j = 0; j < c; ++j) done = done && rs[j] <= target[j];
+    if (done) return true;
+    if (it == max_iters) return false;
+    std::copy(dir, dir + c * p, w);
+    ApplyH(la, m, n, c, sc.a64.data(), b, c, w, t, h);
+    for (int64_t j = 0; j < c; ++j) {
+      if (rs[j] <= target[j]) continue;  // a converged row keeps its x
+      double* d = dir + j * p;
+      double* hj = h + j * p;
+      double curvature = 0;
+      for (int64_t i = 0; i < p; ++i) {
+        hj[i] = shift[j] * d[i] - hj[i];  // (s_j² I − H) d
+        curvature += d[i] * hj[i];
+      }
+      if (!(curvature > 0)) return false;
+      const double alpha = rs[j] / curvature;
+      double* xj = sc.x.data() + j * p;
+      double* rj = r + j * p;
+      double next = 0;
+      for (int64_t i = 0; i < p; ++i) {
+        xj[i] += alpha * d[i];
+        rj[i] -= alpha * hj[i];
+        next += rj[i] * rj[i];
+      }
+      const double beta = next / rs[j];
+      for (int64_t i = 0; i < p; ++i) d[i] = rj[i] + beta * d[i];
+      rs[j] = next;
+    }
+  }
+}
+
 // x <- (L D Lᵀ)⁻¹ x for the factors above.
 void SolveShifted(int64_t p, const double* l, const double* piv, double* x) {
   for (int64_t i = 1; i < p; ++i) x[i] -= l[i - 1] * x[i - 1];
@@ -51,8 +161,8 @@ void SolveShifted(int64_t p, const double* l, const double* piv, double* x) {
 
 template <typename T>
 void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T* a,
-              const T* basis, const T* s, const T* rhs, double margin, T* z, int32_t* ok,
-              SolveScratch& sc) {
+              const T* basis, const T* s, const T* rhs, double margin, bool gap_checked, T* z,
+              int32_t* ok, SolveScratch& sc) {
   const int64_t p = std::min(m, n);
   std::fill(z, z + c * p, T(0));
   *ok = 1;
@@ -70,6 +180,25 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
     }
   }
   if (top == 0) return;  // no shift: every z_j is 0
+
+  // Where the caller has checked the gap, conjugate gradients first, while their passes over A
+  // (4·q·p flops per row and iteration) cost less than the Gram matrix and its reduction.
+  if (gap_checked) {
+    const int64_t q = std::max(m, n);
+    int64_t rows = 0;
+    for (int64_t j = 0; j < c; ++j) rows += std::abs(double(s[j])) > 0;
+    // Flop equivalents: the Gram matrix (AVX2 tiles) and the reduction (level 2, ~3x slower).
+    const double direct = double(q) * double(p) * double(p) + 4.0 * double(p) * double(p * p);
+    const int64_t budget = std::min<int64_t>(
+        kCgMaxIters, static_cast<int64_t>(direct / (4.0 * double(q * p * rows))));
+    sc.b.assign(basis, basis + c * p);
+    if (budget >= kCgMinIters &&
+        ShiftedCg(la, m, n, c, a, sc.b.data(), s, rhs, kCgTolerance, budget, sc)) {
+      for (int64_t i = 0; i < c * p; ++i) z[i] = static_cast<T>(sc.x[i]);
+      *ok = 2;
+      return;
+    }
+  }
 
   // G, scaled to a largest diagonal entry of 1 (the tridiagonal reduction expects |G_ij| <= 1).
   GramOfShortSide(la, a, m, n, sc.gram);
@@ -137,22 +266,23 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
 
 template <typename T>
 void ShiftedGramSolve(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t c,
-                      const T* a, const T* basis, const T* s, const T* rhs, double margin, T* z,
-                      int32_t* ok, const Scheduler& schedule, int64_t workers) {
+                      const T* a, const T* basis, const T* s, const T* rhs, double margin,
+                      bool gap_checked, T* z, int32_t* ok, const Scheduler& schedule,
+                      int64_t workers) {
   const int64_t p = std::min(m, n);
   // Each thread keeps its workspace (at most a few MiB at p = kShiftedSolveMaxSide).
   ParallelFor(batch, workers, schedule, [&](int64_t, int64_t i) {
     thread_local SolveScratch sc;
     SolveOne(lapack.f64, m, n, c, a + i * m * n, basis + i * c * p, s + i * c, rhs + i * c * p,
-             margin, z + i * c * p, ok + i, sc);
+             margin, gap_checked, z + i * c * p, ok + i, sc);
   });
 }
 
 template void ShiftedGramSolve<float>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
                                       const float*, const float*, const float*, const float*,
-                                      double, float*, int32_t*, const Scheduler&, int64_t);
+                                      double, bool, float*, int32_t*, const Scheduler&, int64_t);
 template void ShiftedGramSolve<double>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,
                                        const double*, const double*, const double*, const double*,
-                                       double, double*, int32_t*, const Scheduler&, int64_t);
+                                       double, bool, double*, int32_t*, const Scheduler&, int64_t);
 
 }  // namespace rrae_fast::cpu

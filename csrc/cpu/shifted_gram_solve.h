@@ -16,12 +16,18 @@
 // derivative, for all kept indices at once, with one Gram matrix and one tridiagonal reduction
 // instead of a full SVD.
 //
+// Where the caller has checked the gap (`gap_checked`), matrix-free conjugate gradients come
+// first (two passes over A per iteration for all rows, in float64, to a relative residual of
+// 1e-12), within the iterations that cost less than the method below; it takes over where they
+// do not converge. For an RRAE latent (σ_{c+1} ≪ σ_c) they need two or three.
+//
 // Method, in float64 whatever T is: G = YᵀY (the Gram path's tiles), scaled to a largest
 // diagonal of 1; H = G − Bᵀ Z − Zᵀ B with Z = B G − ½ (B G Bᵀ) B (exactly symmetric);
 // Householder reduction H = Q T Qᵀ; Qᵀ r_j; for each j the LDLᵀ factors of s_j² − T (no
 // pivoting: positive definite) and their solve; then Q back. Cost O(q·p² + p³ + c·p²).
 //
-// Positive definiteness is checked, not assumed: `ok` is 1 when (s_min² − margin·s_max²) I − T
+// Positive definiteness is checked, not assumed: `ok` is 1 (2 where the conjugate gradients
+// solved them) when (s_min² − margin·s_max²) I − T
 // has only positive pivots (every eigenvalue of H is at least margin·s_max² below the smallest
 // positive shift), else 0 and z holds nothing the caller may use (it falls back). A matrix,
 // basis, shift or right-hand side with a NaN or Inf entry gets NaN in z, with ok = 1.
@@ -42,8 +48,9 @@ inline constexpr int64_t kShiftedSolveMaxSide = 256;
 // z (c x p) and ok as described above; members run in parallel over `workers` threads.
 template <typename T>
 void ShiftedGramSolve(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t c,
-                      const T* a, const T* basis, const T* s, const T* rhs, double margin, T* z,
-                      int32_t* ok, const Scheduler& schedule, int64_t workers);
+                      const T* a, const T* basis, const T* s, const T* rhs, double margin,
+                      bool gap_checked, T* z, int32_t* ok, const Scheduler& schedule,
+                      int64_t workers);
 
 }  // namespace rrae_fast::cpu
 

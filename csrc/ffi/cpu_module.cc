@@ -90,7 +90,7 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
 ffi::Error ShiftedGramSolveDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer basis,
                                     ffi::AnyBuffer s, ffi::AnyBuffer rhs,
                                     ffi::Result<ffi::AnyBuffer> z, ffi::Result<ffi::AnyBuffer> ok,
-                                    double margin) {
+                                    double margin, bool gap_checked) {
   auto shape = ffi_helpers::SplitBatch(a.dimensions(), "input a");
   if (shape.has_error()) return shape.error();
   const int64_t m = shape->m, n = shape->n, p = std::min(m, n);
@@ -140,14 +140,14 @@ ffi::Error ShiftedGramSolveDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi:
         lapack, shape->batch, m, n, c, reinterpret_cast<const float*>(a.untyped_data()),
         reinterpret_cast<const float*>(basis.untyped_data()),
         reinterpret_cast<const float*>(s.untyped_data()),
-        reinterpret_cast<const float*>(rhs.untyped_data()), margin,
+        reinterpret_cast<const float*>(rhs.untyped_data()), margin, gap_checked,
         reinterpret_cast<float*>(z->untyped_data()), flags, schedule, workers);
   } else {
     cpu::ShiftedGramSolve<double>(
         lapack, shape->batch, m, n, c, reinterpret_cast<const double*>(a.untyped_data()),
         reinterpret_cast<const double*>(basis.untyped_data()),
         reinterpret_cast<const double*>(s.untyped_data()),
-        reinterpret_cast<const double*>(rhs.untyped_data()), margin,
+        reinterpret_cast<const double*>(rhs.untyped_data()), margin, gap_checked,
         reinterpret_cast<double*>(z->untyped_data()), flags, schedule, workers);
   }
   return ffi::Error::Success();
@@ -165,7 +165,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastShiftedGramSolve, rrae_fast::ShiftedGramSo
                                   .Arg<xla::ffi::AnyBuffer>()   // rhs [..., c, p]
                                   .Ret<xla::ffi::AnyBuffer>()   // z [..., c, p]
                                   .Ret<xla::ffi::AnyBuffer>()   // ok [...] int32
-                                  .Attr<double>("margin"));     // relative to max s²
+                                  .Attr<double>("margin")       // relative to max s²
+                                  .Attr<bool>("gap_checked"));  // CG may go first
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispatch,
                               xla::ffi::Ffi::Bind()
