@@ -134,21 +134,20 @@ ffi::Error ShiftedGramSolveDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi:
   }
   const int64_t workers = 1 + pool.num_threads();
   Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
-  auto* flags = reinterpret_cast<int32_t*>(ok->untyped_data());
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    cpu::ShiftedGramSolve<T>(lapack, shape->batch, m, n, c,
+                             reinterpret_cast<const T*>(a.untyped_data()),
+                             reinterpret_cast<const T*>(basis.untyped_data()),
+                             reinterpret_cast<const T*>(s.untyped_data()),
+                             reinterpret_cast<const T*>(rhs.untyped_data()), margin, gap_checked,
+                             reinterpret_cast<T*>(z->untyped_data()),
+                             reinterpret_cast<int32_t*>(ok->untyped_data()), schedule, workers);
+  };
   if (dtype == ffi::DataType::F32) {
-    cpu::ShiftedGramSolve<float>(
-        lapack, shape->batch, m, n, c, reinterpret_cast<const float*>(a.untyped_data()),
-        reinterpret_cast<const float*>(basis.untyped_data()),
-        reinterpret_cast<const float*>(s.untyped_data()),
-        reinterpret_cast<const float*>(rhs.untyped_data()), margin, gap_checked,
-        reinterpret_cast<float*>(z->untyped_data()), flags, schedule, workers);
+    run(0.0f);
   } else {
-    cpu::ShiftedGramSolve<double>(
-        lapack, shape->batch, m, n, c, reinterpret_cast<const double*>(a.untyped_data()),
-        reinterpret_cast<const double*>(basis.untyped_data()),
-        reinterpret_cast<const double*>(s.untyped_data()),
-        reinterpret_cast<const double*>(rhs.untyped_data()), margin, gap_checked,
-        reinterpret_cast<double*>(z->untyped_data()), flags, schedule, workers);
+    run(0.0);
   }
   return ffi::Error::Success();
 }
