@@ -357,15 +357,19 @@ def worth_solving(a: Array, u: Array, s: Array, vt: Array, k: Array) -> Array:
 def prefer_gram_solves(m: int, n: int, max_k: int) -> bool:
     """Whether the exact derivative of a small m x n matrix at rank max_k should take the Gram
     solves rather than one full SVD for primal and tangent (the solves come on top of the
-    forward pass at k, the full SVD replaces it). Measured (``jit(grad)`` of ``rank_reduce``,
-    float32, a rank-k-plus-noise matrix, µs, solves against full SVD): 200 x 64 at k = 2 / 16 /
-    24 / 32 / 64: 328 / 385 / 447 / 511 / 712 against 570 / 490 / 506 / 466 / 410; 1000 x 100
-    at k = 5 / 25 / 50: 1791 / 2679 / 3410 against 3358 / 3560 / 3506; 128 x 256 at k = 32 / 64:
-    1611 / 2725 against 2322 / 2441; 100 x 48 at k = 16: 242 against 265; 64 x 32 at k = 2 to 8
-    and 32 x 64: within 15 % either way, the full SVD ahead.
+    forward pass at k or k + 1, the full SVD replaces it). Measured (``jax.jit(jax.grad)`` of
+    the benchmark's loss through ``rank_reduce``, float32, a rank-k-plus-noise matrix, medians
+    in µs, solves against full SVD): 200 x 64 at k = 2 / 16 / 21 / 24 / 32: 193 / 333 / 391 /
+    387 / 468 against 548 / 499 / 531 / 500 / 467; 1000 x 100 at k = 5 / 25 / 33: 1404 / 3145 /
+    2725 against 3273 / 3529 / 3419; 128 x 256 at k = 8 / 32 / 42: 909 / 1710 / 1800 against
+    2419 / 2243 / 2375; 100 x 48 at k = 2 / 8 / 16: 115 / 160 / 208 against 278 / 257 / 249;
+    64 x 32 at k = 2 / 4 / 8 / 10: 114 / 113 / 136 / 146 against 154 / 143 / 144 / 139; 32 x 64
+    at k = 2 / 10: 98 / 116 against 134 / 138; 48 x 24 at k = 2 / 8: 90 / 107 against 130 / 100;
+    32 x 16 at k = 2 / 5: 112 / 83 against 91 / 84. For the factors (``truncated_svd``), 200 x 64
+    at k = 2 / 16 / 21: 302 / 385 / 451 against 560 / 483 / 525.
     """
     p = min(m, n)
-    return 48 <= p <= GRAM_SOLVE_MAX_SIDE and 3 * max_k <= p
+    return 32 <= p <= GRAM_SOLVE_MAX_SIDE and 3 * max_k <= p
 
 
 def use_solves(a: Array, u: Array, s: Array, vt: Array, k: Array, solver: str = "cg") -> Array:

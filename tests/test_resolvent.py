@@ -113,7 +113,8 @@ def test_selected_where_the_forward_iterates(rng):
     assert _svd._backward_solver(f32(200, 64), 10, "auto") == "gram"
     assert _svd._backward_solver(f32(64, 200), 16, "gram") == "gram"
     assert _svd._backward_solver(f32(200, 64), 32, "auto") is None  # k too large
-    assert _svd._backward_solver(f32(64, 32), 2, "auto") is None  # too small to gain
+    assert _svd._backward_solver(f32(64, 32), 8, "auto") == "gram"
+    assert _svd._backward_solver(f32(32, 16), 2, "auto") is None  # too small to gain
     # The forward pass is LAPACK's SVD (cost independent of k): one full SVD is cheaper.
     assert _svd._backward_solver(f32(200, 64), 10, "dense") is None
     assert _svd._backward_solver(jnp.ones((200, 64), jnp.float64), 10, "auto") is None
