@@ -324,3 +324,27 @@ def test_gram_solves_are_lowered_for_cpu_only(name):
             jax.jit(jax.grad(fn)), platforms=[platform], disabled_checks=checks
         )(a)
         assert (targets[0] in exported.mlir_module()) is expected
+
+
+def test_kernel_refusal_inside_the_rank_reduce_rule_takes_the_full_svd(rng, monkeypatch):
+    """Should the kernel refuse a solve that the gap check let through (its margin is half of
+    that check's), the rows come from a full SVD, and the gradient is still the dense rule's."""
+    a = jnp.asarray(_latent(rng, 80, 40, 3), jnp.float32)
+    t = rng.standard_normal((80, 40)).astype(np.float32)
+    loss = lambda x: jnp.sum((rrae_fast.rank_reduce(x, 3) - t) ** 2)
+    assert _svd._backward_solver(a, 3, "auto") == "gram"
+    real = _resolvent.shifted_gram_solve
+
+    def refusing(*args, **kwargs):
+        z, ok = real(*args, **kwargs)
+        return jnp.full_like(z, jnp.nan), jnp.zeros_like(ok)
+
+    monkeypatch.setattr(_resolvent, "shifted_gram_solve", refusing)
+    _clear()
+    g = np.asarray(jax.jit(jax.grad(loss))(a), np.float64)
+    monkeypatch.setattr(_svd, "_backward_solver", lambda *args: None)
+    _clear()
+    ref = np.asarray(jax.jit(jax.grad(loss))(a), np.float64)
+    _clear()
+    assert np.all(np.isfinite(g))
+    assert np.linalg.norm(g - ref) <= 2e-5 * np.linalg.norm(ref)
