@@ -42,9 +42,10 @@ reduction and k tridiagonal factorisations, O(m·n·p + p³ + k·p²) against a 
 constant and its eigenvectors of the discarded spectrum (which, clustered as the noise of an
 RRAE latent, are the expensive part). The kernel checks positive definiteness with a margin of
 twice the dense rule's tie threshold (σ_k² − σ_{k+1}² > 2τ·σ_1²); where that fails (a tie or
-near-tie across the cut) the full-SVD route below is taken, as for CG. ``rank_reduce`` takes a
-shorter form of the same solve (:func:`rank_reduce_tangent_by_gram`), with the gap checked
-beforehand from the forward pass.
+near-tie across the cut) the full-SVD route below is taken, as for CG. The derivative rules
+check that gap beforehand, from a forward pass at k + 1 (:func:`gram_gap_ok`), and then let the
+kernel try conjugate gradients first; ``rank_reduce`` takes a shorter form of the same solve
+(:func:`rank_reduce_tangent_by_gram`).
 """
 
 from __future__ import annotations
@@ -166,11 +167,12 @@ def shifted_gram_solve_code(
 
 
 def _gram_solve(
-    a: Array, u: Array, st: Array, vt: Array, f: Array, g: Array
+    a: Array, u: Array, st: Array, vt: Array, f: Array, g: Array, gap_checked: bool = False
 ) -> tuple[Array, Array, Array]:
     """The rows of x and y from the short side's projected Gram matrix, and the kernel's check.
 
     f, g: [..., c, m] and [..., c, n] right-hand sides as rows (zero beyond k, as st).
+    gap_checked: as :func:`shifted_gram_solve` (the caller has checked it: CG may go first).
     """
     m, n = a.shape[-2:]
     inv = jnp.where(st > 0, 1 / jnp.where(st > 0, st, 1), 0)[..., :, None]
@@ -178,12 +180,12 @@ def _gram_solve(
     if m >= n:  # y on the short side: (σ² − A⊥ᵀA⊥) y = σ g + A⊥ᵀ f, then x = (f + A⊥ y) / σ
         atf = f @ a
         rhs = st[..., :, None] * g + atf - (atf @ _mT(vt)) @ vt
-        y, ok = shifted_gram_solve(a, vt, st, rhs, margin)
+        y, ok = shifted_gram_solve(a, vt, st, rhs, margin, gap_checked)
         x = (f + y @ _mT(a)) * inv
     else:  # the mirror image: x on the short side
         ag = g @ _mT(a)
         rhs = st[..., :, None] * f + ag - (ag @ u) @ _mT(u)
-        x, ok = shifted_gram_solve(a, _mT(u), st, rhs, margin)
+        x, ok = shifted_gram_solve(a, _mT(u), st, rhs, margin, gap_checked)
         y = (g + x @ a) * inv
     return x, y, jnp.all(ok)
 
@@ -392,6 +394,7 @@ def coupling(
     da: Array,
     solvable: Array | None = None,
     solver: str = "cg",
+    gap_checked: bool = False,
 ) -> tuple[Array, Array, Array]:
     """``Ω = Uᵀ dA V`` and the rows of the solved blocks ``X = [x_i]``, ``Y = [y_i]``.
 
@@ -405,6 +408,8 @@ def coupling(
         solver: ``"cg"`` (block CG on the augmented operator) or ``"gram"`` (the projected
             Gram matrix of the short side, ``min(m, n) ≤ GRAM_SOLVE_MAX_SIDE``; CPU only, the
             full-SVD solve elsewhere).
+        gap_checked: (``"gram"``) the caller has checked σ_k² − σ_{k+1}² (:func:`gram_gap_ok`),
+            so the kernel may try conjugate gradients first.
 
     Returns:
         ``(omega, xr, yr)`` of shapes [..., c, c], [..., c, m] (row i is x_iᵀ) and [..., c, n]
@@ -445,7 +450,7 @@ def coupling(
 
         def by_gram():
             def native():
-                x, y, ok = _gram_solve(a, u, st, vt, *rhs)
+                x, y, ok = _gram_solve(a, u, st, vt, *rhs, gap_checked)
                 return jax.lax.cond(every_member(ok), lambda: (x, y), dense)
 
             return jax.lax.platform_dependent(cpu=native, default=dense)

@@ -71,9 +71,9 @@ def _cut(k, max_k, u, s, vt):
     )
 
 
-def _solved_tangent(a, k, max_k, u, s, vt, da, solver):
+def _solved_tangent(a, k, max_k, u, s, vt, da, solver, solvable=None, gap_checked=False):
     """Tangent of the top-k factors from the solves (no full SVD), width max_k."""
-    omega, x, y = _resolvent.coupling(a, u, s, vt, k, da, solver=solver)
+    omega, x, y = _resolvent.coupling(a, u, s, vt, k, da, solvable, solver, gap_checked)
     blocks = (omega, jnp.swapaxes(x, -1, -2), jnp.swapaxes(y, -1, -2))
     return _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k, complement=blocks)
 
@@ -106,17 +106,22 @@ def _tsvd_jvp(max_k, method, gradient, primals, tangents):
         du, ds, dvt = _svd_grad.truncated_svd_jvp(u, s, vt, da, max_k)
         return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
 
-    def by_attempt():  # the forward pass at k, then the solves
-        u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)
+    def by_attempt():  # the forward pass at k (k + 1 for the Gram solves), then the solves
+        if solver == "gram":
+            u, s, vt, solvable = _gram_forward(a, k, init, max_k, method)
+            solved = lambda: _solved_tangent(a, k, max_k, u, s, vt, da, solver, solvable, True)
+        else:
+            u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)
+            solvable = _resolvent.every_member(jnp.all(converged))
+            solved = lambda: _solved_tangent(a, k, max_k, u, s, vt, da, solver)
 
         def by_solves():
-            return (u, s, vt), _solved_tangent(a, k, max_k, u, s, vt, da, solver)
+            return (u, s, vt), solved()
 
-        def by_full_svd():  # the iteration gave up: one full SVD for primal and tangent
+        def by_full_svd():  # the iteration gave up, or a tie: one full SVD for both
             return _lean_full_tsvd_jvp(a, k, max_k, init, method, da)
 
-        converged = _resolvent.every_member(jnp.all(converged))
-        (u, s, vt), (du, ds, dvt) = jax.lax.cond(converged, by_solves, by_full_svd)
+        (u, s, vt), (du, ds, dvt) = jax.lax.cond(solvable, by_solves, by_full_svd)
         return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
 
     if solver == "gram":
@@ -181,9 +186,10 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     return _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da)
 
 
-def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
-    """The exact rule for small matrices: the forward pass at k + 1 (σ_{k+1} for the check of
-    the gap), the tangent from the Gram solves; one full SVD where the gap is a tie."""
+def _gram_forward(a, k, init, max_k, method):
+    """The forward pass at k + 1 for the Gram solves: the factors of width max_k (zero beyond
+    k) and whether the solves apply (every kept σ nonzero, no tie across the cut:
+    σ_k² − σ_{k+1}² > 2τ·σ_1²), one flag for the batch."""
     m, n = a.shape[-2:]
     width = min(max_k + 1, min(m, n))
     u, s, vt, converged = _attempt(a, jnp.minimum(k + 1, width), init, width, method, "gram")
@@ -192,7 +198,13 @@ def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
         & _resolvent.all_kept_nonzero(s, k, m, n)
         & jnp.all(_resolvent.gram_gap_ok(s, k, m, n))
     )
-    u, s, vt = _cut(k, max_k, u, s, vt)
+    return (*_cut(k, max_k, u, s, vt), _resolvent.every_member(solvable))
+
+
+def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
+    """The exact rule for small matrices: the forward pass at k + 1 (σ_{k+1} for the check of
+    the gap), the tangent from the Gram solves; one full SVD where the gap is a tie."""
+    u, s, vt, solvable = _gram_forward(a, k, init, max_k, method)
 
     def by_solves():
         return _product(u, s, vt), _resolvent.rank_reduce_tangent_by_gram(a, u, s, vt, k, da)
@@ -200,7 +212,7 @@ def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
     def by_full_svd():
         return _lean_full_rank_reduce_jvp(a, k, max_k, init, method, "exact", da)
 
-    return jax.lax.cond(_resolvent.every_member(solvable), by_solves, by_full_svd)
+    return jax.lax.cond(solvable, by_solves, by_full_svd)
 
 
 def _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da):

@@ -326,12 +326,17 @@ def test_gram_solves_are_lowered_for_cpu_only(name):
         assert (targets[0] in exported.mlir_module()) is expected
 
 
-def test_kernel_refusal_inside_the_rank_reduce_rule_takes_the_full_svd(rng, monkeypatch):
-    """Should the kernel refuse a solve that the gap check let through (its margin is half of
-    that check's), the rows come from a full SVD, and the gradient is still the dense rule's."""
+@pytest.mark.parametrize("name", ["rank_reduce", "truncated_svd"])
+def test_kernel_refusal_after_the_gap_check_takes_the_full_svd(rng, monkeypatch, name):
+    """Should the kernel refuse a solve that the gap check let through (for rank_reduce its
+    margin is half of that check's), the rows come from a full SVD, and the gradient is still
+    the dense rule's."""
     a = jnp.asarray(_latent(rng, 80, 40, 3), jnp.float32)
     t = rng.standard_normal((80, 40)).astype(np.float32)
-    loss = lambda x: jnp.sum((rrae_fast.rank_reduce(x, 3) - t) ** 2)
+    if name == "rank_reduce":
+        loss = lambda x: jnp.sum((rrae_fast.rank_reduce(x, 3) - t) ** 2)
+    else:
+        loss = lambda x: sum(jnp.sum(jnp.sin(z)) for z in rrae_fast.truncated_svd(x, 3))
     assert _svd._backward_solver(a, 3, "auto") == "gram"
     real = _resolvent.shifted_gram_solve
 
