@@ -367,8 +367,8 @@ def prefer_gram_solves(m: int, n: int, max_k: int) -> bool:
     2419 / 2243 / 2375; 100 x 48 at k = 2 / 8 / 16: 115 / 160 / 208 against 278 / 257 / 249;
     64 x 32 at k = 2 / 4 / 8 / 10: 114 / 113 / 136 / 146 against 154 / 143 / 144 / 139; 32 x 64
     at k = 2 / 10: 98 / 116 against 134 / 138; 48 x 24 at k = 2 / 8: 90 / 107 against 130 / 100;
-    32 x 16 at k = 2 / 5: 112 / 83 against 91 / 84. For the factors (``truncated_svd``), 200 x 64
-    at k = 2 / 16 / 21: 302 / 385 / 451 against 560 / 483 / 525.
+    32 x 16 at k = 2 / 5: 112 / 83 against 91 / 84. For the factors (``truncated_svd``, a loss of
+    sin over the three), 200 x 64 at k = 2 / 16 / 21: 220 / 384 / 419 against 526 / 466 / 471.
     """
     p = min(m, n)
     return 32 <= p <= GRAM_SOLVE_MAX_SIDE and 3 * max_k <= p
