@@ -112,14 +112,21 @@ def _block_cg(matvec, b: tuple[Array, ...], rtol: float) -> tuple[tuple[Array, .
     return x, jnp.all(rs <= target)
 
 
-def _dense_solve(a: Array, k: Array, width: int, f: Array, g: Array) -> tuple[Array, Array]:
-    """The rows of x and y from a full thin SVD, stabilised as the dense rule."""
+def _full_svd_gaps(a: Array, k: Array, width: int) -> tuple[Array, Array, Array, Array]:
+    """A full thin SVD ``(u, st, vt)`` (σ stabilised) and ``gaps`` [..., width, r]: entry
+    [i, j] is 1 / (σ_i² − σ_j²) for i kept and j discarded, 0 elsewhere and on ties (as the
+    dense rule)."""
     m, n = a.shape[-2:]
     u, s, vt = _forward.factors(a, jnp.full(a.shape[:-2], min(m, n), jnp.int32), min(m, n))
     st, sq, tie, _ = _svd_grad._stable_parts(s, m, n)
     drop = (~_forward.keep_mask(k, s.shape[-1])).astype(a.dtype)
-    # [i, j]: 1 / (σ_i² − σ_j²) for i kept, j discarded; 0 on ties (as the dense rule).
     gaps = -_svd_grad._inverse_gaps(sq[..., :width], sq, tie) * drop[..., None, :]
+    return u, st, vt, gaps
+
+
+def _dense_solve(a: Array, k: Array, width: int, f: Array, g: Array) -> tuple[Array, Array]:
+    """The rows of x and y from a full thin SVD, stabilised as the dense rule."""
+    u, st, vt, gaps = _full_svd_gaps(a, k, width)
     phi, gam = f @ u, g @ _mT(vt)  # u_jᵀ f_i, v_jᵀ g_i
     s_i, s_j = st[..., :width, None], st[..., None, :]
     inv = jnp.where(s_i > 0, 1 / jnp.where(s_i > 0, s_i, 1), 0)
@@ -221,11 +228,7 @@ def _dense_short_side(a: Array, k: Array, width: int, rhs: Array) -> Array:
     """Rows y_i = Σ_{j discarded} v_j (v_jᵀ c_i) / (σ_i² − σ_j²) from a full thin SVD (m ≥ n),
     ties masked as in the dense rule: the solves of rank_reduce_tangent_by_gram where the
     kernel refused them."""
-    m, n = a.shape[-2:]
-    _, s, vt = _forward.factors(a, jnp.full(a.shape[:-2], n, jnp.int32), n)
-    _, sq, tie, _ = _svd_grad._stable_parts(s, m, n)
-    drop = (~_forward.keep_mask(k, n)).astype(a.dtype)
-    gaps = -_svd_grad._inverse_gaps(sq[..., :width], sq, tie) * drop[..., None, :]
+    _, _, vt, gaps = _full_svd_gaps(a, k, width)
     return (gaps * (rhs @ _mT(vt))) @ vt
 
 

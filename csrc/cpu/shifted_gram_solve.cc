@@ -180,6 +180,7 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
     }
   }
   if (top == 0) return;  // no shift: every z_j is 0
+  sc.b.assign(basis, basis + c * p);
 
   // Where the caller has checked the gap, conjugate gradients first, while their passes over A
   // (4·q·p flops per row and iteration) cost less than the Gram matrix and its reduction.
@@ -191,7 +192,6 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
     const double direct = double(q) * double(p) * double(p) + 4.0 * double(p) * double(p * p);
     const int64_t budget = std::min<int64_t>(
         kCgMaxIters, static_cast<int64_t>(direct / (4.0 * double(q * p * rows))));
-    sc.b.assign(basis, basis + c * p);
     if (budget >= kCgMinIters &&
         ShiftedCg(la, m, n, c, a, sc.b.data(), s, rhs, kCgTolerance, budget, sc)) {
       for (int64_t i = 0; i < c * p; ++i) z[i] = static_cast<T>(sc.x[i]);
@@ -210,7 +210,6 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
   for (int64_t i = 0; i < p * p; ++i) g[i] *= inv_scale;
 
   // H = G − Bᵀ Z − Zᵀ B, Z = B G − ½ (B G Bᵀ) B. Column-major views: B is p x c, B G is p x c.
-  sc.b.assign(basis, basis + c * p);
   sc.bg.resize(c * p);
   sc.bgb.resize(c * c);
   sc.outer.resize(p * p);
