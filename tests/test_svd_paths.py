@@ -198,6 +198,60 @@ def test_iterative_extreme_finite_scale_is_not_flagged(rng, scale, path):
     helpers.assert_contract(a, *rrae_fast.truncated_svd(a, 10, method="iterative"), 10)
 
 
+@pytest.mark.parametrize("spread, scale", [(10.0, 1.0), (10.0, 1e-30), (10.0, 1e37), (1e3, 1.0)])
+def test_wide_float32_test_meets_contract(rng, spread, scale):
+    """Blocks of 512 columns and more take their Ritz pairs from PᵀP's eigenvectors in float32
+    where σ_1/σ_k <= 32 (in float64 otherwise, here spread 1e3): the pairs pass the first
+    residual test at any scale (PᵀP's entries reach σ_1², beyond float32's range at
+    1e37), and meet the contract."""
+    m, n, k = 1400, 900, 500  # block 536
+    sigma = np.geomspace(1.0, 1.0 / spread, k)
+    low = helpers.planted(rng, m, n, sigma)
+    e = rng.standard_normal((m, n))
+    e *= 1e-3 / spread * np.linalg.norm(low) / np.linalg.norm(e)
+    a = ((low + e) * scale).astype(np.float32)
+    assert np.all(np.isfinite(a))
+    info = rrae_fast.diagnose(a, k, method="iterative")
+    assert info["path"] == "iterative" and info["passes"] == 4
+    helpers.assert_contract(a, *rrae_fast.truncated_svd(a, k, method="iterative"), k)
+
+
+def test_wide_float32_warm_start_converges_at_once(rng):
+    """A warm start of 520 columns (the previous U of a matrix 1e-6 away entrywise) tests its first
+    pass with float32 Ritz pairs and converges there."""
+    m, n, k = 1400, 900, 520
+    a0 = rrae_like(rng, m, n, k)
+    a1 = (a0 + 1e-6 * rng.standard_normal((m, n))).astype(np.float32)
+    u_prev = rrae_fast.truncated_svd(a0, k, method="iterative")[0]
+    info = rrae_fast.diagnose(a1, k, method="iterative", init=u_prev)
+    assert info["path"] == "iterative" and info["passes"] == 2
+    helpers.assert_contract(
+        a1, *rrae_fast.truncated_svd(a1, k, method="iterative", init=u_prev), k
+    )
+
+
+def test_kept_workspace_does_not_change_results(rng):
+    """The workspace kept between calls holds what earlier calls left (non-finite entries from
+    an iteration whose products overflowed, eigenvectors in the lower triangle of a factor's
+    buffer): a later call reads none of it, and gives the same result, bit for bit, as from a
+    fresh workspace."""
+    m, n, k = 1400, 900, 400  # block 432: a short budget, the first pass's factor is tested
+    low = helpers.planted(rng, m, n, np.geomspace(1.0, 0.1, k))
+    e = rng.standard_normal((m, n))
+    a = (low + e * (1e-4 * np.linalg.norm(low) / np.linalg.norm(e))).astype(np.float32)
+    big = rrae_like(rng, 600, 400, 10)
+    big = (big * (np.float32(3e38) / np.linalg.norm(big, 2))).astype(np.float32)
+    rrae_fast.release_workspace()
+    fresh = rrae_fast.diagnose(a, k, method="iterative")
+    out = rrae_fast.truncated_svd(a, k, method="iterative")
+    assert fresh["path"] == "iterative"
+    for earlier in (big, a[:, :600]):
+        rrae_fast.truncated_svd(earlier, 10 if earlier is big else k, method="iterative")
+        assert rrae_fast.diagnose(a, k, method="iterative") == fresh
+        for x, y in zip(rrae_fast.truncated_svd(a, k, method="iterative"), out):
+            np.testing.assert_array_equal(x, y)
+
+
 def _warm_cases(rng, m, n, k, u_prev):
     return {
         "previous_basis": u_prev,

@@ -14,7 +14,7 @@
 //
 // and stops once every residual column is <= tol·σ_1. Otherwise it completes the next product
 // P' = op(Q_P) = op(Q_P X) Xᵀ with the remaining b − k columns, and B = Q_P, P = P'.
-// In float32 a pass that tests takes Z and Σ from the eigenvectors of PᵀP (float64) instead,
+// In float32 a pass that tests takes Z and Σ from the eigenvectors of PᵀP instead,
 // and Q_P X = P Z Σ⁻¹ without a QR of P (GramRitz below); if it goes on, those columns,
 // orthonormalised, are the next B, and P' = op(B).
 //
@@ -80,7 +80,11 @@ void TriangularProduct(const Lapack<double>& la, int64_t b, const T* r2, const d
   double* r2d = work.data();
   double* out = work.data() + b * b;
   for (int64_t i = 0; i < b * b; ++i) r2d[i] = double(r2[i]);
-  std::copy(r1, r1 + b * b, out);
+  // trmm reads all of its right-hand side: R1's lower triangle, which the Cholesky factorisation
+  // leaves as the buffer held it (another factor, a Gram matrix's eigenvectors), must be zero.
+  for (int64_t j = 0; j < b; ++j) {
+    for (int64_t i = 0; i < b; ++i) out[i + j * b] = i <= j ? r1[i + j * b] : 0.0;
+  }
   char side = 'L', uplo = 'U', trans = 'N', diag = 'N';
   lapack_int B = b;
   double one = 1;
@@ -368,44 +372,110 @@ bool SmallSvd(const Lapack<T>& la, int64_t b, SubspaceScratch<T>& sc) {
 // basis leaves VᵀV within 5e-7 of I at σ_1/σ_k = 10 and 5e-6 at 1e3, and fails its test at 1e4.
 constexpr double kGramRitzSpread = 32;
 
-// The Ritz pairs of a test from P's Gram matrix instead of P's QR and the SVD of R (float32
-// only): G = PᵀP = Z Σ² Zᵀ in float64, so that P = (P Z Σ⁻¹) Σ Zᵀ with P Z Σ⁻¹ orthonormal.
-// Fills sc.sig (Σ, descending), sc.vst (Zᵀ) and sc.us (M = Z Σ⁻¹) in float32, as SmallSvd fills
-// Σ, Zᵀ and X from R, and leaves P as it is: the caller's P·M stands for Q_P X. In float64 the
-// Gram matrix loses nothing that matters here (σ_j to ~ε64·σ_1²/σ_j); the float32 product P·M
-// leaves column j orthonormal to ~ε32·σ_1/σ_j only, which the caller corrects where that is
-// not small (see the loop). At 4096 x 1096 this takes ~240 ms (dsyevd ~185 of them) against
-// ~430 for the QR (two Cholesky passes, ~210) and sgesdd (~220). False where the eigensolver fails
-// or P is too ill-conditioned for P·M (σ_w < 1e-5·σ_1): the caller takes the QR route. Where σ_1
-// is far from 1, P is scaled in place by a power of two that brings it near 1, and M to match, so
-// that neither M's entries (z/σ) nor the terms of P·M leave float32's normal range (σ_1 = 1e37, or
-// 1e-30).
-bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t rows, int64_t w,
-              float* p, SubspaceScratch<float>& sc) {
-  const Lapack<double>& la = table.f64;
-  sc.rd.resize(w * w);
-  GramF64(la, split, rows, w, p, sc.rd.data(), sc);
-  if (!AllFinite(sc.rd.data(), w * w)) return false;
-  sc.lambda.resize(w);
+// Whether the upper triangle of the column-major w x w matrix g is finite (the lower one is
+// not written by the Gram products here and holds whatever the buffer held before).
+bool UpperFinite(int64_t w, const double* g) {
+  for (int64_t j = 0; j < w; ++j) {
+    if (!AllFinite(g + j * w, j + 1)) return false;
+  }
+  return true;
+}
+
+// From this width on, GramRitz solves PᵀP's eigenproblem in float32 first: on one thread, for
+// the float64 Gram matrix of a Gaussian 4096 x w block, ssyevd takes 99 ms against dsyevd's
+// 190 at w = 1096, 1.43 against 2.77 s at w = 2664; below ~500 the difference is a few ms.
+constexpr int64_t kGramRitzSingleFrom = 512;
+constexpr double kEps32 = std::numeric_limits<float>::epsilon();
+
+// The eigenproblem of the float64 Gram matrix in sc.rd (left intact) in float32, for GramRitz:
+// eigenvalues ascending into sc.lambda, eigenvectors into sc.r (w x w, a vector per column).
+// ssyevd's eigenvalues are off by up to c·ε32·λ_1, c a modest number (the rounding of G to
+// float32 included), so σ_j by ~c·ε32·σ_1·(σ_1/σ_j)/2, and the vector of λ_j leans towards that
+// of λ_i by ~c·ε32·λ_1/|λ_i − λ_j|, which moves its residual by less than c·ε32·σ_1·(σ_1/σ_j)/2.
+// For the k pairs the test looks at both stay within a few ε32·σ_1·S where σ_1/σ_k <= S =
+// kGramRitzSpread, which is required here (else false, and the caller solves it in float64;
+// false too where LAPACK fails). The residual test after it measures those pairs in any case.
+bool SingleEigen(const Lapack<float>& la, int64_t w, int64_t k, SubspaceScratch<float>& sc) {
+  // Rounded to float32 after scaling by a power of two that brings its largest diagonal entry
+  // (the largest entry) near 1: G's entries reach σ_1² (1e74 at σ_1 = 1e37, 1e-60 at 1e-30).
+  double big = 0;
+  for (int64_t i = 0; i < w; ++i) big = std::max(big, sc.rd[i * (w + 1)]);
+  if (!(big > 0) || !std::isfinite(big)) return false;
+  int exponent = 0;
+  std::frexp(big, &exponent);
+  const double factor = std::ldexp(1.0, -exponent);
+  for (int64_t j = 0; j < w; ++j) {  // the upper triangle, which ssyevd reads
+    for (int64_t i = 0; i <= j; ++i)
+      sc.r[i + j * w] = static_cast<float>(sc.rd[i + j * w] * factor);
+  }
+  sc.tau.resize(w);
   char jobz = 'V', uplo = 'U';
   lapack_int W = w, lwork = -1, liwork = -1, info = 0, isize = 0;
-  double size = 0;
-  la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), &size, &lwork, &isize, &liwork,
+  float size = 0;
+  la.syevd(&jobz, &uplo, &W, sc.r.data(), &W, sc.tau.data(), &size, &lwork, &isize, &liwork,
            &info);
   lwork = static_cast<lapack_int>(size) + 1;
   liwork = isize + 1;
-  sc.eig_work.resize(lwork);
+  sc.work.resize(lwork);
   sc.iwork.resize(std::max<int64_t>(sc.iwork.size(), liwork));
-  // On one BLAS thread where the products are split (as every BLAS call of the iteration): with
-  // OpenBLAS's two threads it takes 118 against 184 ms at w = 1096, but those threads then
-  // spin for a while and slow the next products by about as much (whole call at 4096 x 4096,
-  // medians of 5-7: k = 256 233 against 188 ms, k = 1024 1.24 against 1.23-1.28 s).
-  la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), sc.eig_work.data(), &lwork,
+  la.syevd(&jobz, &uplo, &W, sc.r.data(), &W, sc.tau.data(), sc.work.data(), &lwork,
            sc.iwork.data(), &liwork, &info);
-  const double top = sc.lambda[w - 1];  // ascending
-  if (info != 0 || !(top > 0) || !std::isfinite(top) || !(sc.lambda[0] > 1e-10 * top)) {
-    return false;
+  if (info != 0) return false;
+  for (int64_t j = 0; j < w; ++j) sc.lambda[j] = double(sc.tau[j]) / factor;
+  const double top = sc.lambda[w - 1], kth = sc.lambda[w - k];
+  return top > 0 && std::isfinite(top) && kth * kGramRitzSpread * kGramRitzSpread >= top;
+}
+
+// The Ritz pairs of a test from P's Gram matrix instead of P's QR and the SVD of R (float32
+// only): G = PᵀP = Z Σ² Zᵀ, the Gram matrix in float64, so that P = (P Z Σ⁻¹) Σ Zᵀ with
+// P Z Σ⁻¹ orthonormal. Fills sc.sig (Σ, descending), sc.vst (Zᵀ) and sc.us (M = Z Σ⁻¹) in
+// float32, as SmallSvd fills Σ, Zᵀ and X from R, and leaves P as it is: the caller's P·M stands
+// for Q_P X. Solved in float64, the eigenproblem loses nothing that matters here (σ_j to
+// ~ε64·σ_1²/σ_j); from width kGramRitzSingleFrom on it is solved in float32 where that is
+// accurate enough for the k pairs tested (SingleEigen). There the eigenvalues below
+// w·ε32·λ_1 are not resolved: for j >= k, Σ holds σ_j's lower bound √(λ_j − w·ε32·λ_1) (Σ_b is
+// the give-up rule's optimistic guess of σ_b, below) and M divides by at least √(w·ε32·λ_1),
+// so that these columns of P·M, needed only if the iteration goes on, keep a norm of at most
+// ~1 and are orthonormalised then. The float32 product P·M leaves column j orthonormal to
+// ~ε32·σ_1/σ_j only, which the caller corrects where that is not small (see the loop). At
+// 4096 x 1096 this took ~240 ms in float64 (dsyevd ~185 of them) against ~430 for the QR (two
+// Cholesky passes, ~210) and sgesdd (~220). False where the eigensolver fails or, in float64,
+// P is too ill-conditioned for P·M (σ_w < 1e-5·σ_1): the caller takes the QR route. Where σ_1
+// is far from 1, P is scaled in place by a power of two that brings it near 1, and M to match,
+// so that neither M's entries (z/σ) nor the terms of P·M leave float32's normal range
+// (σ_1 = 1e37, or 1e-30).
+bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t rows, int64_t w,
+              int64_t k, float* p, SubspaceScratch<float>& sc) {
+  const Lapack<double>& la = table.f64;
+  sc.rd.resize(w * w);
+  GramF64(la, split, rows, w, p, sc.rd.data(), sc);
+  if (!UpperFinite(w, sc.rd.data())) return false;
+  sc.lambda.resize(w);
+  const bool single = w >= kGramRitzSingleFrom && SingleEigen(table.f32, w, k, sc);
+  if (!single) {
+    char jobz = 'V', uplo = 'U';
+    lapack_int W = w, lwork = -1, liwork = -1, info = 0, isize = 0;
+    double size = 0;
+    la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), &size, &lwork, &isize, &liwork,
+             &info);
+    lwork = static_cast<lapack_int>(size) + 1;
+    liwork = isize + 1;
+    sc.eig_work.resize(lwork);
+    sc.iwork.resize(std::max<int64_t>(sc.iwork.size(), liwork));
+    // On one BLAS thread where the products are split (as every BLAS call of the iteration):
+    // with OpenBLAS's two threads it takes 118 against 184 ms at w = 1096, but those threads
+    // then spin for a while and slow the next products by about as much (whole call at
+    // 4096 x 4096, medians of 5-7: k = 256 233 against 188 ms, k = 1024 1.24 against
+    // 1.23-1.28 s).
+    la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), sc.eig_work.data(), &lwork,
+             sc.iwork.data(), &liwork, &info);
+    const double top = sc.lambda[w - 1];  // ascending
+    if (info != 0 || !(top > 0) || !std::isfinite(top) || !(sc.lambda[0] > 1e-10 * top)) {
+      return false;
+    }
   }
+  const double top = sc.lambda[w - 1];
+  const double unresolved = single ? double(w) * kEps32 * top : 0.0;
   int exponent = 0;
   std::frexp(std::sqrt(top), &exponent);  // σ_1 = f·2^exponent, f in [0.5, 1)
   if (exponent < -16 || exponent > 16) {
@@ -414,15 +484,17 @@ bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t row
   } else {
     exponent = 0;
   }
+  const double least = std::sqrt(unresolved);  // M's smallest divisor
   for (int64_t j = 0; j < w; ++j) {
     const int64_t src = w - 1 - j;
-    const double sigma = std::sqrt(sc.lambda[src]);
+    const double lambda = sc.lambda[src];
+    const double sigma = j < k ? std::sqrt(lambda) : std::sqrt(std::max(lambda - unresolved, 0.0));
     sc.sig[j] = static_cast<float>(sigma);
-    const double scaled = std::ldexp(sigma, -exponent);
-    const double* z = sc.rd.data() + src * w;
+    const double scaled = std::ldexp(std::max(std::sqrt(std::max(lambda, 0.0)), least), -exponent);
     for (int64_t i = 0; i < w; ++i) {
-      sc.vst[j + i * w] = static_cast<float>(z[i]);
-      sc.us[i + j * w] = static_cast<float>(z[i] / scaled);
+      const double z = single ? double(sc.r[i + src * w]) : sc.rd[i + src * w];
+      sc.vst[j + i * w] = static_cast<float>(z);
+      sc.us[i + j * w] = static_cast<float>(z / scaled);
     }
   }
   return true;
@@ -549,7 +621,7 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
     // QR of P and the SVD of R otherwise (and where GramRitz declines).
     bool gram = false;
     if constexpr (std::is_same_v<T, float>) {
-      gram = test && GramRitz(table, opt.threads, rows_p, w, sc.prod.data(), sc);
+      gram = test && GramRitz(table, opt.threads, rows_p, w, k, sc.prod.data(), sc);
     }
     if (!gram) {
       st = Orthonormalize(table, opt.threads, rows_p, w, sc.prod.data(),
