@@ -41,6 +41,39 @@ def test_blas_thread_control_is_bool():
     assert isinstance(_native.blas_thread_control(), bool)
 
 
+def _scipy_blas_threads() -> list[int]:
+    """OpenBLAS's thread count in SciPy's BLAS (the one the kernels call)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS)
+
+    return [
+        info["num_threads"]
+        for info in threadpoolctl.threadpool_info()
+        if info["internal_api"] == "openblas"
+        and "scipy.libs" in info["filepath"].replace("\\", "/")
+    ]
+
+
+def test_calls_leave_blas_thread_count_as_it_was():
+    """The kernels run BLAS on one thread per batch member (or per part of a split product)
+    and restore OpenBLAS's count after: in SciPy's OpenBLAS the count is the whole process's,
+    so members pinned at once on several threads must not leave it at 1 (jaxlib's LAPACK, which
+    shares that library, would then run on one thread: jnp.linalg.svd of a 2048² matrix
+    1.5 → 2.2 s)."""
+    before = _scipy_blas_threads()
+    if not before:
+        pytest.skip("SciPy's BLAS is not an OpenBLAS that threadpoolctl sees")
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        batch = rng.standard_normal((8, 300, 200)).astype(np.float32)
+        jax.block_until_ready(rrae_fast.truncated_svd(batch, 12, method="iterative"))
+        assert _scipy_blas_threads() == before
+        small = jax.numpy.asarray(rng.standard_normal((16, 64, 32)).astype(np.float32))
+        grad = jax.vmap(jax.grad(lambda x: jax.numpy.sum(rrae_fast.rank_reduce(x, 4) ** 3)))
+        jax.block_until_ready(grad(small))
+        assert _scipy_blas_threads() == before
+
+
 @pytest.mark.parametrize(
     "k,max_k,message",
     [
@@ -101,3 +134,48 @@ def test_workspace_kept_between_calls_changes_no_result(method):
     for x, y, z in zip(first, again, fresh):
         np.testing.assert_array_equal(x, y)
         np.testing.assert_array_equal(x, z)
+
+
+def test_results_do_not_depend_on_earlier_calls():
+    """Calls of every path, run one by one after freeing the workspace and then again in
+    shuffled orders, agree bit for bit: neither the kept workspace nor BLAS's thread count
+    carries anything from one call to the next (before the thread count was restored after a
+    batch, a later float64 call ran its BLAS on one thread and rounded differently)."""
+    rng = np.random.default_rng(11)
+    jnp = jax.numpy
+
+    def rank_k(m, n, k, dtype):
+        u = np.linalg.qr(rng.standard_normal((m, k)))[0]
+        v = np.linalg.qr(rng.standard_normal((n, k)))[0]
+        a = (u * np.linspace(10.0, 1.0, k)) @ v.T
+        return (a + 1e-3 * rng.standard_normal((m, n))).astype(dtype)
+
+    batch = np.stack([rank_k(300, 200, 12, np.float32) for _ in range(6)])
+    small = jnp.asarray(np.stack([rank_k(64, 32, 4, np.float32) for _ in range(16)]))
+    square, wide, latent = (
+        rank_k(300, 300, 40, np.float32),
+        rank_k(700, 500, 60, np.float32),
+        rank_k(200, 64, 16, np.float32),
+    )
+    calls = [
+        lambda: rrae_fast.truncated_svd(square, 40, method="dense"),
+        lambda: rrae_fast.truncated_svd(wide, 60, method="iterative"),
+        lambda: rrae_fast.truncated_svd(latent, 16, method="gram"),
+    ]
+    if jax.config.jax_enable_x64:
+        square64 = rank_k(300, 300, 40, np.float64)
+        calls.append(lambda: rrae_fast.truncated_svd(square64, 40, method="iterative"))
+    # The batches last here: the single calls above ran first with the process as it started.
+    calls.append(lambda: rrae_fast.truncated_svd(batch, 12, method="iterative"))
+    calls.append(
+        lambda: jax.vmap(jax.grad(lambda x: jnp.sum(rrae_fast.rank_reduce(x, 4) ** 3)))(small)
+    )
+    fresh = []
+    for call in calls:
+        rrae_fast.release_workspace()
+        fresh.append([np.asarray(x) for x in jax.tree_util.tree_leaves(call())])
+    for _ in range(2):
+        for i in rng.permutation(len(calls)):
+            out = [np.asarray(x) for x in jax.tree_util.tree_leaves(calls[i]())]
+            for x, y in zip(out, fresh[i]):
+                np.testing.assert_array_equal(x, y)

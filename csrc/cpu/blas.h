@@ -21,7 +21,7 @@ void Gemm(const Lapack<T>& la, char ta, char tb, int64_t m, int64_t n, int64_t k
 }
 
 // Threads for one large product: `workers` jobs on `schedule`, each making a one-thread BLAS
-// call (`set_threads_local` pins the calling thread's BLAS threads). The default runs BLAS as
+// call (OneBlasThread with `set_threads_local`). The default runs BLAS as
 // it is, on the calling thread.
 struct RowSplit {
   const Scheduler* schedule = nullptr;
@@ -42,9 +42,8 @@ void ForEachRowPart(const RowSplit& split, int64_t parts, int64_t rows, const Fn
   const int64_t chunk = (rows + parts - 1) / parts;
   ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
     const int64_t r0 = part * chunk, count = std::max<int64_t>(0, std::min(chunk, rows - r0));
-    const int previous = split.set_threads_local(1);
+    const OneBlasThread pin(split.set_threads_local);
     fn(part, r0, count);
-    split.set_threads_local(previous);
   });
 }
 

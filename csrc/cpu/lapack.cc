@@ -1,6 +1,9 @@
 // The process-wide LAPACK table (see lapack.h).
 #include "cpu/lapack.h"
 
+#include <mutex>
+#include <thread>
+
 namespace rrae_fast::cpu {
 
 namespace {
@@ -32,6 +35,57 @@ bool LapackTable::Set(const std::string& name, void* fn) {
   if (name[0] == 's') return SetRoutine(f32, routine, fn);
   if (name[0] == 'd') return SetRoutine(f64, routine, fn);
   return false;
+}
+
+namespace {
+
+struct ThreadsPins {
+  std::mutex mutex;
+  int alive = 0;             // OneBlasThread objects alive
+  int saved = 0;             // the count before the first of them
+  bool process_wide = true;  // see ProbeThreadsScope
+};
+
+ThreadsPins& Pins() {
+  static ThreadsPins pins;
+  return pins;
+}
+
+}  // namespace
+
+void ProbeThreadsScope(SetThreadsLocalFn* set) {
+  if (set == nullptr) return;
+  ThreadsPins& pins = Pins();
+  std::lock_guard<std::mutex> lock(pins.mutex);
+  const int original = set(1);
+  if (original > 1) {
+    // Another thread sets the original count back and reports what it saw: 1 (this thread's
+    // setting) where the count is process-wide, its own count otherwise.
+    int seen = 0;
+    std::thread([&] { seen = set(original); }).join();
+    pins.process_wide = seen == 1;
+  }
+  set(original);
+}
+
+OneBlasThread::OneBlasThread(SetThreadsLocalFn* set) : set_(set) {
+  if (set_ == nullptr) return;
+  ThreadsPins& pins = Pins();
+  std::lock_guard<std::mutex> lock(pins.mutex);
+  previous_ = set_(1);
+  if (pins.alive++ == 0) pins.saved = previous_;
+}
+
+OneBlasThread::~OneBlasThread() {
+  if (set_ == nullptr) return;
+  ThreadsPins& pins = Pins();
+  std::lock_guard<std::mutex> lock(pins.mutex);
+  --pins.alive;
+  if (!pins.process_wide) {
+    set_(previous_);
+  } else if (pins.alive == 0) {
+    set_(pins.saved);
+  }
 }
 
 LapackTable& GlobalLapack() {

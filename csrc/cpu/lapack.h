@@ -70,10 +70,33 @@ inline std::string Lapack<double>::Name(const char* routine) {
   return std::string("d") + routine;
 }
 
-// OpenBLAS's per-thread thread count (`openblas_set_num_threads_local`, OpenBLAS >= 0.3.27):
-// sets the number of threads BLAS calls made from the calling thread may use and returns the
-// previous value. Null when the BLAS in use does not provide it.
+// OpenBLAS's `openblas_set_num_threads_local` (OpenBLAS >= 0.3.27): sets the number of threads
+// BLAS calls may use and returns the previous value. Despite its name it sets the count of the
+// whole process in OpenBLAS's pthreads builds (SciPy's wheels among them: a count set on one
+// thread is what every thread then gets), and of the calling thread in its OpenMP builds. Null
+// when the BLAS in use does not provide it.
 using SetThreadsLocalFn = int(int);
+
+// Finds out which of the two `set` does (ProbeThreadsScope, once, at import; without it the
+// count is taken as process-wide). The probe leaves the count as it was.
+void ProbeThreadsScope(SetThreadsLocalFn* set);
+
+// BLAS on one thread for this object's lifetime, on the thread that creates it; nothing where
+// `set` is null. Several may be alive at once on different threads (the members of a batch):
+// where the count is process-wide, the first saves it and the last restores it (restoring each
+// one's own previous value, as a per-thread count needs, would leave the process at 1 whenever
+// two of them overlap).
+class OneBlasThread {
+ public:
+  explicit OneBlasThread(SetThreadsLocalFn* set);
+  ~OneBlasThread();
+  OneBlasThread(const OneBlasThread&) = delete;
+  OneBlasThread& operator=(const OneBlasThread&) = delete;
+
+ private:
+  SetThreadsLocalFn* set_;
+  int previous_ = 0;
+};
 
 struct LapackTable {
   Lapack<float> f32;

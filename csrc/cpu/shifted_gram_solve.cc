@@ -272,13 +272,11 @@ void ShiftedGramSolve(const LapackTable& lapack, int64_t batch, int64_t m, int64
   // Each thread keeps its workspace (at most a few MiB at p = kShiftedSolveMaxSide).
   // One BLAS thread per member, as in the truncated SVD's driver: these products are small, and
   // OpenBLAS's own threads would compete with XLA's.
-  const bool pin = lapack.set_threads_local != nullptr;
   ParallelFor(batch, workers, schedule, [&](int64_t, int64_t i) {
     thread_local SolveScratch sc;
-    const int previous = pin ? lapack.set_threads_local(1) : 0;
+    const OneBlasThread pin(lapack.set_threads_local);
     SolveOne(lapack.f64, m, n, c, a + i * m * n, basis + i * c * p, s + i * c, rhs + i * c * p,
              margin, gap_checked, z + i * c * p, ok + i, sc);
-    if (pin) lapack.set_threads_local(previous);
   });
 }
 

@@ -290,12 +290,11 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   for (auto& sc : scratch.sets) sc = ScratchPool<T>::Get().Take();
   std::vector<Status> status(batch);
   ParallelFor(batch, workers, schedule, [&](int64_t worker, int64_t b) {
-    const int previous = pin ? lapack.set_threads_local(1) : 0;
+    const OneBlasThread one(pin ? lapack.set_threads_local : nullptr);
     const T* seed = init_cols > 0 ? init + b * m * init_cols : nullptr;
     status[b] = OneMatrix(lapack, m, n, k[b], max_k, a + b * m * n, seed, init_cols,
                           u + b * m * max_k, s + b * max_k, vt + b * max_k * n, info + 2 * b,
                           *scratch.sets[worker], options, threads);
-    if (pin) lapack.set_threads_local(previous);
   });
   for (int64_t b = 0; b < batch; ++b) {
     if (!status[b].ok) {

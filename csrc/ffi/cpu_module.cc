@@ -206,7 +206,8 @@ const rrae_fast::Scheduler& SpawnThreads() {
   return spawn;
 }
 
-// OpenBLAS's per-thread thread count, looked up in the library that holds `symbol_in_blas`.
+// OpenBLAS's `openblas_set_num_threads_local`, looked up in the library that holds
+// `symbol_in_blas`.
 rrae_fast::cpu::SetThreadsLocalFn* FindSetThreadsLocal(void* symbol_in_blas) {
   Dl_info info;
   if (dladdr(symbol_in_blas, &info) == 0 || info.dli_fname == nullptr) return nullptr;
@@ -343,9 +344,10 @@ NB_MODULE(_cpu, m) {
         }
         if (!table.Complete()) throw nb::value_error("incomplete set of BLAS/LAPACK routines");
         table.set_threads_local = FindSetThreadsLocal(reinterpret_cast<void*>(table.f32.gemm));
+        rrae_fast::cpu::ProbeThreadsScope(table.set_threads_local);
         return table.set_threads_local != nullptr;
       },
       nb::arg("capsules"),
       "Hand over BLAS/LAPACK entry points: a dict from routine name (e.g. 'sgemm') to a Cython "
-      "capsule. Returns whether OpenBLAS's per-thread thread control was found.");
+      "capsule. Returns whether OpenBLAS's thread control was found.");
 }
