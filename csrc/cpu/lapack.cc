@@ -72,8 +72,12 @@ OneBlasThread::OneBlasThread(SetThreadsLocalFn* set) : set_(set) {
   if (set_ == nullptr) return;
   ThreadsPins& pins = Pins();
   std::lock_guard<std::mutex> lock(pins.mutex);
-  previous_ = set_(1);
-  if (pins.alive++ == 0) pins.saved = previous_;
+  if (!pins.process_wide) {
+    previous_ = set_(1);
+  } else if (pins.alive == 0) {
+    pins.saved = set_(1);  // while others are alive the count is 1 already
+  }
+  ++pins.alive;
 }
 
 OneBlasThread::~OneBlasThread() {
