@@ -999,11 +999,15 @@ bool TopEigenvectors(int64_t p, int64_t k, const double* d, const double* e, con
     } else {
       FactorShiftedGeneric(p, d, e, sigma, tiny, f);
     }
+    // Start vectors: one pseudo-random sequence per lane, the lanes' chains side by side.
+    uint64_t state[L];
     for (int t = 0; t < L; ++t) {
-      uint64_t state = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(j0 + std::min(t, n - 1) + 1);
-      for (int64_t i = 0; i < p; ++i) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        lanes[i * L + t] = double(state >> 11) * 0x1p-53 - 0.5;
+      state[t] = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(j0 + std::min(t, n - 1) + 1);
+    }
+    for (int64_t i = 0; i < p; ++i) {
+      for (int t = 0; t < L; ++t) {
+        state[t] = state[t] * 6364136223846793005ull + 1442695040888963407ull;
+        lanes[i * L + t] = double(state[t] >> 11) * 0x1p-53 - 0.5;
       }
     }
     if (avx2) {

@@ -75,24 +75,45 @@ SubspaceOptions IterativeOptions(int64_t m, int64_t n, int64_t k, double eps) {
 }
 
 // Flips (u_j, vt_j) so that the largest-magnitude entry of u_j is positive (its first
-// occurrence on ties). Row by row, all columns at once: u is row-major, and a scan down each
-// column in turn would touch a cache line per entry.
+// occurrence on ties). u is row-major: its columns are scanned along the rows, a group of them
+// at a time, never down one column alone, which would touch a cache line per entry.
 template <typename T>
 void ApplySignConvention(int64_t m, int64_t n, int64_t k, int64_t ldu, T* u, T* vt) {
-  std::vector<T> best_abs(k, T(-1)), best(k, T(0)), sign(k);
-  for (int64_t q = 0; q < m; ++q) {
-    const T* row = u + q * ldu;
-    for (int64_t j = 0; j < k; ++j) {
-      const T v = std::abs(row[j]);
-      const bool larger = v > best_abs[j];
-      best_abs[j] = larger ? v : best_abs[j];
-      best[j] = larger ? row[j] : best[j];
-    }
-  }
+  // Columns in groups of kGroup, each group's running maxima in registers over all rows (a
+  // branch-free loop the compiler vectorises); the flips, if any, in one pass over the rows.
+  constexpr int64_t kGroup = 8;
+  thread_local std::vector<T> sign;
+  sign.assign(k, T(1));
   bool any = false;
-  for (int64_t j = 0; j < k; ++j) {
-    sign[j] = best[j] < 0 ? T(-1) : T(1);
-    any = any || best[j] < 0;
+  for (int64_t j0 = 0; j0 < k; j0 += kGroup) {
+    const int64_t width = std::min(kGroup, k - j0);
+    T best_abs[kGroup], best[kGroup];
+    for (int64_t t = 0; t < kGroup; ++t) {
+      best_abs[t] = T(-1);
+      best[t] = T(0);
+    }
+    for (int64_t q = 0; q < m; ++q) {
+      const T* row = u + q * ldu + j0;
+      if (width == kGroup) {
+        for (int64_t t = 0; t < kGroup; ++t) {
+          const T v = std::abs(row[t]);
+          const bool larger = v > best_abs[t];
+          best_abs[t] = larger ? v : best_abs[t];
+          best[t] = larger ? row[t] : best[t];
+        }
+      } else {
+        for (int64_t t = 0; t < width; ++t) {
+          const T v = std::abs(row[t]);
+          const bool larger = v > best_abs[t];
+          best_abs[t] = larger ? v : best_abs[t];
+          best[t] = larger ? row[t] : best[t];
+        }
+      }
+    }
+    for (int64_t t = 0; t < width; ++t) {
+      sign[j0 + t] = best[t] < 0 ? T(-1) : T(1);
+      any = any || best[t] < 0;
+    }
   }
   if (!any) return;
   for (int64_t q = 0; q < m; ++q) {
@@ -101,7 +122,7 @@ void ApplySignConvention(int64_t m, int64_t n, int64_t k, int64_t ldu, T* u, T* 
   }
   for (int64_t j = 0; j < k; ++j) {
     if (sign[j] < 0) {
-      for (int64_t p = 0; p < n; ++p) vt[j * n + p] = -vt[j * n + p];
+      for (int64_t c = 0; c < n; ++c) vt[j * n + c] = -vt[j * n + c];
     }
   }
 }
