@@ -381,6 +381,24 @@ bool UpperFinite(int64_t w, const double* g) {
   return true;
 }
 
+// Eigenvalues (ascending, into lambda) and eigenvectors (over the w x w matrix a, whose upper
+// triangle holds the symmetric matrix) by LAPACK's syevd, after its workspace query. LAPACK's
+// info.
+template <typename T>
+lapack_int Syevd(const Lapack<T>& la, int64_t w, T* a, T* lambda, std::vector<T>& work,
+                 std::vector<lapack_int>& iwork) {
+  char jobz = 'V', uplo = 'U';
+  lapack_int W = w, lwork = -1, liwork = -1, info = 0, isize = 0;
+  T size = 0;
+  la.syevd(&jobz, &uplo, &W, a, &W, lambda, &size, &lwork, &isize, &liwork, &info);
+  lwork = static_cast<lapack_int>(size) + 1;
+  liwork = isize + 1;
+  work.resize(lwork);
+  iwork.resize(std::max<int64_t>(iwork.size(), liwork));
+  la.syevd(&jobz, &uplo, &W, a, &W, lambda, work.data(), &lwork, iwork.data(), &liwork, &info);
+  return info;
+}
+
 // From this width on, GramRitz solves PᵀP's eigenproblem in float32 first: on one thread, for
 // the float64 Gram matrix of a Gaussian 4096 x w block, ssyevd takes 99 ms against dsyevd's
 // 190 at w = 1096, 1.43 against 2.77 s at w = 2664; below ~500 the difference is a few ms.
@@ -409,18 +427,7 @@ bool SingleEigen(const Lapack<float>& la, int64_t w, int64_t k, SubspaceScratch<
       sc.r[i + j * w] = static_cast<float>(sc.rd[i + j * w] * factor);
   }
   sc.tau.resize(w);
-  char jobz = 'V', uplo = 'U';
-  lapack_int W = w, lwork = -1, liwork = -1, info = 0, isize = 0;
-  float size = 0;
-  la.syevd(&jobz, &uplo, &W, sc.r.data(), &W, sc.tau.data(), &size, &lwork, &isize, &liwork,
-           &info);
-  lwork = static_cast<lapack_int>(size) + 1;
-  liwork = isize + 1;
-  sc.work.resize(lwork);
-  sc.iwork.resize(std::max<int64_t>(sc.iwork.size(), liwork));
-  la.syevd(&jobz, &uplo, &W, sc.r.data(), &W, sc.tau.data(), sc.work.data(), &lwork,
-           sc.iwork.data(), &liwork, &info);
-  if (info != 0) return false;
+  if (Syevd(la, w, sc.r.data(), sc.tau.data(), sc.work, sc.iwork) != 0) return false;
   for (int64_t j = 0; j < w; ++j) sc.lambda[j] = double(sc.tau[j]) / factor;
   const double top = sc.lambda[w - 1], kth = sc.lambda[w - k];
   return top > 0 && std::isfinite(top) && kth * kGramRitzSpread * kGramRitzSpread >= top;
@@ -453,22 +460,12 @@ bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t row
   sc.lambda.resize(w);
   const bool single = w >= kGramRitzSingleFrom && SingleEigen(table.f32, w, k, sc);
   if (!single) {
-    char jobz = 'V', uplo = 'U';
-    lapack_int W = w, lwork = -1, liwork = -1, info = 0, isize = 0;
-    double size = 0;
-    la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), &size, &lwork, &isize, &liwork,
-             &info);
-    lwork = static_cast<lapack_int>(size) + 1;
-    liwork = isize + 1;
-    sc.eig_work.resize(lwork);
-    sc.iwork.resize(std::max<int64_t>(sc.iwork.size(), liwork));
     // On one BLAS thread where the products are split (as every BLAS call of the iteration):
     // with OpenBLAS's two threads it takes 118 against 184 ms at w = 1096, but those threads
     // then spin for a while and slow the next products by about as much (whole call at
     // 4096 x 4096, medians of 5-7: k = 256 233 against 188 ms, k = 1024 1.24 against
     // 1.23-1.28 s).
-    la.syevd(&jobz, &uplo, &W, sc.rd.data(), &W, sc.lambda.data(), sc.eig_work.data(), &lwork,
-             sc.iwork.data(), &liwork, &info);
+    const lapack_int info = Syevd(la, w, sc.rd.data(), sc.lambda.data(), sc.eig_work, sc.iwork);
     const double top = sc.lambda[w - 1];  // ascending
     if (info != 0 || !(top > 0) || !std::isfinite(top) || !(sc.lambda[0] > 1e-10 * top)) {
       return false;
