@@ -21,8 +21,8 @@ void Gemm(const Lapack<T>& la, char ta, char tb, int64_t m, int64_t n, int64_t k
 }
 
 // Threads for one large product: `workers` jobs on `schedule`, each making a one-thread BLAS
-// call (OneBlasThread with `set_threads_local`). The default runs BLAS as
-// it is, on the calling thread.
+// call (OneBlasThread with `set_threads_local`). The default runs BLAS as it is, on the
+// calling thread.
 struct RowSplit {
   const Scheduler* schedule = nullptr;
   int64_t workers = 1;
