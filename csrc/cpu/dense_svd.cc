@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <string>
 
 namespace rrae_fast::cpu {
@@ -34,6 +35,18 @@ lapack_int QueryGesvd(const Lapack<T>& la, lapack_int m, lapack_int n, DenseScra
   return info == 0 ? static_cast<lapack_int>(size) : -1;
 }
 
+// Whether LAPACK's singular values are what a successful call returns: finite, >= 0 and
+// descending. An info of 0 with anything else (seen when LAPACK computed in an inconsistent
+// floating-point mode, common/float_env.h) is a failure, never a result.
+template <typename T>
+bool ValidSpectrum(const T* s, lapack_int r) {
+  for (lapack_int i = 0; i < r; ++i) {
+    if (!(s[i] >= T(0)) || !(s[i] <= std::numeric_limits<T>::max())) return false;
+    if (i > 0 && !(s[i] <= s[i - 1])) return false;
+  }
+  return true;
+}
+
 // Thin SVD of the column-major lm x ln matrix `a` into sc.w, sc.s, sc.zt.
 template <typename T>
 Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, DenseScratch<T>& sc,
@@ -57,8 +70,10 @@ Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, De
     return Status::Error(Lapack<T>::Name("gesdd") + ": illegal value in argument " +
                          std::to_string(-info));
   }
-  if (info == 0) return Status::Ok();
-  const lapack_int gesdd_info = info;
+  if (info == 0 && ValidSpectrum(sc.s.data(), r)) return Status::Ok();
+  const std::string gesdd_outcome = info == 0
+                                        ? std::string("returned invalid singular values")
+                                        : "failed to converge (info=" + std::to_string(info) + ")";
 
   // gesdd's divide and conquer failed to converge: QR iteration on a fresh copy.
   std::memcpy(sc.a.data(), a, sizeof(T) * count);
@@ -73,10 +88,16 @@ Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, De
   } else {
     info = 1;
   }
-  if (info == 0) return Status::Ok();
-  return Status::Error(Lapack<T>::Name("gesdd") + " failed to converge (info=" +
-                       std::to_string(gesdd_info) + ") and so did the fallback " +
-                       Lapack<T>::Name("gesvd") + " (info=" + std::to_string(info) + ")");
+  if (info < 0) {
+    return Status::Error(Lapack<T>::Name("gesvd") + ": illegal value in argument " +
+                         std::to_string(-info));
+  }
+  if (info == 0 && ValidSpectrum(sc.s.data(), r)) return Status::Ok();
+  const std::string gesvd_outcome = info == 0
+                                        ? std::string("returned invalid singular values")
+                                        : "failed to converge (info=" + std::to_string(info) + ")";
+  return Status::Error(Lapack<T>::Name("gesdd") + " " + gesdd_outcome + " and the fallback " +
+                       Lapack<T>::Name("gesvd") + " " + gesvd_outcome);
 }
 
 }  // namespace

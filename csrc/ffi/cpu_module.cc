@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/float_env.h"
 #include "cpu/avx2.h"
 #include "cpu/gram_svd.h"
 #include "cpu/lapack.h"
@@ -35,6 +36,18 @@ namespace {
 // Handler
 // ===========================================================================================
 
+// Every handler computes with IEEE subnormals on the calling thread (an IeeeSubnormals at its
+// top) and on the pool's threads (this scheduler), whatever mode XLA runs them in: see
+// common/float_env.h for why.
+Scheduler IeeeScheduler(ffi::ThreadPool& pool) {
+  return [&pool](Task task) {
+    pool.Schedule([task = std::move(task)] {
+      const IeeeSubnormals ieee;
+      task();
+    });
+  };
+}
+
 template <typename T>
 ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch& shape,
                             const int32_t* k, int64_t max_k, int64_t init_cols, ffi::AnyBuffer a,
@@ -45,9 +58,10 @@ ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch
   if (!lapack.Complete()) {
     return ffi::Error::Internal("rrae_fast: LAPACK pointers were not set; import rrae_fast");
   }
+  const IeeeSubnormals ieee;
   // The calling thread plus the pool's threads.
   const int64_t workers = 1 + pool.num_threads();
-  Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
+  const Scheduler schedule = IeeeScheduler(pool);
   Status status = cpu::TruncatedSvd<T>(
       lapack, shape.batch, shape.m, shape.n, k, max_k,
       reinterpret_cast<const T*>(a.untyped_data()),
@@ -132,8 +146,9 @@ ffi::Error ShiftedGramSolveDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi:
   if (!lapack.Complete()) {
     return ffi::Error::Internal("rrae_fast: LAPACK pointers were not set; import rrae_fast");
   }
+  const IeeeSubnormals ieee;
   const int64_t workers = 1 + pool.num_threads();
-  Scheduler schedule = [&pool](Task task) { pool.Schedule(std::move(task)); };
+  const Scheduler schedule = IeeeScheduler(pool);
   auto run = [&](auto zero) {
     using T = decltype(zero);
     cpu::ShiftedGramSolve<T>(lapack, shape->batch, m, n, c,
@@ -198,10 +213,13 @@ void* CapsulePointer(nb::handle capsule, const char* what) {
   return ptr;
 }
 
-// Threads for the kernels' test entry points: each job on a thread of its own.
+// Threads for the kernels' test entry points: each job on a thread of its own, in IEEE mode.
 const rrae_fast::Scheduler& SpawnThreads() {
   static const rrae_fast::Scheduler spawn = [](rrae_fast::Task task) {
-    std::thread(std::move(task)).detach();
+    std::thread([task = std::move(task)] {
+      const rrae_fast::IeeeSubnormals ieee;
+      task();
+    }).detach();
   };
   return spawn;
 }

@@ -51,7 +51,12 @@ def test_projection_inference_is_sample_independent():
     codes = model.compress(x)
     assert codes.shape == (48, 2)
     for i in (0, 17, 47):
-        np.testing.assert_allclose(model.reconstruct(x[i : i + 1])[0], full[i], rtol=1e-5)
+        # A batch of one and of 48 round differently inside XLA's products: entries near zero
+        # are compared at float32 rounding of the sample's scale, not of their own.
+        scale = float(np.abs(full[i]).max())
+        np.testing.assert_allclose(
+            model.reconstruct(x[i : i + 1])[0], full[i], rtol=1e-5, atol=1e-6 * scale
+        )
         np.testing.assert_allclose(model.compress(x[i : i + 1])[0], codes[i], rtol=1e-5)
     np.testing.assert_allclose(model.decompress(codes), full, rtol=1e-5, atol=1e-6)
 
