@@ -27,6 +27,8 @@ struct RowSplit {
   const Scheduler* schedule = nullptr;
   int64_t workers = 1;
   SetThreadsLocalFn* set_threads_local = nullptr;
+  // The caller holds a BlasThreadsLease: the parts' pins are its own (lapack.h).
+  bool inside_lease = false;
 };
 
 // Parts `split` makes of `rows` rows (at least 256 each); 1 when it runs BLAS as it is.
@@ -42,7 +44,7 @@ void ForEachRowPart(const RowSplit& split, int64_t parts, int64_t rows, const Fn
   const int64_t chunk = (rows + parts - 1) / parts;
   ParallelFor(parts, parts, *split.schedule, [&](int64_t, int64_t part) {
     const int64_t r0 = part * chunk, count = std::max<int64_t>(0, std::min(chunk, rows - r0));
-    const OneBlasThread pin(split.set_threads_local);
+    const OneBlasThread pin(split.set_threads_local, split.inside_lease);
     fn(part, r0, count);
   });
 }

@@ -1,6 +1,7 @@
 // The process-wide LAPACK table (see lapack.h).
 #include "cpu/lapack.h"
 
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -41,9 +42,12 @@ namespace {
 
 struct ThreadsPins {
   std::mutex mutex;
-  int alive = 0;             // OneBlasThread objects alive
-  int saved = 0;             // the count before the first of them
-  bool process_wide = true;  // see ProbeThreadsScope
+  std::condition_variable changed;  // a pin or a lease ended
+  int alive = 0;                    // OneBlasThread objects alive
+  int saved = 0;                    // the count before the first of them
+  bool process_wide = true;         // see ProbeThreadsScope
+  bool leased = false;              // a BlasThreadsLease is held
+  int lease_waiting = 0;            // leases waiting for the pins to end
 };
 
 ThreadsPins& Pins() {
@@ -68,15 +72,20 @@ void ProbeThreadsScope(SetThreadsLocalFn* set) {
   set(original);
 }
 
-OneBlasThread::OneBlasThread(SetThreadsLocalFn* set) : set_(set) {
+OneBlasThread::OneBlasThread(SetThreadsLocalFn* set, bool inside_lease) : set_(set) {
   if (set_ == nullptr) return;
   ThreadsPins& pins = Pins();
-  std::lock_guard<std::mutex> lock(pins.mutex);
+  std::unique_lock<std::mutex> lock(pins.mutex);
   if (!pins.process_wide) {
     previous_ = set_(1);
-  } else if (pins.alive == 0) {
-    pins.saved = set_(1);  // while others are alive the count is 1 already
+    return;
   }
+  // A lease waiting goes first (new pins would keep it waiting for ever); pins alive now end
+  // without waiting for anything, so the lease gets its turn.
+  if (!inside_lease) {
+    pins.changed.wait(lock, [&] { return !pins.leased && pins.lease_waiting == 0; });
+  }
+  if (pins.alive == 0) pins.saved = set_(1);  // while others are alive the count is 1 already
   ++pins.alive;
 }
 
@@ -84,12 +93,33 @@ OneBlasThread::~OneBlasThread() {
   if (set_ == nullptr) return;
   ThreadsPins& pins = Pins();
   std::lock_guard<std::mutex> lock(pins.mutex);
-  --pins.alive;
   if (!pins.process_wide) {
     set_(previous_);
-  } else if (pins.alive == 0) {
-    set_(pins.saved);
+    return;
   }
+  if (--pins.alive == 0) {
+    set_(pins.saved);
+    pins.changed.notify_all();
+  }
+}
+
+BlasThreadsLease::BlasThreadsLease(SetThreadsLocalFn* set) {
+  if (set == nullptr) return;
+  ThreadsPins& pins = Pins();
+  std::unique_lock<std::mutex> lock(pins.mutex);
+  if (!pins.process_wide) return;
+  ++pins.lease_waiting;
+  pins.changed.wait(lock, [&] { return !pins.leased && pins.alive == 0; });
+  --pins.lease_waiting;
+  pins.leased = held_ = true;
+}
+
+BlasThreadsLease::~BlasThreadsLease() {
+  if (!held_) return;
+  ThreadsPins& pins = Pins();
+  std::lock_guard<std::mutex> lock(pins.mutex);
+  pins.leased = false;
+  pins.changed.notify_all();
 }
 
 LapackTable& GlobalLapack() {

@@ -85,10 +85,12 @@ void ProbeThreadsScope(SetThreadsLocalFn* set);
 // `set` is null. Several may be alive at once on different threads (the members of a batch):
 // where the count is process-wide, the first saves it and the last restores it (restoring each
 // one's own previous value, as a per-thread count needs, would leave the process at 1 whenever
-// two of them overlap).
+// two of them overlap). Where the count is process-wide, a pin waits while a BlasThreadsLease
+// is held elsewhere, and a pin that belongs to the lease holder's own work (the parts of a
+// product it splits among threads) says so with `inside_lease` and does not wait.
 class OneBlasThread {
  public:
-  explicit OneBlasThread(SetThreadsLocalFn* set);
+  explicit OneBlasThread(SetThreadsLocalFn* set, bool inside_lease = false);
   ~OneBlasThread();
   OneBlasThread(const OneBlasThread&) = delete;
   OneBlasThread& operator=(const OneBlasThread&) = delete;
@@ -96,6 +98,22 @@ class OneBlasThread {
  private:
   SetThreadsLocalFn* set_;
   int previous_ = 0;
+};
+
+// The process's BLAS thread count, undisturbed, for this object's lifetime: where the count is
+// process-wide, it waits until no OneBlasThread of other work is alive and keeps new ones (and
+// other leases) waiting until it ends. Work that calls BLAS with more than one thread holds one,
+// so that the thread count its calls see, and with it their rounding, never depends on what
+// runs beside it. Nothing where `set` is null or the count is per thread.
+class BlasThreadsLease {
+ public:
+  explicit BlasThreadsLease(SetThreadsLocalFn* set);
+  ~BlasThreadsLease();
+  BlasThreadsLease(const BlasThreadsLease&) = delete;
+  BlasThreadsLease& operator=(const BlasThreadsLease&) = delete;
+
+ private:
+  bool held_ = false;
 };
 
 struct LapackTable {

@@ -520,7 +520,8 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   // compete with the parts of the next product (measured: 4096 x 4096, k = 16, 46 ms with
   // them, 30 ms without).
   const bool split = opt.threads.schedule != nullptr && opt.threads.workers > 1;
-  const OneBlasThread pin(split ? opt.threads.set_threads_local : nullptr);
+  const OneBlasThread pin(split ? opt.threads.set_threads_local : nullptr,
+                          opt.threads.inside_lease);
 
   // op(X) = Aᵀ·X for a block X on the left (m rows), A·X for one on the right (n rows).
   auto apply = [&](bool left, int64_t cols, const T* x, T* out) {

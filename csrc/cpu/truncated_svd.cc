@@ -69,7 +69,7 @@ SubspaceOptions IterativeOptions(int64_t m, int64_t n, int64_t k, double eps) {
   opt.max_iters = std::clamp<int64_t>(static_cast<int64_t>(0.2 * r / double(opt.block)), 2, 30);
   // A quarter of the accuracy contract's residual bound (20·√max(m, n)·ε·‖A‖₂).
   opt.tol = 5.0 * std::sqrt(double(std::max(m, n))) * eps;
-  // Same start for every member of a batch, so batched and unbatched calls agree bit for bit.
+  // Same start for every member of a batch: a member's iteration does not depend on its place.
   opt.seed = static_cast<uint64_t>(m) * 1000003u + static_cast<uint64_t>(n) * 1009u + k;
   return opt;
 }
@@ -297,9 +297,14 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
     // No more parts than cores: XLA's pool may hold as many threads as cores besides the
     // calling one, and a part left over would run after the others.
     const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-    threads = blas::RowSplit{&schedule, std::min(workers, cores), lapack.set_threads_local};
+    threads = blas::RowSplit{&schedule, std::min(workers, cores), lapack.set_threads_local,
+                             /*inside_lease=*/true};
   }
   if (!parallel) workers = 1;
+  // Unpinned work runs BLAS with the process's thread count: it holds that count for its
+  // duration, so that no pin of a call running beside it changes the count under it (and with
+  // it the rounding of its results).
+  const BlasThreadsLease lease(pin ? nullptr : lapack.set_threads_local);
   // One scratch set per worker, from the pool and back to it whatever happens.
   struct Lease {
     std::vector<std::unique_ptr<Scratch<T>>> sets;
