@@ -2,7 +2,8 @@
 
 Commands: ``train`` (default: an aRRAE on the built-in synthetic set, printing the bottleneck it
 found and the Table-1 metrics), ``evaluate`` (a trained run's directory), ``table1`` (the paper's
-Table 1, optionally its ablation), ``demo`` (the truncated-SVD op alone).
+Table 1, optionally its ablation), ``rollback`` (resume a run from its previous checkpoint after
+the latest was damaged), ``demo`` (the truncated-SVD op alone).
 """
 
 from __future__ import annotations
@@ -133,6 +134,19 @@ def _table1(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    from .training import CheckpointDir
+
+    if not Path(args.run_dir, "state.json").is_file():
+        print(f"rrae-fast rollback: no training run in {args.run_dir}", file=sys.stderr)
+        return 2
+    state = CheckpointDir(args.run_dir).rollback()
+    steps = len(state.get("history", {}).get("loss", []))
+    print(f"{args.run_dir}: the checkpoint after {steps} steps is now the latest; continue with")
+    print(f"  rrae-fast train --out {args.run_dir} --resume (and the run's other options)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rrae-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
     t1.set_defaults(run=_table1, command_line=None)
 
+    rb = sub.add_parser(
+        "rollback", help="make a run's previous checkpoint the latest (after damage)"
+    )
+    rb.add_argument("run_dir", help="directory written by `rrae-fast train`")
+    rb.set_defaults(run=_rollback)
+
     demo = sub.add_parser("demo", help="truncated SVD and its gradient on a latent-like matrix")
     demo.add_argument("--m", type=int, default=200, help="rows (latent size)")
     demo.add_argument("--n", type=int, default=64, help="columns (batch size)")
@@ -195,4 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "table1" and argv is not None:
         args.command_line = list(argv)
-    return args.run(args)
+    from .training import CheckpointError
+
+    try:
+        return args.run(args)
+    except CheckpointError as e:  # names the file and what to do: no traceback needed
+        print(f"rrae-fast {args.command}: {e}", file=sys.stderr)
+        return 1

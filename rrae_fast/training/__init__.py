@@ -6,6 +6,7 @@ bottleneck rank `k` from the loss history.
 
 from ._basis import final_basis as final_basis
 from ._checkpoint import CheckpointDir as CheckpointDir
+from ._checkpoint import CheckpointError as CheckpointError
 from ._fit import FitResult as FitResult
 from ._fit import History as History
 from ._fit import Stage as Stage
@@ -22,6 +23,7 @@ from ._trackers import make_tracker as make_tracker
 __all__ = [
     "AdaptiveTracker",
     "CheckpointDir",
+    "CheckpointError",
     "Decision",
     "FitResult",
     "FixedTracker",
