@@ -8,6 +8,7 @@ dimensions, then one 4-byte size per dimension. Files may be gzipped.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -32,53 +33,115 @@ _FILES = (
 )
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's contents, decompressed when it starts with the gzip magic bytes."""
-    data = path.read_bytes()
-    if data[:2] != _GZIP_MAGIC:
-        return data
+# The largest IDX file read (after decompression): 16 GiB. MNIST's training images hold 47 MB;
+# the bound refuses a header or a gzip stream that would exhaust memory before anything is
+# allocated.
+MAX_IDX_BYTES = 16 << 30
+_ELEMENT_TYPES = {
+    0x08: "unsigned byte",
+    0x09: "signed byte",
+    0x0B: "short",
+    0x0C: "int",
+    0x0D: "float",
+    0x0E: "double",
+}
+_CHUNK = 1 << 20
+
+
+def _open(path: Path):
+    """A binary stream of the file's contents, decompressing it if it starts as gzip does."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _read_exactly(stream, count: int, path: Path) -> bytes:
+    """`count` bytes of `stream` in bounded chunks (fewer at its end)."""
+    parts, left = [], count
     try:
-        return gzip.decompress(data)
+        while left > 0:
+            part = stream.read(min(left, _CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
+    return b"".join(parts)
 
 
-def read_idx(path: str | os.PathLike, magic: int | None = None) -> np.ndarray:
+def read_idx(
+    path: str | os.PathLike, magic: int | None = None, *, max_bytes: int = MAX_IDX_BYTES
+) -> np.ndarray:
     """Reads an unsigned-byte IDX file of images (magic 2051) or labels (magic 2049).
+
+    The header is read and checked first; the data are read only once the header's size is
+    known to be plausible (at most `max_bytes`, and no more than a raw file holds), and a
+    gzipped file is decompressed in bounded chunks up to that size, never as a whole.
 
     Args:
         path: the file, raw or gzipped (recognised by its content, not its name).
         magic: the magic number the file must have, or None for either of the two.
+        max_bytes: the largest data size accepted (default 16 GiB).
 
     Returns:
         uint8 array, `[n, rows, cols]` for images, `[n]` for labels.
 
     Raises:
-        ValueError: for a wrong magic number, or a file shorter or longer than its header says.
+        ValueError: for a wrong magic number, an unsupported element type, a header declaring
+            more than `max_bytes`, a file shorter or longer than its header says, or corrupt
+            gzip data; the message names the file.
     """
     path = Path(path)
-    data = _read_bytes(path)
     allowed = _NDIM if magic is None else {magic: _NDIM[magic]}
-    if len(data) < 4:
-        raise ValueError(f"{path}: truncated IDX file, {len(data)} bytes is shorter than a header")
-    (found,) = struct.unpack(">I", data[:4])
-    if found not in allowed:
+    expected_magic = " or ".join(map(str, allowed))
+    with _open(path) as stream:
+        head = _read_exactly(stream, 4, path)
+        if len(head) < 4:
+            raise ValueError(
+                f"{path}: truncated IDX file, {len(head)} bytes is shorter than a header"
+            )
+        (found,) = struct.unpack(">I", head)
+        if head[:2] != b"\0\0":
+            raise ValueError(f"{path}: not an IDX file (magic number {found})")
+        if head[2] != 0x08:
+            kind = _ELEMENT_TYPES.get(head[2], f"unknown type 0x{head[2]:02x}")
+            raise ValueError(
+                f"{path}: IDX elements of type {kind}; only unsigned bytes (0x08) are supported"
+            )
+        if found not in allowed:
+            raise ValueError(
+                f"{path}: IDX magic number {found}, expected {expected_magic} "
+                f"(it declares {head[3]} dimensions)"
+            )
+        ndim = _NDIM[found]
+        sizes = _read_exactly(stream, 4 * ndim, path)
+        offset = 4 + 4 * ndim
+        if len(sizes) < 4 * ndim:
+            raise ValueError(f"{path}: truncated IDX header, {4 + len(sizes)} of {offset} bytes")
+        shape = struct.unpack(f">{ndim}I", sizes)
+        count = math.prod(shape)  # exact (Python integers): no overflow
+        if count > max_bytes:
+            raise ValueError(
+                f"{path}: header gives shape {shape}, {count} bytes of data, more than the "
+                f"{max_bytes} accepted; the file is damaged or not an image set"
+            )
+        raw_size = None if isinstance(stream, gzip.GzipFile) else path.stat().st_size
+        if raw_size is not None and raw_size != offset + count:
+            problem = "truncated" if raw_size < offset + count else "too long"
+            raise ValueError(
+                f"{path}: {problem}: header gives shape {shape}, i.e. {offset + count} bytes, "
+                f"but the file holds {raw_size}"
+            )
+        data = _read_exactly(stream, count + 1, path)  # one byte more shows trailing data
+    if len(data) != count:
+        problem = "truncated" if len(data) < count else "too long"
+        held = f"{offset + len(data)}" if len(data) < count else f"more than {offset + count}"
         raise ValueError(
-            f"{path}: IDX magic number {found}, expected {' or '.join(map(str, allowed))}"
+            f"{path}: {problem}: header gives shape {shape}, i.e. {offset + count} bytes, "
+            f"but the file holds {held} (after decompression)"
         )
-    ndim = _NDIM[found]
-    offset = 4 + 4 * ndim
-    if len(data) < offset:
-        raise ValueError(f"{path}: truncated IDX header, {len(data)} of {offset} bytes")
-    shape = struct.unpack(f">{ndim}I", data[4:offset])
-    expected = offset + int(np.prod(shape))
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "too long"
-        raise ValueError(
-            f"{path}: {problem}: header gives shape {shape}, i.e. {expected} bytes, "
-            f"but the file holds {len(data)}"
-        )
-    return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def _spellings(split: str, kind: str, tag: str) -> tuple[str, ...]:

@@ -128,8 +128,11 @@ def test_magic_number_is_checked(tmp_path, rng):
     with pytest.raises(ValueError, match="magic number 2049, expected 2051"):
         read_idx(tmp_path / "labels", 2051)
     (tmp_path / "float").write_bytes(bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 0))
-    with pytest.raises(ValueError, match="expected 2051 or 2049"):
+    with pytest.raises(ValueError, match="type float; only unsigned bytes"):
         read_idx(tmp_path / "float")
+    (tmp_path / "text").write_bytes(b"GIF89a")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "text")
     # Labels where images belong.
     d = tmp_path / "d"
     make_set(rng, d)
@@ -144,3 +147,46 @@ def test_image_and_label_counts_must_agree(tmp_path, rng):
     write(d / "train-labels-idx1-ubyte", idx_bytes(np.zeros(6, np.uint8)), gz=False)
     with pytest.raises(ValueError, match=r"7 images but .* 6 labels"):
         load_mnist(d)
+
+
+def _bomb(path, payload_mib: int, declared=(1, 1, 1)) -> None:
+    """A small gzip file that inflates to `payload_mib` MiB after a valid header."""
+    with gzip.open(path, "wb", 9) as f:
+        f.write(struct.pack(">IIII", 2051, *declared) + b"\x07")
+        for _ in range(payload_mib):
+            f.write(bytes(1 << 20))
+
+
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    """A gzip file of 256 KiB that inflates to 256 MiB after a 1-byte image: refused after
+    reading one byte past the declared data, not after inflating it all."""
+    import resource
+
+    _bomb(tmp_path / "bomb.gz", 256)
+    assert (tmp_path / "bomb.gz").stat().st_size < 1 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="too long"):
+        read_idx(tmp_path / "bomb.gz")
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 32 << 10, grown_kib  # well below the 256 MiB the file inflates to
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_header_declaring_too_much_is_refused_before_reading(tmp_path, gz):
+    """Sizes whose product would exhaust memory (or overflow 64 bits) are refused from the
+    header alone, raw or gzipped."""
+    header = struct.pack(">IIII", 2051, 1 << 22, 1 << 22, 1 << 20) + b"\x00" * 16
+    write(tmp_path / "huge", header, gz)
+    with pytest.raises(ValueError, match="more than the"):
+        read_idx(tmp_path / "huge")
+    small = struct.pack(">IIII", 2051, 1000, 28, 28) + b"\x00" * 16
+    write(tmp_path / "capped", small, gz)
+    with pytest.raises(ValueError, match="more than the 1000 accepted"):
+        read_idx(tmp_path / "capped", max_bytes=1000)
+
+
+def test_declared_size_beyond_a_raw_file_is_refused_before_reading(tmp_path):
+    header = struct.pack(">IIII", 2051, 60000, 28, 28) + b"\x00" * 100
+    (tmp_path / "short").write_bytes(header)
+    with pytest.raises(ValueError, match="truncated: header gives shape"):
+        read_idx(tmp_path / "short")
