@@ -96,8 +96,60 @@ def _attempt_jvp(max_k, method, solver, primals, tangents):
     return (u, s, vt, converged), (du, ds, dvt, np.zeros(converged.shape, jax.dtypes.float0))
 
 
-@_tsvd.defjvp
+# Largest entries (as a power of two) for which the derivative rules run unscaled: their squares,
+# fourth powers and tie thresholds (1e-9·σ_1²) stay normal numbers of the dtype for any
+# shape LAPACK takes. Beyond, a matrix is scaled into that range first.
+_UNSCALED_EXPONENT = {jnp.dtype(jnp.float32): 8, jnp.dtype(jnp.float64): 64}
+
+
+def _unit_scale(a: Array) -> Array:
+    """A power of two per matrix, ``[..., 1, 1]``: 1 where ``max|a|`` lies within
+    2^±_UNSCALED_EXPONENT, else 2^-e with ``max|a| = f·2^e`` (0.5 ≤ f < 1). No derivative."""
+    a = jax.lax.stop_gradient(a)
+    _, e = jnp.frexp(jnp.max(jnp.abs(a), axis=(-2, -1), keepdims=True))
+    bound = _UNSCALED_EXPONENT.get(jnp.dtype(a.dtype), 8)
+    e = jnp.where(jnp.abs(e) > bound, e, 0)
+    return jnp.ldexp(jnp.ones((), a.dtype), -e)
+
+
+def _scale_invariant(rule):
+    """The JVP rule ``rule`` evaluated in a frame where ``max|a|`` is near 1.
+
+    With ``c`` a power of two, the factors of ``c·A`` are ``(U, c·σ, Vᵀ)`` and its truncation is
+    ``c·A_k``, so the derivatives in a direction ``dA`` are those at ``c·A`` in the same
+    direction for σ and A_k (degree 0), and ``c`` times those for U and V (degree −1): the rule
+    runs on ``c·A`` with ``dA`` as it is, and only σ, A_k and the tangents of U and V are scaled
+    back, all exactly. The tangent (and in reverse mode the cotangent) is never scaled by ``c``
+    going in, where it could underflow. Without the frame, σ² and σ_i² − σ_j² overflow or
+    underflow in the working dtype at scales the forward pass handles (float32 σ_1 ≳ 2e19 or
+    ≲ 4e-18; float64 near 1e±160), and the derivative is NaN or wrong there.
+    ``outputs(primal, tangent, c)`` scales back for the rule's output structure.
+    """
+
+    def wrapped(max_k, method, gradient, primals, tangents, outputs):
+        (a, k, init) = primals
+        c = _unit_scale(a)
+        primal, tangent = rule(max_k, method, gradient, (a * c, k, init), tangents)
+        return outputs(primal, tangent, c[..., 0])
+
+    return wrapped
+
+
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
+    return _scale_invariant(_tsvd_jvp_unit)(
+        max_k,
+        method,
+        gradient,
+        primals,
+        tangents,
+        lambda p, t, c: ((p[0], p[1] / c, p[2]), (t[0] * c[..., None], t[1], t[2] * c[..., None])),
+    )
+
+
+_tsvd.defjvp(_tsvd_jvp)
+
+
+def _tsvd_jvp_unit(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
 
@@ -155,8 +207,21 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
     return _product(*_forward.factors(a, k, max_k, init, method))
 
 
-@_rank_reduce.defjvp
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
+    return _scale_invariant(_rank_reduce_jvp_unit)(
+        max_k,
+        method,
+        gradient,
+        primals,
+        tangents,
+        lambda p, t, c: (p / c[..., None], t),
+    )
+
+
+_rank_reduce.defjvp(_rank_reduce_jvp)
+
+
+def _rank_reduce_jvp_unit(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
     if solver == "gram":

@@ -82,7 +82,10 @@ def _report(run, metrics, out_dir) -> None:
 def _train(args: argparse.Namespace) -> int:
     from .experiments import RunConfig, evaluate, train
     from .models import ModelConfig
+    from .training._checkpoint import write_json
 
+    if not args.out:
+        raise SystemExit("rrae-fast train: --out must name a directory")
     k = args.k if args.k is not None else _DEFAULT_K.get(args.model, 2)
     config = RunConfig(
         model=ModelConfig(kind=args.model, latent_size=args.latent_size, k=k),
@@ -99,9 +102,15 @@ def _train(args: argparse.Namespace) -> int:
         tracker=_tracker_overrides(args.tracker),
         seed=args.seed,
     )
-    run = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    run = train(
+        config,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     metrics = evaluate(run, args.out, seed=args.seed)
-    Path(args.out, "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=1))
+    write_json(Path(args.out, "metrics.json"), metrics.to_dict())
     _report(run, metrics, args.out)
     return 0
 
@@ -181,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", default="rrae-run", help="output directory")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument(
+        "--overwrite", action="store_true", help="replace a run found in --out (else refused)"
+    )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(run=_train)
 
@@ -215,10 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "table1" and argv is not None:
         args.command_line = list(argv)
-    from .training import CheckpointError
+    from .training import CheckpointError, NonFiniteLoss, RunDirectoryBusy
 
     try:
         return args.run(args)
-    except CheckpointError as e:  # names the file and what to do: no traceback needed
+    except (CheckpointError, RunDirectoryBusy, FileExistsError, NonFiniteLoss) as e:
+        # The message names the file and what to do: no traceback needed.
         print(f"rrae-fast {args.command}: {e}", file=sys.stderr)
         return 1

@@ -80,6 +80,11 @@ class RunConfig:
         if kind == "pars_rrae":
             params = PARSIMONIOUS_DEFAULTS | self.tracker
             return make_tracker("parsimonious", k_init=self.model.k, **params)
+        if self.tracker:
+            raise ValueError(
+                f"tracker parameters {sorted(self.tracker)} apply to the adaptive models "
+                f"(arrae, pars_rrae) only; {kind} keeps a fixed k"
+            )
         return make_tracker("fixed", k=self.model.k)
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import jax
 from ..data import Dataset, Normalizer, load_dataset
 from ..models import Autoencoder, build_model
 from ..training import CheckpointDir, History, fit
+from ..training._checkpoint import CONFIG_FILE
 from ..training._fit import with_placeholder_basis
 from ._config import RunConfig
 
@@ -54,41 +55,84 @@ def _skeleton(config: RunConfig, data: Dataset) -> Autoencoder:
     return build_model(config.model, data.sample_shape, key=jax.random.key(config.seed))
 
 
+# Files a run directory holds besides the checkpoint's: written by `evaluate` and the CLI.
+RUN_OUTPUTS = ("metrics.json", "spectrum.png", "interpolation.png", "samples.png")
+
+
 def train(
     config: RunConfig,
     out_dir: str | os.PathLike | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     data: Dataset | None = None,
 ) -> Run:
     """Train the model of `config` on its data set.
+
+    Everything that can be refused (stages, tracker parameters, data, an existing run in
+    `out_dir`, another process writing there) is checked before the directory is touched, and
+    the directory is locked against other writers while the run lasts.
 
     Args:
         config: the run.
         out_dir: checkpoint directory (config, periodic and final checkpoints); None keeps
             everything in memory.
         resume: continue the run found in `out_dir` (it must have the same config).
+        overwrite: replace a run found in `out_dir` (its checkpoints, config, metrics and
+            figures are removed first). Without it, or `resume`, such a directory is refused.
         progress: show a progress bar.
         data: the data set, if already loaded (must be the one `config` names).
 
     Returns:
         The trained :class:`Run`.
+
+    Raises:
+        FileExistsError: `out_dir` holds a run and neither `resume` nor `overwrite` is set.
+        ValueError: an invalid config, or a run with another config to resume.
+        rrae_fast.training.RunDirectoryBusy: another process is writing to `out_dir`.
     """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    stages = config.stages()
+    tracker = config.make_tracker()
     data = load_data(config) if data is None else data
+    for stage in stages:
+        if stage.steps and stage.batch_size > len(data.x_train):
+            raise ValueError(
+                f"batch size {stage.batch_size} exceeds the {len(data.x_train)} training samples"
+            )
     normalizer = Normalizer.fit(config.normalization, data.x_train)
-    ckpt = None
-    if out_dir is not None:
-        ckpt = CheckpointDir(out_dir)
-        saved = {"run": config.to_dict(), "normalizer": normalizer.to_dict()}
+    saved = {"run": config.to_dict(), "normalizer": normalizer.to_dict()}
+    if out_dir is None:
+        return _fit_run(config, data, normalizer, stages, tracker, None, resume, progress)
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a directory")
+    ckpt = CheckpointDir(path)
+    with ckpt.locked():
+        holds_run = (path / CONFIG_FILE).exists() or ckpt.exists()
+        if holds_run and not (resume or overwrite):
+            raise FileExistsError(
+                f"{path} holds a training run; resume it (--resume), replace it (--overwrite) "
+                "or choose another output directory"
+            )
         if resume and ckpt.exists() and ckpt.read_config() != saved:
-            raise ValueError(f"{out_dir} holds a run with another config; cannot resume it")
+            raise ValueError(f"{path} holds a run with another config; cannot resume it")
+        if overwrite:
+            ckpt.clear()
+            for name in RUN_OUTPUTS:
+                (path / name).unlink(missing_ok=True)
         ckpt.write_config(saved)
+        return _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress)
+
+
+def _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress) -> Run:
     result = fit(
         _skeleton(config, data),
         normalizer.apply(data.x_train),
-        config.stages(),
-        tracker=config.make_tracker(),
+        stages,
+        tracker=tracker,
         seed=config.seed,
         checkpoint=ckpt,
         resume=resume,

@@ -110,7 +110,7 @@ def table1(
         config = RunConfig(model=(TABLE1 | ABLATION)[label], steps=steps, seed=seed)
         sub = out / label.replace(" ", "_").replace("(", "").replace(")", "")
         start = time.perf_counter()
-        run = train(config, sub, progress=progress, data=data)
+        run = train(config, sub, overwrite=True, progress=progress, data=data)
         results[label] = evaluate(run, sub, seed=seed)
         timings[label] = time.perf_counter() - start
         if progress:

@@ -7,8 +7,10 @@ bottleneck rank `k` from the loss history.
 from ._basis import final_basis as final_basis
 from ._checkpoint import CheckpointDir as CheckpointDir
 from ._checkpoint import CheckpointError as CheckpointError
+from ._checkpoint import RunDirectoryBusy as RunDirectoryBusy
 from ._fit import FitResult as FitResult
 from ._fit import History as History
+from ._fit import NonFiniteLoss as NonFiniteLoss
 from ._fit import Stage as Stage
 from ._fit import fit as fit
 from ._step import make_step as make_step
@@ -28,8 +30,10 @@ __all__ = [
     "FitResult",
     "FixedTracker",
     "History",
+    "NonFiniteLoss",
     "ParsimoniousTracker",
     "Phase",
+    "RunDirectoryBusy",
     "Stage",
     "Tracker",
     "final_basis",

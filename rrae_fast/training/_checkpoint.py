@@ -22,6 +22,8 @@ only plain file names of the forms above, inside the directory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -36,12 +38,20 @@ import equinox as eqx
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
 
 _MAGIC = b"RRAECKPT"
 _VERSION = 1
 _HEADER = struct.Struct("<8sIQ32s")  # magic, version, payload length, payload SHA-256
 _CHECKPOINT_NAME = re.compile(r"(model|opt)-[0-9]+(-[0-9]+)?\.eqx")
-_TEMPORARY_NAME = re.compile(r"\.((model|opt)-[0-9]+(-[0-9]+)?\.eqx|tag-k[0-9]+\.eqx)\.\w+")
+_TAG_NAME = re.compile(r"tag-k[0-9]+\.eqx")
+_TEMPORARY_NAME = re.compile(
+    r"\.((model|opt)-[0-9]+(-[0-9]+)?\.eqx|tag-k[0-9]+\.eqx|state\.json|config\.json)\.\w+"
+)
+
+
+class RunDirectoryBusy(RuntimeError):
+    """Another process holds the run directory's lock (:meth:`CheckpointDir.locked`)."""
 
 
 class CheckpointError(ValueError):
@@ -188,6 +198,43 @@ class CheckpointDir:
 
     def read_config(self) -> dict[str, Any]:
         return read_json(self.path / CONFIG_FILE)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Holds an exclusive OS lock on the directory (`.lock`, `flock`) for the block.
+
+        A second writer, in this process or another, fails at once instead of mixing its files
+        with this one's; the lock goes with the process if it dies.
+
+        Raises:
+            RunDirectoryBusy: when another writer holds it.
+        """
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise RunDirectoryBusy(
+                    f"{self.path} is in use by another training run (process {holder}); wait "
+                    "for it to finish or choose another output directory"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def clear(self) -> None:
+        """Removes this run's state, config, checkpoint, tag and temporary files (and nothing
+        else)."""
+        for entry in self.path.iterdir():
+            name = entry.name
+            ours = name in (STATE_FILE, CONFIG_FILE) or any(
+                p.fullmatch(name) for p in (_CHECKPOINT_NAME, _TEMPORARY_NAME, _TAG_NAME)
+            )
+            if ours and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
 
     # -- names -----------------------------------------------------------------------------
 

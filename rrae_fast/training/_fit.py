@@ -51,6 +51,27 @@ class Stage:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 
 
+class NonFiniteLoss(FloatingPointError):
+    """Training stopped at the first NaN or infinite loss (the parameters are lost to it).
+
+    Attributes:
+        step: the step (counted from the run's start, 1-based) whose loss was not finite.
+        history: the run's history up to and including that step.
+    """
+
+    def __init__(self, step: int, loss: float, history: History, saved: int | None):
+        kept = (
+            f"the last checkpoint (after {saved} steps) is kept"
+            if saved
+            else "no checkpoint was saved"
+        )
+        super().__init__(
+            f"the loss became {loss} at step {step}: training diverged (a learning rate "
+            f"too high for this model?); {kept}"
+        )
+        self.step, self.history = step, history
+
+
 @dataclasses.dataclass
 class History:
     """Per-step record of a run: batch loss, the `k` it used and its stage index."""
@@ -228,6 +249,11 @@ def fit(
             model, opt_state, loss = step_fn(model, opt_state, xb, as_k(k))
             loss = float(loss)
             history.append(loss, k, si)
+            if not math.isfinite(loss):
+                bar.close()
+                saved = checkpoint.read_state() if checkpoint and checkpoint.exists() else None
+                steps_saved = len(saved["history"]["loss"]) if saved else None
+                raise NonFiniteLoss(len(history.loss), loss, history, steps_saved)
             stop = False
             if stage.mode == "train":
                 decision = tracker.update(loss)
