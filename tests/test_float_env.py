@@ -152,3 +152,28 @@ def test_subnormal_entries_beside_normal_ones(rng):
     a = np.diag([1.0, 1e-310, 0.0])
     s = np.asarray(jax.jit(lambda x: rrae_fast.truncated_svd(x, 2, method="dense")[1])(a))
     assert s[0] == 1.0 and s[1] == 1e-310
+
+
+TINY_SHAPES = [(7, 4), (4, 7), (6, 6), (1, 5), (5, 1), (40, 30), (200, 64), (300, 260), (3, 9, 5)]
+
+
+@pytest.mark.parametrize("method", ["auto", "dense", "iterative"])
+@pytest.mark.parametrize("spectrum", ["flat", "decaying"])
+@pytest.mark.parametrize("shape", TINY_SHAPES)
+def test_float64_at_the_bottom_of_its_range(rng, method, spectrum, shape):
+    """Every entry a normal number near 1e-300, k = min(m, n) - 1: the contract holds on every
+    path. The iteration's products reach the subnormal range there; flushed to zero, they once
+    let its residual test pass a result 1e5 times outside the contract (40×30: 2.3e-9·σ_1)."""
+    a = helpers.make_matrix(rng, shape, spectrum) * 1e-300
+    k = max(1, min(shape[-2:]) - 1)
+    u, s, vt = rrae_fast.truncated_svd(a, k, method=method)
+    helpers.assert_contract(a, u, s, vt, k)
+
+
+def test_iterative_reproducer_at_1e_minus_300():
+    rng = np.random.default_rng(1)
+    q1, _ = np.linalg.qr(rng.standard_normal((40, 30)))
+    q2, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    a = (q1 * 10.0 ** (-6.0 * np.arange(30) / 30)) @ q2.T * 1e-300
+    u, s, vt = rrae_fast.truncated_svd(a, 29, method="iterative")
+    helpers.assert_contract(a, u, s, vt, 29)
