@@ -16,21 +16,12 @@ it when one case runs past `CASE_DEADLINE_S`; a call of the op that returns but 
 than `CALL_LIMIT_S` fails its case. A failure prints the case's parameters and a
 command that reruns it alone (`run_case`).
 
-Known open defects kept out of the draw (matrices "that may iterate" are those of
-`method="iterative"`, or of `"auto"` at min(m, n) ≥ 256):
-
-- the iterative path on float64 matrices with σ_1 near 1e-300 and a steep spectrum misses the
-  contract (tracked elsewhere): float64 matrices that may iterate are drawn within 1e±200;
-- the iterative path on all-subnormal float32 matrices (rank one, or Gaussian at 1e-44) can
-  return Inf/NaN in u or vt: float32 matrices that may iterate get no subnormal scale
-  (pinned by `test_known_defect_iterative_subnormal_float32`);
-- the Gram path (float32, `"gram"` or `"auto"`) on a matrix of exact rank r < k returns
-  singular vectors for its zero singular values that are not orthogonal to the others: such
-  cases get k lowered to the rank (`_gram_safe_k`; pinned by
-  `test_known_defect_gram_rank_deficient`);
-- rank_reduce flushes subnormal terms of U diag(s) Vt to zero: rank_reduce is checked only
-  where that cannot matter (`_rank_reduce_exact_enough`; pinned by
-  `test_known_defect_rank_reduce_flushes_subnormals`).
+Defects the fuzzer found, fixed and kept as regression tests below: the iterative path's Inf/NaN
+factors on all-subnormal float32 matrices, and the Gram path's vectors for the zero singular
+values of a matrix of exact rank below k. One documented limitation is kept out of the draw:
+rank_reduce forms U diag(s) Vt with XLA's operations, which flush subnormal results to zero, so
+rank_reduce is checked only where that cannot matter (`_rank_reduce_exact_enough`; pinned by
+`test_rank_reduce_flushes_subnormal_results`).
 """
 
 from __future__ import annotations
@@ -245,13 +236,10 @@ def _may_iterate(method: str, m: int, n: int) -> bool:
 
 
 def _draw_scale(rng, dtype, may_iterate: bool) -> float:
+    del may_iterate  # every path takes every scale
     u = rng.random()
-    # Two known defects of the iterative path are kept out (see the module docstring): float64
-    # near 1e-300, and float32 matrices whose entries are all subnormal.
     if dtype == np.float32:
-        extreme, subnormal = 30, () if may_iterate else (1e-40, 1e-44)
-    elif may_iterate:
-        extreme, subnormal = 200, ()
+        extreme, subnormal = 30, (1e-40, 1e-44)
     else:
         extreme, subnormal = 300, (1e-310, 1e-315)
     if u < 0.45:
@@ -314,8 +302,6 @@ def make_case(rng, large: bool = False) -> Case:
             }
         )
     k_drawn = k
-    if dtype == np.float32 and method in ("auto", "gram"):
-        k = _gram_safe_k(a, k)
     if rng.random() < (0.25 if batch else 0.05):  # a NaN or Inf member
         j = int(rng.integers(count))
         idx = list(np.ndindex(*batch))[j]
@@ -335,27 +321,10 @@ def make_case(rng, large: bool = False) -> Case:
     return Case(a, k, method, info)
 
 
-def _gram_safe_k(a: np.ndarray, k: int) -> int:
-    """k lowered to the smallest exact rank of a nonzero member (at least 1).
-
-    A known defect kept out of the draw: on the Gram path (float32, `"gram"` or `"auto"`), a
-    matrix of exact rank r with 0 < r < k gets singular vectors for its zero singular values
-    that are not orthogonal to the others (‖A v − σ u‖ ~ ‖A‖₂), e.g. all-ones 2×2 at k = 2.
-    "Exact" rank: that of the float64 copy at NumPy's default tolerance, so rounding noise
-    (a planted rank in float32) counts as full rank, and those matrices stay in the draw.
-    """
-    for idx in np.ndindex(*a.shape[:-2]):
-        x = a[idx].astype(np.float64)
-        rank = int(np.linalg.matrix_rank(x)) if np.any(x) else 0
-        if rank > 0:
-            k = min(k, rank)
-    return k
-
-
 def _rank_reduce_exact_enough(a: np.ndarray, k: int) -> bool:
     """Whether flushing the subnormal terms of U diag(s) Vt stays far below the tolerance.
 
-    A known defect kept out of the draw: rank_reduce forms U diag(s) Vt under XLA's
+    A documented limitation kept out of the draw: rank_reduce forms U diag(s) Vt under XLA's
     flush-to-zero, so every term below the smallest normal number is dropped (an all-subnormal
     matrix gives zeros). rank_reduce is drawn only where (k + 1) such terms per entry cannot
     reach its tolerance 4·c·ε·‖A‖₂ (‖A‖₂ ≥ max|a_ij|) in any finite, nonzero member.
@@ -778,13 +747,12 @@ def _assert_coverage(records: list[dict]) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# The defects found by the fuzzer and kept out of its draw. Strict: when one is fixed, its test
-# passes, the suite fails, and the matching exclusion in the draw should be removed.
+# The defects found by the fuzzer, now fixed, and the limitation kept out of its draw.
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: the iterative path gives Inf/NaN factors")
-def test_known_defect_iterative_subnormal_float32():
-    """A rank-one 2×2 float32 matrix of subnormals on the iterative path (fuzz case 167)."""
+def test_iterative_subnormal_float32():
+    """A rank-one 2×2 float32 matrix of subnormals on the iterative path meets the contract
+    (its Ritz vectors' scaling by 1/σ overflowed to Inf/NaN; such a result now falls back)."""
     import rrae_fast
 
     bits = np.array([[31301, 2147485723], [56284, 2147487380]], np.uint32)
@@ -794,7 +762,7 @@ def test_known_defect_iterative_subnormal_float32():
     assert_subnormal_contract(a, u, s, vt, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: rank_reduce flushes subnormals to zero")
+@pytest.mark.xfail(strict=True, reason="XLA flushes subnormal results of its operations")
 @pytest.mark.parametrize(
     "diagonal",
     [
@@ -804,7 +772,7 @@ def test_known_defect_iterative_subnormal_float32():
     ],
     ids=["float32-subnormal", "float64-subnormal", "float64-normal"],
 )
-def test_known_defect_rank_reduce_flushes_subnormals(diagonal):
+def test_rank_reduce_flushes_subnormal_results(diagonal):
     """rank_reduce of a diagonal matrix is that matrix, to 4·c·ε·‖A‖₂ + 2·smallest_subnormal."""
     import rrae_fast
 
@@ -816,12 +784,12 @@ def test_known_defect_rank_reduce_flushes_subnormals(diagonal):
     assert np.max(np.abs(ak.astype(np.float64) - a)) <= tol
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: Gram path's vectors for σ = 0")
 @pytest.mark.parametrize(
     "shape,k,method", [((2, 2), 2, "gram"), ((2, 3), 2, "auto"), ((300, 100), 2, "auto")]
 )
-def test_known_defect_gram_rank_deficient(shape, k, method):
-    """An all-ones float32 matrix (rank one) at k = 2 on the Gram path meets the contract."""
+def test_gram_rank_deficient(shape, k, method):
+    """An all-ones float32 matrix (rank one) at k = 2 on the Gram path meets the contract (the
+    vectors for σ = 0 were left parallel to the first: CholeskyQR orthonormalised rounding)."""
     import rrae_fast
 
     a = np.ones(shape, np.float32)

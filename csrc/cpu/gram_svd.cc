@@ -1142,6 +1142,18 @@ bool CholeskyQr2(const Lapack<double>& la, int64_t q, int64_t nb, double* block,
   return true;
 }
 
+// Whether the columns of `block` (q x rest) are orthogonal to 1e-8 to the first `reliable`
+// rows of w (k x q, rows as columns of length q); small holds reliable x rest.
+bool OrthogonalTo(const Lapack<double>& la, int64_t reliable, int64_t rest, int64_t q,
+                  const double* w, const double* block, double* small) {
+  if (reliable == 0) return true;
+  blas::Gemm(la, 'T', 'N', reliable, rest, q, 1.0, w, q, block, q, 0.0, small, reliable);
+  for (int64_t i = 0; i < reliable * rest; ++i) {
+    if (!(std::abs(small[i]) <= 1e-8)) return false;
+  }
+  return true;
+}
+
 // Orthonormalises the rows of w (k x q), in order. Row j is W's column Y e_j, of norm ~σ_j,
 // and |w_i · w_j| <= δ·scale for i != j (δ bounds the eigenvectors' residuals and loss of
 // orthogonality in T's units), so the leading rows with λ_j >= 1e9·δ are orthogonal to 1e-9
@@ -1166,7 +1178,13 @@ void OrthonormalizeRows(const Lapack<double>& la, int64_t k, int64_t q, const do
     blas::Gemm(la, 'T', 'N', reliable, rest, q, 1.0, w, q, block, q, 0.0, small, reliable);
     blas::Gemm(la, 'N', 'N', q, rest, reliable, -1.0, w, q, small, reliable, 1.0, block, q);
   }
-  if (CholeskyQr2(la, q, rest, block, small, sc.copy.data())) return;
+  // CholeskyQR2 makes the block orthonormal in itself only. Where a row was nearly all in the
+  // span of the reliable rows (σ_j ≈ 0: what the projections leave is rounding, itself mostly
+  // along those rows), it is not orthogonal to them afterwards: checked, then row by row.
+  if (CholeskyQr2(la, q, rest, block, small, sc.copy.data()) &&
+      OrthogonalTo(la, reliable, rest, q, w, block, small)) {
+    return;
+  }
   OrthonormalizeEach(reliable, k, q, w, sc.work.data());
 }
 

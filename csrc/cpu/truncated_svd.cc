@@ -127,6 +127,16 @@ void ApplySignConvention(int64_t m, int64_t n, int64_t k, int64_t ldu, T* u, T* 
   }
 }
 
+// Whether the first k columns of u (m x ldu, row-major) and the first k rows of vt (k x n)
+// are finite.
+template <typename T>
+bool FactorsFinite(int64_t m, int64_t n, int64_t k, int64_t ldu, const T* u, const T* vt) {
+  for (int64_t q = 0; q < m; ++q) {
+    if (!AllFinite(u + q * ldu, k)) return false;
+  }
+  return AllFinite(vt, k * n);
+}
+
 template <typename T>
 struct Scratch {
   DenseScratch<T> dense;
@@ -230,6 +240,16 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
       // Finite, but the first product overflowed: the dense path below.
     }
     info[1] = static_cast<int32_t>(result.passes);
+    // Finite factors or none: where the Ritz vectors' scaling by 1/σ overflows (all-subnormal
+    // float32 input, σ_1 ~ 1e-40), the iteration's result goes to the fallback, like an
+    // unconverged one (an O((m + n)·k) check). So does a matrix whose σ_1 lies so far down
+    // that the iteration's products are subnormal, each rounded to an absolute spacing that is
+    // no longer small against ε·σ_1; LAPACK scales such a matrix up first.
+    const T low = std::numeric_limits<T>::min() / std::numeric_limits<T>::epsilon();
+    if (result.converged && (!(AllFinite(s, k) && FactorsFinite(m, n, k, max_k, u, vt)) ||
+                             (s[0] > T(0) && s[0] < low))) {
+      result.converged = false;
+    }
     if (result.converged) {
       info[0] = static_cast<int32_t>(Path::kIterative);
       ApplySignConvention(m, n, k, max_k, u, vt);
