@@ -61,6 +61,11 @@ def check_rank(k, max_k, shape: tuple[int, ...], fn: str) -> tuple[int | Array, 
     """
     r = min(shape[-2:])
     if max_k is None:
+        if isinstance(k, jax.core.Tracer):
+            raise TypeError(
+                f"{fn}: k is a traced value; pass max_k=<a static bound on k> to use a traced "
+                "rank (outputs then have max_k columns, zero beyond k), or a concrete int"
+            )
         k = _static_int(k, "k", fn)
         if not 1 <= k <= r:
             raise ValueError(f"{fn}: k must satisfy 1 <= k <= min(m, n) = {r}, got k={k}")

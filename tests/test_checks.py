@@ -41,8 +41,8 @@ def test_bad_k(op, k, exc, match):
 
 @pytest.mark.parametrize("op", OPS)
 def test_traced_k_rejected(op):
-    """A traced k is rejected with a clear message."""
-    with pytest.raises(TypeError, match="concrete"):
+    """A traced k without max_k is rejected with a message that says how to allow it."""
+    with pytest.raises(TypeError, match="traced value; pass max_k="):
         jax.jit(lambda k: op(jnp.ones((6, 4)), k))(2)
 
 

@@ -47,6 +47,18 @@ bool ValidSpectrum(const T* s, lapack_int r) {
   return true;
 }
 
+template <typename T>
+Status IllegalArgument(const char* routine, lapack_int info) {
+  return Status::Error(Lapack<T>::Name(routine) + ": illegal value in argument " +
+                       std::to_string(-info));
+}
+
+// What went wrong with a call that returned `info` >= 0 but no valid result.
+std::string Failure(lapack_int info) {
+  return info == 0 ? std::string("returned invalid singular values")
+                   : "failed to converge (info=" + std::to_string(info) + ")";
+}
+
 // Thin SVD of the column-major lm x ln matrix `a` into sc.w, sc.s, sc.zt.
 template <typename T>
 Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, DenseScratch<T>& sc,
@@ -66,14 +78,9 @@ Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, De
   } else {
     info = 1;
   }
-  if (info < 0) {
-    return Status::Error(Lapack<T>::Name("gesdd") + ": illegal value in argument " +
-                         std::to_string(-info));
-  }
+  if (info < 0) return IllegalArgument<T>("gesdd", info);
   if (info == 0 && ValidSpectrum(sc.s.data(), r)) return Status::Ok();
-  const std::string gesdd_outcome = info == 0
-                                        ? std::string("returned invalid singular values")
-                                        : "failed to converge (info=" + std::to_string(info) + ")";
+  const std::string gesdd_outcome = Failure(info);
 
   // gesdd's divide and conquer failed to converge: QR iteration on a fresh copy.
   std::memcpy(sc.a.data(), a, sizeof(T) * count);
@@ -88,16 +95,10 @@ Status ThinSvd(const Lapack<T>& la, const T* a, lapack_int lm, lapack_int ln, De
   } else {
     info = 1;
   }
-  if (info < 0) {
-    return Status::Error(Lapack<T>::Name("gesvd") + ": illegal value in argument " +
-                         std::to_string(-info));
-  }
+  if (info < 0) return IllegalArgument<T>("gesvd", info);
   if (info == 0 && ValidSpectrum(sc.s.data(), r)) return Status::Ok();
-  const std::string gesvd_outcome = info == 0
-                                        ? std::string("returned invalid singular values")
-                                        : "failed to converge (info=" + std::to_string(info) + ")";
   return Status::Error(Lapack<T>::Name("gesdd") + " " + gesdd_outcome + " and the fallback " +
-                       Lapack<T>::Name("gesvd") + " " + gesvd_outcome);
+                       Lapack<T>::Name("gesvd") + " " + Failure(info));
 }
 
 }  // namespace

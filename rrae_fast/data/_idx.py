@@ -156,6 +156,11 @@ def _find_files(directory: Path, name: str) -> list[Path]:
     accepted = (
         "each may also be spelt with '.' before idx (train-images.idx3-ubyte) and may end in '.gz'"
     )
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(
+            f"{name}: {directory} is a file; pass the directory that holds "
+            f"{', '.join(expected)} ({accepted})"
+        )
     if not directory.is_dir():
         raise FileNotFoundError(
             f"{name}: directory {directory} does not exist; it must hold "

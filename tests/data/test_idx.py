@@ -98,6 +98,12 @@ def test_missing_directory_names_it_and_every_file(tmp_path):
     assert all(name in message for name in NAMES)
 
 
+def test_a_file_where_the_directory_belongs_is_named_as_such(tmp_path):
+    (tmp_path / "mnist.gz").write_bytes(b"not a directory")
+    with pytest.raises(NotADirectoryError, match=r"mnist\.gz is a file; pass the directory"):
+        load_mnist(tmp_path / "mnist.gz")
+
+
 def test_missing_file_names_it(tmp_path, rng):
     make_set(rng, tmp_path / "d")
     (tmp_path / "d" / "t10k-images-idx3-ubyte").unlink()
