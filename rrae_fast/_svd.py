@@ -112,8 +112,8 @@ def _unit_scale(a: Array) -> Array:
     return jnp.ldexp(jnp.ones((), a.dtype), -e)
 
 
-def _scale_invariant(rule):
-    """The JVP rule ``rule`` evaluated in a frame where ``max|a|`` is near 1.
+def _scale_invariant(rescale):
+    """Decorates a JVP rule so that it is evaluated in a frame where ``max|a|`` is near 1.
 
     With ``c`` a power of two, the factors of ``c·A`` are ``(U, c·σ, Vᵀ)`` and its truncation is
     ``c·A_k``, so the derivatives in a direction ``dA`` are those at ``c·A`` in the same
@@ -123,33 +123,35 @@ def _scale_invariant(rule):
     going in, where it could underflow. Without the frame, σ² and σ_i² − σ_j² overflow or
     underflow in the working dtype at scales the forward pass handles (float32 σ_1 ≳ 2e19 or
     ≲ 4e-18; float64 near 1e±160), and the derivative is NaN or wrong there.
-    ``outputs(primal, tangent, c)`` scales back for the rule's output structure.
+    ``rescale(primal, tangent, c)`` scales back for the rule's output structure (``c`` of the
+    batch shape plus one axis).
     """
 
-    def wrapped(max_k, method, gradient, primals, tangents, outputs):
-        (a, k, init) = primals
-        c = _unit_scale(a)
-        primal, tangent = rule(max_k, method, gradient, (a * c, k, init), tangents)
-        return outputs(primal, tangent, c[..., 0])
+    def decorate(rule):
+        @functools.wraps(rule)
+        def scaled(max_k, method, gradient, primals, tangents):
+            a, k, init = primals
+            c = _unit_scale(a)
+            primal, tangent = rule(max_k, method, gradient, (a * c, k, init), tangents)
+            return rescale(primal, tangent, c[..., 0])
 
-    return wrapped
+        return scaled
+
+    return decorate
 
 
+def _rescale_factors(primal, tangent, c):
+    (u, s, vt), (du, ds, dvt) = primal, tangent
+    return (u, s / c, vt), (du * c[..., None], ds, dvt * c[..., None])
+
+
+def _rescale_product(primal, tangent, c):
+    return primal / c[..., None], tangent
+
+
+@_tsvd.defjvp
+@_scale_invariant(_rescale_factors)
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
-    return _scale_invariant(_tsvd_jvp_unit)(
-        max_k,
-        method,
-        gradient,
-        primals,
-        tangents,
-        lambda p, t, c: ((p[0], p[1] / c, p[2]), (t[0] * c[..., None], t[1], t[2] * c[..., None])),
-    )
-
-
-_tsvd.defjvp(_tsvd_jvp)
-
-
-def _tsvd_jvp_unit(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
 
@@ -207,21 +209,9 @@ def _rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
     return _product(*_forward.factors(a, k, max_k, init, method))
 
 
+@_rank_reduce.defjvp
+@_scale_invariant(_rescale_product)
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
-    return _scale_invariant(_rank_reduce_jvp_unit)(
-        max_k,
-        method,
-        gradient,
-        primals,
-        tangents,
-        lambda p, t, c: (p / c[..., None], t),
-    )
-
-
-_rank_reduce.defjvp(_rank_reduce_jvp)
-
-
-def _rank_reduce_jvp_unit(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
     solver = _backward_solver(a, max_k, method) if gradient == "exact" else None
     if solver == "gram":

@@ -21,59 +21,45 @@
 
 namespace rrae_fast {
 
-// Clears flush-to-zero and denormals-are-zero on the calling thread for this object's
-// lifetime; restores the previous control word on destruction. A no-op on other architectures.
+namespace float_env {
+// The thread's floating-point control word and its flush-to-zero bits.
+#if defined(__x86_64__) || defined(__i386__)
+using Control = uint32_t;
+constexpr Control kFlushBits = 0x8000u | 0x0040u;  // MXCSR: FTZ | DAZ
+inline Control Read() { return _mm_getcsr(); }
+inline void Write(Control v) { _mm_setcsr(v); }
+#elif defined(__aarch64__)
+using Control = uint64_t;
+constexpr Control kFlushBits = uint64_t{1} << 24;  // FPCR.FZ
+inline Control Read() {
+  Control v;
+  __asm__ __volatile__("mrs %0, fpcr" : "=r"(v));
+  return v;
+}
+inline void Write(Control v) { __asm__ __volatile__("msr fpcr, %0" : : "r"(v)); }
+#else
+using Control = uint32_t;
+constexpr Control kFlushBits = 0;  // nothing known to clear
+inline Control Read() { return 0; }
+inline void Write(Control) {}
+#endif
+}  // namespace float_env
+
+// Clears flush-to-zero (and denormals-are-zero) on the calling thread for this object's
+// lifetime; restores the previous control word on destruction.
 class IeeeSubnormals {
  public:
-#if defined(__x86_64__) || defined(__i386__)
-  static constexpr uint32_t kFlushBits = 0x8000u | 0x0040u;  // FTZ | DAZ
-  IeeeSubnormals() : saved_(_mm_getcsr()) {
-    if (saved_ & kFlushBits) _mm_setcsr(saved_ & ~kFlushBits);
+  IeeeSubnormals() : saved_(float_env::Read()) {
+    if (saved_ & float_env::kFlushBits) float_env::Write(saved_ & ~float_env::kFlushBits);
   }
   ~IeeeSubnormals() {
-    if (saved_ & kFlushBits) _mm_setcsr(saved_);
+    if (saved_ & float_env::kFlushBits) float_env::Write(saved_);
   }
-  // Whether the calling thread flushes subnormals now (for tests).
-  static bool Flushing() { return (_mm_getcsr() & kFlushBits) != 0; }
-  // Sets or clears flushing on the calling thread (for tests that mimic XLA's threads).
-  static void SetFlushing(bool on) {
-    const uint32_t csr = _mm_getcsr();
-    _mm_setcsr(on ? (csr | kFlushBits) : (csr & ~kFlushBits));
-  }
-
- private:
-  uint32_t saved_;
-#elif defined(__aarch64__)
-  static constexpr uint64_t kFlushBits = uint64_t{1} << 24;  // FPCR.FZ
-  IeeeSubnormals() : saved_(Read()) {
-    if (saved_ & kFlushBits) Write(saved_ & ~kFlushBits);
-  }
-  ~IeeeSubnormals() {
-    if (saved_ & kFlushBits) Write(saved_);
-  }
-  static bool Flushing() { return (Read() & kFlushBits) != 0; }
-  static void SetFlushing(bool on) {
-    const uint64_t fpcr = Read();
-    Write(on ? (fpcr | kFlushBits) : (fpcr & ~kFlushBits));
-  }
-
- private:
-  static uint64_t Read() {
-    uint64_t v;
-    __asm__ __volatile__("mrs %0, fpcr" : "=r"(v));
-    return v;
-  }
-  static void Write(uint64_t v) { __asm__ __volatile__("msr fpcr, %0" : : "r"(v)); }
-  uint64_t saved_;
-#else
-  IeeeSubnormals() {}
-  static bool Flushing() { return false; }
-  static void SetFlushing(bool) {}
-#endif
-
- public:
   IeeeSubnormals(const IeeeSubnormals&) = delete;
   IeeeSubnormals& operator=(const IeeeSubnormals&) = delete;
+
+ private:
+  float_env::Control saved_;
 };
 
 }  // namespace rrae_fast

@@ -248,11 +248,12 @@ class CheckpointDir:
             )
         return self.path / name
 
-    def _committed_names(self, state: dict[str, Any] | None) -> set[str]:
-        names = set()
-        while state:
-            names.update(n for n in state.get("files", {}).values() if isinstance(n, str))
-            state = state.get("previous")
+    @staticmethod
+    def _committed_names(state: dict[str, Any]) -> set[str]:
+        """The files of the checkpoint `state` commits and of the one kept before it."""
+        names = set(state["files"].values())
+        if state.get("previous"):
+            names.update(state["previous"]["files"].values())
         return names
 
     def _sweep(self, keep: set[str]) -> None:
@@ -298,8 +299,13 @@ class CheckpointDir:
         }
         if previous is not None:
             previous.pop("previous", None)  # keep one checkpoint back, not the whole chain
-        committed = {**state, "files": files, "checksums": checksums, "saves": saves}
-        committed["previous"] = previous
+        committed = {
+            **state,
+            "files": files,
+            "checksums": checksums,
+            "saves": saves,
+            "previous": previous,
+        }
         write_json(self.path / STATE_FILE, committed)
         self._sweep(self._committed_names(committed))
 
