@@ -295,6 +295,21 @@ def all_kept_nonzero(s: Array, k: Array, m: int, n: int) -> Array:
     return jnp.all(jnp.where(keep, stable_singular_values(s, m, n) > 0, True))
 
 
+def no_kept_ties(s: Array, k: Array, m: int, n: int) -> Array:
+    """[...] whether no two kept σ are tied (σ_i² − σ_{i+1}² > τ·σ_1², i < k, the dense rule's
+    threshold). The solves' rule for ``rank_reduce`` weighs each kept triplet by its own σ_i,
+    which is right to first order; its derivative at a tie inside K is one frame's, so a
+    second derivative there needs the full-SVD rule's covariant form
+    (:func:`rrae_fast._svd_grad.rank_reduce_jvp_covariant`)."""
+    w = s.shape[-1]
+    st = stable_singular_values(s, m, n)
+    tie = _svd_grad._tolerances(s.dtype, m, n)[1]
+    sq = st * st
+    inside = jnp.arange(1, w, dtype=k.dtype) < k[..., None]  # the pair (i, i + 1) lies in K
+    apart = sq[..., :-1] - sq[..., 1:] > tie * sq[..., :1]
+    return jnp.all(jnp.where(inside, apart | (st[..., 1:] == 0), True), axis=-1)
+
+
 #: Depth (blocks) and block width of the Krylov space that estimates σ_{k+1}.
 GAP_STEPS = 6
 GAP_WIDTH = 4

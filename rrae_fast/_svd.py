@@ -222,8 +222,9 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
         )
     if solver:
         u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)  # zero beyond k
+        m, n = a.shape[-2:]
         solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k, solver)
-        solvable = _resolvent.every_member(solvable)
+        solvable = _resolvent.every_member(solvable & jnp.all(_resolvent.no_kept_ties(s, k, m, n)))
 
         def by_solves():
             # dA_k = U Ω Vᵀ + X Σ Vᵀ + U Σ Yᵀ, with X and Y as rows: two products of width k.
@@ -260,6 +261,8 @@ def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
     """The exact rule for small matrices: the forward pass at k + 1 (σ_{k+1} for the check of
     the gap), the tangent from the Gram solves; one full SVD where the gap is a tie."""
     u, s, vt, solvable = _gram_forward(a, k, init, max_k, method)
+    m, n = a.shape[-2:]
+    solvable = solvable & _resolvent.every_member(jnp.all(_resolvent.no_kept_ties(s, k, m, n)))
 
     def by_solves():
         return _product(u, s, vt), _resolvent.rank_reduce_tangent_by_gram(a, u, s, vt, k, da)
@@ -273,8 +276,18 @@ def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
 def _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da):
     u, s, vt = _saved_for_reverse(_jvp_factors(a, k, max_k, init, method, gradient))
     keep = _forward.keep_mask(k, s.shape[-1])
-    primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)
-    return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, keep, max_k)
+    if gradient != "exact":
+        primal = _product(u * keep[..., None, :].astype(u.dtype), s, vt)
+        return primal, _svd_grad.rank_reduce_jvp(u, s, vt, da, keep, max_k)
+    # Written through the kept subspace, so that differentiating the rule again stays exact
+    # where singular values tie on one side of the cut (the factors' derivative inside a tied
+    # block is one frame's): the primal as U_K U_Kᵀ A to first order, the tangent likewise.
+    still = jax.lax.stop_gradient
+    u_k = u[..., :max_k] * keep[..., None, :max_k].astype(u.dtype)
+    primal = _product(still(u_k), still(s[..., :max_k]), still(vt[..., :max_k, :]))
+    projected = lambda a, u_k: u_k @ (jnp.swapaxes(u_k, -1, -2) @ a)
+    primal = primal + _svd_grad.change(projected, a, u_k)
+    return primal, _svd_grad.rank_reduce_jvp_by_subspace(a, u, s, vt, da, keep, max_k)
 
 
 # The dense rules as the fallback branch of a lax.cond: in reverse mode every residual of either

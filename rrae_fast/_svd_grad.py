@@ -33,10 +33,18 @@ Stabilisation (paper Appendix A, made scale-invariant):
 
 Ties inside K or inside D then give finite derivatives; a tie across the cut (``σ_k ≈ σ_{k+1}``),
 where truncation is genuinely not differentiable, gives a finite value that drops that coupling.
+
+Second order: the decoupled factors of a tied block are one frame of it, so a rule that weighs
+each triplet by its own σ_i is exact to first order but its own derivative is not.
+:func:`rank_reduce_jvp_by_subspace` (the exact rule of ``rank_reduce``) has the same value and
+is written through the kept subspace, so that differentiating it gives the Hessian of ``A_k``.
 """
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -167,3 +175,75 @@ def rank_reduce_jvp(
     x = u @ (left - omega_cw) + u_k @ omega_cw[..., :w, :] + p
     y = _mT(v @ (right_t - omega_wc_t)) + qt
     return x @ _mT(v_k) + u_k @ y
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def change(fn, *args):
+    """Zeros shaped like ``fn(*args)`` whose derivative is that of ``fn``: a correction that
+    vanishes where it is evaluated and costs nothing unless differentiated."""
+    out = jax.eval_shape(fn, *args)
+    return jnp.zeros(out.shape, out.dtype)
+
+
+@change.defjvp
+def _change_jvp(fn, primals, tangents):
+    return change(fn, *primals), jax.jvp(fn, primals, tangents)[1]
+
+
+def rank_reduce_jvp_by_subspace(
+    a: Array, u: Array, s: Array, vt: Array, da: Array, keep: Array, width: int
+) -> Array:
+    """Tangent of ``A_k`` from all the factors, written through the kept subspace, so that its
+    own derivative is the second derivative of ``A_k`` (where σ_k > σ_{k+1} and σ_k > 0).
+
+    ``A_k = P A`` with ``P = U_K U_Kᵀ``, so ``dA_k = dP A + P dA`` with ``dP = Z U_Kᵀ + U_K Zᵀ``;
+    ``Z`` (in the complement of K) solves ``M_⊥ Z − Z Λ_K = −(I − P) dM U_K`` for ``M = A Aᵀ``,
+    ``dM = dA Aᵀ + A dAᵀ``, ``Λ_K = U_Kᵀ M U_K``: on the discarded columns
+    ``X = B ⊙ G + (E_D X − X E_K) ⊙ G`` (``B = U_Dᵀ dM U_K``, ``G_ji = 1/(σ_i² − σ_j²)``,
+    ``E = Λ − diag(σ²)``); worked on the wide orientation (``Aᵀ`` for tall ``A``), ``U`` is
+    square and the complement of K is spanned by D alone. The value
+    is that of :func:`rank_reduce_jvp`. What differs is what a second differentiation sees:
+    each σ-dependent weight acts as a matrix function of the blocks ``Λ_K``, ``Λ_D``, whose
+    off-diagonal derivative a tied block has (``E``, zero where evaluated, to first order), and
+    ``V Σ`` acts as ``Aᵀ U``; the factors' derivative inside a tied block is one frame's (the
+    tie is decoupled), and a rule that weighs each triplet by its own σ_i would inherit it.
+    The corrections cost nothing unless differentiated (:func:`change`).
+
+    Args:
+        a: [..., m, n] the matrix.
+        u: [..., m, c] its left singular vectors, all of them (c = min(m, n)).
+        s: [..., c] its singular values.
+        vt: [..., c, n] its right singular vectors.
+        da: [..., m, n] tangent of the input.
+        keep: [..., c] bool, the kept set K (within the first ``width`` columns).
+        width: static bound on k.
+
+    Returns:
+        [..., m, n] the tangent of the rank-k approximation.
+    """
+    m, n = da.shape[-2:]
+    if m > n:  # A_kᵀ = (Aᵀ)_k: work where U is square and has no null space
+        return _mT(rank_reduce_jvp_by_subspace(_mT(a), _mT(vt), s, _mT(u), _mT(da), keep, width))
+    still = jax.lax.stop_gradient
+    st, sq, tie, _ = _stable_parts(still(s), m, n)
+    dtype = st.dtype
+    kept = keep[..., :width].astype(dtype)
+    drop = (~keep).astype(dtype)
+    u_k = u[..., :width] * kept[..., None, :]  # [..., m, w]
+    u_d = u * drop[..., None, :]  # [..., m, m]
+    v = _mT(still(vt))
+    # Aᵀ U at the point is V Σ (taken from the factors); its derivative is that of Aᵀ U.
+    r_k = v[..., :width] * (st[..., :width] * kept)[..., None, :] + change(
+        lambda a, u_k: _mT(a) @ u_k, a, u_k
+    )
+    r_d = v * (st * drop)[..., None, :] + change(lambda a, u_d: _mT(a) @ u_d, a, u_d)
+    gram = lambda a, x: _mT(x) @ a @ (_mT(a) @ x)
+    e_k = change(gram, a, u_k)  # [..., w, w]
+    e_d = change(gram, a, u_d)  # [..., m, m]
+    # G[j, i] = 1 / (σ_i² − σ_j²) for j ∈ D, i ∈ K; _inverse_gaps gives [a, b] = 1/(σ_b² − σ_a²).
+    g = _inverse_gaps(sq, sq[..., :width], tie) * drop[..., :, None] * kept[..., None, :]
+    qt = _mT(u_k) @ da  # [..., w, n]
+    x = (_mT(u_d) @ (da @ r_k) + _mT(r_d) @ _mT(qt)) * g  # [..., m, w]
+    x = x + (e_d @ x - x @ e_k) * g
+    # dA_k = Z R_Kᵀ + U_K (Zᵀ A + U_Kᵀ dA) with Z = U_D X (U is square: no null space).
+    return (u_d @ x) @ _mT(r_k) + u_k @ (_mT(x) @ _mT(r_d) + qt)
