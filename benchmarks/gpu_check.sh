@@ -44,7 +44,7 @@ if ! RRAE_FAST_ENABLE_CUDA=1 timeout "$(limit 240)" "$PY" -m pip install --no-bu
   tail -40 "$OUT/build.log"
   exit 1
 fi
-(cd /tmp && "$PY" -c "from rrae_fast import _native; print(_native.cuda_status())") |
+(cd /tmp && "$PY" -c "import rrae_fast; print(rrae_fast.cuda_status())") |
   tee -a "$OUT/machine.txt"
 
 step "gpu tests"

@@ -3,6 +3,9 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._native import (
+    cuda_status as cuda_status,
+)
+from ._native import (
     release_workspace as release_workspace,
 )
 from ._svd import (
@@ -20,4 +23,11 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "diagnose", "rank_reduce", "release_workspace", "truncated_svd"]
+__all__ = [
+    "__version__",
+    "cuda_status",
+    "diagnose",
+    "rank_reduce",
+    "release_workspace",
+    "truncated_svd",
+]

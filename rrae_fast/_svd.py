@@ -2,8 +2,9 @@
 
 Each op validates its input, then runs one jitted implementation (cached per shape, dtype, ``k``
 and gradient mode, so repeated calls never retrace). The forward pass is our XLA FFI kernel on
-CPU and XLA's own SVD on every other platform (``jax.lax.platform_dependent``); derivatives come
-from ``jax.custom_jvp`` rules in :mod:`rrae_fast._svd_grad`, so forward and reverse mode both work.
+CPU, our CUDA kernel on a CUDA device where the package was built with it, and XLA's own SVD on
+every other platform (``jax.lax.platform_dependent``); derivatives come from ``jax.custom_jvp``
+rules in :mod:`rrae_fast._svd_grad`, so forward and reverse mode both work.
 """
 
 from __future__ import annotations
@@ -333,7 +334,8 @@ def truncated_svd(
 
     Works eagerly and under ``jit``, ``vmap`` (any ``in_axes``), ``grad``, ``jvp``,
     ``jacfwd``/``jacrev`` and their compositions. On CPU the forward pass runs rrae_fast's native
-    kernel; elsewhere it runs XLA's SVD and keeps the top ``k``, with the same results and the same
+    kernel, on a CUDA device its CUDA kernel (where built; :func:`rrae_fast.cuda_status`);
+    elsewhere it runs XLA's SVD and keeps the top ``k``, with the same results and the same
     derivative rule.
 
     Accuracy contract, per matrix, with ``ε`` the dtype's machine epsilon, ``a = ‖A‖₂`` and

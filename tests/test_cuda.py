@@ -35,7 +35,8 @@ def test_path_codes_match_the_kernels():
 
 def test_cuda_status_is_reported():
     """Whether the CUDA module loaded, and why not, is one readable line."""
-    status = _native.cuda_status()
+    status = rrae_fast.cuda_status()
+    assert status is _native.cuda_status()
     assert isinstance(status, str) and status
     assert ("loaded" in status) == _native.cuda_available()
 

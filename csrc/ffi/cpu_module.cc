@@ -2,7 +2,8 @@
 //
 // Handler chain: TruncatedSvdImpl<T> (typed call into the core) <- TruncatedSvdDispatch (shape,
 // k and dtype checks) <- XLA_FFI_DEFINE_HANDLER_SYMBOL <- NB_MODULE(_cpu), which exposes
-// `registrations()` and `set_lapack(...)`.
+// `registrations()` and `set_lapack(...)` for XLA, the routing predicates and workspace controls
+// the Python op reads, and the kernel probes its tests call (each documented at its `m.def`).
 #include <dlfcn.h>
 
 #include <algorithm>
