@@ -10,9 +10,7 @@ import jax
 
 from ..data import Dataset, Normalizer, load_dataset
 from ..models import Autoencoder, build_model
-from ..training import CheckpointDir, History, fit
-from ..training._checkpoint import CONFIG_FILE
-from ..training._fit import with_placeholder_basis
+from ..training import CheckpointDir, History, fit, with_placeholder_basis
 from ._config import RunConfig
 
 
@@ -111,8 +109,7 @@ def train(
         raise NotADirectoryError(f"{path} exists and is not a directory")
     ckpt = CheckpointDir(path)
     with ckpt.locked():
-        holds_run = (path / CONFIG_FILE).exists() or ckpt.exists()
-        if holds_run and not (resume or overwrite):
+        if ckpt.holds_run() and not (resume or overwrite):
             raise FileExistsError(
                 f"{path} holds a training run; resume it (--resume), replace it (--overwrite) "
                 "or choose another output directory"

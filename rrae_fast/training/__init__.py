@@ -13,6 +13,7 @@ from ._fit import History as History
 from ._fit import NonFiniteLoss as NonFiniteLoss
 from ._fit import Stage as Stage
 from ._fit import fit as fit
+from ._fit import with_placeholder_basis as with_placeholder_basis
 from ._step import make_step as make_step
 from ._trackers import AdaptiveTracker as AdaptiveTracker
 from ._trackers import Decision as Decision
@@ -40,4 +41,5 @@ __all__ = [
     "fit",
     "make_step",
     "make_tracker",
+    "with_placeholder_basis",
 ]

@@ -193,6 +193,10 @@ class CheckpointDir:
         """Whether a committed checkpoint is present."""
         return (self.path / STATE_FILE).is_file()
 
+    def holds_run(self) -> bool:
+        """Whether a run was started here (its configuration written), checkpointed or not."""
+        return (self.path / CONFIG_FILE).is_file() or self.exists()
+
     def write_config(self, config: dict[str, Any]) -> None:
         write_json(self.path / CONFIG_FILE, config)
 
