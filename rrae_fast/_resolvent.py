@@ -377,16 +377,11 @@ def worth_solving(a: Array, u: Array, s: Array, vt: Array, k: Array) -> Array:
 def prefer_gram_solves(m: int, n: int, max_k: int) -> bool:
     """Whether the exact derivative of a small m x n matrix at rank max_k should take the Gram
     solves rather than one full SVD for primal and tangent (the solves come on top of the
-    forward pass at k or k + 1, the full SVD replaces it). Measured (``jax.jit(jax.grad)`` of
-    the benchmark's loss through ``rank_reduce``, float32, a rank-k-plus-noise matrix, medians
-    in µs, solves against full SVD): 200 x 64 at k = 2 / 16 / 21 / 24 / 32: 193 / 333 / 391 /
-    387 / 468 against 548 / 499 / 531 / 500 / 467; 1000 x 100 at k = 5 / 25 / 33: 1404 / 3145 /
-    2725 against 3273 / 3529 / 3419; 128 x 256 at k = 8 / 32 / 42: 909 / 1710 / 1800 against
-    2419 / 2243 / 2375; 100 x 48 at k = 2 / 8 / 16: 115 / 160 / 208 against 278 / 257 / 249;
-    64 x 32 at k = 2 / 4 / 8 / 10: 114 / 113 / 136 / 146 against 154 / 143 / 144 / 139; 32 x 64
-    at k = 2 / 10: 98 / 116 against 134 / 138; 48 x 24 at k = 2 / 8: 90 / 107 against 130 / 100;
-    32 x 16 at k = 2 / 5: 112 / 83 against 91 / 84. For the factors (``truncated_svd``, a loss of
-    sin over the three), 200 x 64 at k = 2 / 16 / 21: 220 / 384 / 419 against 526 / 466 / 471.
+    forward pass at k or k + 1, the full SVD replaces it). With p = min(m, n), the solves'
+    cost grows with k (one shifted solve per kept column, after one tridiagonal reduction of
+    the short side's Gram matrix) and the full SVD's does not, so the solves win at small k and
+    lose as k nears p/3 (the measured crossover is in benchmarks/RESULTS.md, "The Gram solves
+    against one full SVD").
     """
     p = min(m, n)
     return 32 <= p <= GRAM_SOLVE_MAX_SIDE and 3 * max_k <= p
