@@ -41,10 +41,7 @@ struct GramScratch {
 // them by the root-free implicit QL iteration and then the k largest. False if QL does not
 // converge. work: 2p + 5k doubles. GramSvd takes the multisection (with its Newton passes)
 // where UseBisection(p, k), 4k <= 3p: its cost grows with k, QL's (~p² rotation steps) does
-// not. Measured through the module's test entry point (µs per call, ~1 of it the call; random
-// Gram matrices, Householder-reduced): p = 32 at k = 8 3.1 against QL's 13.3, k = 16 6.1
-// against 13.4, k = 32 14.3 against 13.3; p = 64 at k = 2 4.1 against 48.5, k = 16 10.7, k = 32
-// 22.5, k = 64 53.4 against 50.5; p = 128 at k = 64 81 against 173, k = 128 206 against 173.
+// not (the measured crossover is in benchmarks/RESULTS.md, "Multisection against QL").
 bool UseBisection(int64_t p, int64_t k);
 bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d, const double* e,
                                bool bisection, double* lam, double* work);
