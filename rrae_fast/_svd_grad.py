@@ -180,9 +180,12 @@ def rank_reduce_jvp(
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def change(fn, *args):
     """Zeros shaped like ``fn(*args)`` whose derivative is that of ``fn``: a correction that
-    vanishes where it is evaluated and costs nothing unless differentiated."""
+    vanishes where it is evaluated and costs nothing unless differentiated. (The zeros take one
+    entry of each argument, times 0, so that under ``vmap`` they are batched as ``fn``'s
+    output would be.)"""
     out = jax.eval_shape(fn, *args)
-    return jnp.zeros(out.shape, out.dtype)
+    zero = sum(jnp.ravel(x)[0] * 0 for x in args).astype(out.dtype)
+    return jnp.broadcast_to(zero, out.shape)
 
 
 @change.defjvp

@@ -127,3 +127,12 @@ def test_factors_of_a_kept_tie_move_as_one_orthonormal_frame():
     gram = u.T @ du
     np.testing.assert_allclose(gram + gram.T, 0, atol=1e-12)
     check_grads(lambda x: (lambda u: u @ u.T)(rrae_fast.truncated_svd(x, 2)[0]), (a,), order=1)
+
+
+def test_second_derivative_under_vmap_and_with_a_traced_rank():
+    """The corrections batch like the rule (vmap) and follow a traced k (max_k)."""
+    a = jnp.stack([planted(5, 4, (2, 2, 1, 0.5)), planted(5, 4, (3, 2, 1, 1))])
+    f = jax.vmap(lambda x: rrae_fast.rank_reduce(x, 2))
+    check_grads(f, (a,), order=2, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
+    traced = jax.jit(lambda x, k: rrae_fast.rank_reduce(x, k, max_k=3))
+    check_grads(lambda x: traced(x, 2), (a,), order=2, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
