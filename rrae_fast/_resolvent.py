@@ -299,8 +299,8 @@ def no_kept_ties(s: Array, k: Array, m: int, n: int) -> Array:
     """[...] whether no two kept σ are tied (σ_i² − σ_{i+1}² > τ·σ_1², i < k, the dense rule's
     threshold). The solves' rule for ``rank_reduce`` weighs each kept triplet by its own σ_i,
     which is right to first order; its derivative at a tie inside K is one frame's, so a
-    second derivative there needs the full-SVD rule's covariant form
-    (:func:`rrae_fast._svd_grad.rank_reduce_jvp_covariant`)."""
+    second derivative there needs the full-SVD rule's form through the kept subspace
+    (:func:`rrae_fast._svd_grad.rank_reduce_jvp_by_subspace`)."""
     w = s.shape[-1]
     st = stable_singular_values(s, m, n)
     tie = _svd_grad._tolerances(s.dtype, m, n)[1]

@@ -223,9 +223,8 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
         )
     if solver:
         u, s, vt, converged = _attempt(a, k, init, max_k, method, solver)  # zero beyond k
-        m, n = a.shape[-2:]
         solvable = jnp.all(converged) & _resolvent.use_solves(a, u, s, vt, k, solver)
-        solvable = _resolvent.every_member(solvable & jnp.all(_resolvent.no_kept_ties(s, k, m, n)))
+        solvable = _resolvent.every_member(solvable) & _kept_apart(a, s, k)
 
         def by_solves():
             # dA_k = U Ω Vᵀ + X Σ Vᵀ + U Σ Yᵀ, with X and Y as rows: two products of width k.
@@ -241,6 +240,13 @@ def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
 
         return jax.lax.cond(solvable, by_solves, by_full_svd)
     return _full_rank_reduce_jvp(a, k, max_k, init, method, gradient, da)
+
+
+def _kept_apart(a, s, k):
+    """One flag for the batch: no tie inside any member's kept set, where the solves' rule for
+    ``rank_reduce`` serves (its second derivative needs the full-SVD rule at such a tie)."""
+    m, n = a.shape[-2:]
+    return _resolvent.every_member(jnp.all(_resolvent.no_kept_ties(s, k, m, n)))
 
 
 def _gram_forward(a, k, init, max_k, method):
@@ -262,8 +268,7 @@ def _rank_reduce_jvp_by_gram(a, k, init, max_k, method, da):
     """The exact rule for small matrices: the forward pass at k + 1 (σ_{k+1} for the check of
     the gap), the tangent from the Gram solves; one full SVD where the gap is a tie."""
     u, s, vt, solvable = _gram_forward(a, k, init, max_k, method)
-    m, n = a.shape[-2:]
-    solvable = solvable & _resolvent.every_member(jnp.all(_resolvent.no_kept_ties(s, k, m, n)))
+    solvable = solvable & _kept_apart(a, s, k)
 
     def by_solves():
         return _product(u, s, vt), _resolvent.rank_reduce_tangent_by_gram(a, u, s, vt, k, da)
