@@ -48,7 +48,7 @@ fi
   tee -a "$OUT/machine.txt"
 
 step "gpu tests"
-RRAE_FAST_REQUIRE_GPU=1 timeout -s INT -k 10 "$(limit 180)" "$PY" -P -m pytest tests/test_cuda.py \
+RRAE_FAST_REQUIRE_GPU=1 timeout -s INT -k 10 "$(limit 180)" "$PY" -P -m pytest tests/svd/test_cuda.py \
   -q -p no:cacheprovider -o addopts="" -ra --durations=5 >"$OUT/gpu_tests.log" 2>&1 || keep $?
 tail -30 "$OUT/gpu_tests.log"
 
@@ -74,8 +74,8 @@ bench k2500 60 "4096x4608 and k2500"
 [ -f "$OUT/bench/bench.md" ] && head -80 "$OUT/bench/bench.md"
 
 step "op tests with the GPU as JAX's default device"
-timeout -s INT -k 10 "$(limit 150)" "$PY" -P -m pytest tests/test_svd.py tests/test_svd_transforms.py \
-  tests/test_svd_traced_k.py tests/test_svd_grad.py -q -p no:cacheprovider -o addopts="" -ra \
+timeout -s INT -k 10 "$(limit 150)" "$PY" -P -m pytest tests/svd/test_forward.py tests/svd/test_transforms.py \
+  tests/svd/test_traced_k.py tests/svd/test_derivatives.py -q -p no:cacheprovider -o addopts="" -ra \
   --maxfail=20 >"$OUT/op_tests.log" 2>&1 || keep $?
 tail -30 "$OUT/op_tests.log"
 rm -rf "$OUT/bench"

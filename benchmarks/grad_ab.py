@@ -1,7 +1,7 @@
 """Medians of ``jit(grad)`` through ``rank_reduce`` on a few cases that take the full-SVD rule.
 
 For before/after comparisons of a derivative rule: run it alternately against two checkouts of
-the package (``PYTHONPATH=<checkout> python benchmarks/grad_ab.py``, each with its extension
+the package (``PYTHONPATH=<checkout>/src python benchmarks/grad_ab.py``, each with its extension
 built in place), several rounds, and compare the medians of the same round.
 """
 

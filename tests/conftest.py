@@ -21,7 +21,7 @@ def _cuda_devices() -> list:
 
 
 def pytest_collection_modifyitems(config, items):
-    from rrae_fast import _native
+    from rrae_fast.svd import _native
 
     reason = None
     if not _native.cuda_available():

@@ -1,8 +1,8 @@
 // The method choice and the per-matrix path codes, shared by the CPU and CUDA kernels.
 //
 // A kernel writes, for each batch member, `info = [path, passes]`: the path below and the
-// number of products with A (0 on exact paths). The Python layer names the codes
-// (rrae_fast._forward.PATHS); keep the two in step.
+// number of products with A (0 on exact paths). The modules export the codes by name
+// (csrc/ffi/codes.h) and the Python op reads them from there.
 #ifndef RRAE_FAST_COMMON_SVD_TYPES_H_
 #define RRAE_FAST_COMMON_SVD_TYPES_H_
 

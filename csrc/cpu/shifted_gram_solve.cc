@@ -9,7 +9,8 @@
 #include "common/finite.h"
 #include "cpu/avx2.h"
 #include "cpu/blas.h"
-#include "cpu/gram_svd.h"
+#include "cpu/gram_matrix.h"
+#include "cpu/tridiagonal.h"
 
 namespace rrae_fast::cpu {
 
@@ -23,7 +24,11 @@ constexpr int64_t kCgMaxIters = 30;
 constexpr int64_t kCgMinIters = 3;
 
 struct SolveScratch {
-  GramScratch gram;           // rows, g (G, then H, then the reflectors), d, e, tau, work
+  std::vector<double> rows;   // a block of rows of Y (gram_matrix.h)
+  std::vector<double> g;      // p x p: G, then H, then the reflectors
+  std::vector<double> d, e;   // p: the tridiagonal matrix T
+  std::vector<double> tau;    // p: the reflectors' scalars
+  std::vector<double> work;   // 2p: the reduction's scratch
   std::vector<double> b;      // c x p: the basis rows in float64
   std::vector<double> bg;     // c x p: B G, then Z
   std::vector<double> bgb;    // c x c: B G Bᵀ
@@ -201,8 +206,8 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
   }
 
   // G, scaled to a largest diagonal entry of 1 (the tridiagonal reduction expects |G_ij| <= 1).
-  GramOfShortSide(la, a, m, n, sc.gram);
-  double* g = sc.gram.g.data();
+  GramOfShortSide(la, a, m, n, sc.rows, sc.g);
+  double* g = sc.g.data();
   double scale = 0;
   for (int64_t i = 0; i < p; ++i) scale = std::max(scale, g[i * p + i]);
   if (scale == 0) scale = 1;
@@ -225,14 +230,13 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
   }
 
   // H = Q T Qᵀ; every eigenvalue of T at least margin·s_max² below the smallest shift.
-  GramScratch& gs = sc.gram;
-  gs.d.resize(p);
-  gs.e.resize(p);
-  gs.tau.resize(p);
-  gs.work.resize(2 * p);
-  double* d = gs.d.data();
-  double* e = gs.e.data();
-  ReduceToTridiagonal(p, g, d, e, gs.tau.data(), gs.work.data());
+  sc.d.resize(p);
+  sc.e.resize(p);
+  sc.tau.resize(p);
+  sc.work.resize(2 * p);
+  double* d = sc.d.data();
+  double* e = sc.e.data();
+  ReduceToTridiagonal(p, g, d, e, sc.tau.data(), sc.work.data());
   sc.l.resize(p);
   sc.piv.resize(p);
   if (!FactorShifted(p, d, e, (bottom - margin * top) * inv_scale, sc.l.data(), sc.piv.data())) {
@@ -243,7 +247,7 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
   // z_j = Q (s_j² − T)⁻¹ Qᵀ r_j; H was scaled by 1/scale, so the solutions are too.
   sc.x.assign(rhs, rhs + c * p);
   double* x = sc.x.data();
-  ApplyReflectors(p, c, g, gs.tau.data(), true, x);
+  ApplyReflectors(p, c, g, sc.tau.data(), true, x);
   for (int64_t j = 0; j < c; ++j) {
     double* xj = x + j * p;
     const double sj = std::abs(double(s[j]));
@@ -257,7 +261,7 @@ void SolveOne(const Lapack<double>& la, int64_t m, int64_t n, int64_t c, const T
     }
     SolveShifted(p, sc.l.data(), sc.piv.data(), xj);
   }
-  ApplyReflectors(p, c, g, gs.tau.data(), false, x);
+  ApplyReflectors(p, c, g, sc.tau.data(), false, x);
   for (int64_t i = 0; i < c * p; ++i) z[i] = static_cast<T>(x[i] * inv_scale);
 }
 

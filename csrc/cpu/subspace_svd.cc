@@ -497,13 +497,348 @@ bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t row
   return true;
 }
 
+// One run of the iteration, step by step: Start, then Pass until one of them says it is done.
+// Each step returns a Status (a LAPACK failure) and sets *done where the run is over: converged
+// (the factors written), given up or unusable (the caller goes dense), or A not finite.
+template <typename T>
+class SubspaceIteration {
+ public:
+  SubspaceIteration(const LapackTable& table, int64_t m, int64_t n, int64_t k, const T* a,
+                    SubspaceScratch<T>& sc, const SubspaceOptions& opt, SubspaceResult* result)
+      : table_(table),
+        la_(table.Get<T>()),
+        m_(m),
+        n_(n),
+        k_(k),
+        b_(opt.block),
+        a_(a),
+        sc_(sc),
+        opt_(opt),
+        result_(result) {}
+
+  // The start block B and its product P = AᵀB: a warm start whose init holds at least k
+  // columns begins with those alone (width w = their number, no sketch) and widens to b only
+  // if its first test fails; any other start is B = orth([init | A Ω]) of width b.
+  Status Start(const T* init, int64_t init_cols, bool* done);
+
+  // One pass: the Ritz pairs of the current block (tested unless it is a cold first pass),
+  // then the next product, the side flipped, and a narrow warm start widened.
+  Status Pass(int64_t pass, T* u, T* s, T* vt, int64_t ldu, bool* done);
+
+ private:
+  // op(X) = Aᵀ·X for a block X on the left (m rows), A·X for one on the right (n rows).
+  void Apply(bool left, int64_t cols, const T* x, T* out);
+  // Where the budget is short and a cold first pass shows a flat tail in P's first Cholesky
+  // factor: its triangular factor for a test now (true), else false.
+  bool FlatTailTestsNow();
+  // Residual column j of P' X − (B Z) Σ in units of σ_1, from column c of `next` and of `bz`.
+  double Residual(int64_t c, int64_t j) const;
+  // At the first test at full width, where even a residual of 1 could not reach tol at the
+  // predicted rate within the budget: whether the k-th pair alone (a pass of width 1) gives up.
+  bool KthPairGivesUp(double predicted, double left_passes);
+  // The Ritz test of the current pass: Status, and *done where it converged (factors written)
+  // or gave up; otherwise the product for the next pass is complete in `next` (or `qx`).
+  Status Test(int64_t pass, bool gram, T* u, T* s, T* vt, int64_t ldu, bool* done);
+  // A narrow warm start that did not converge: B gains b − w columns Ω and P their products.
+  Status Widen();
+
+  const LapackTable& table_;
+  const Lapack<T>& la_;
+  const int64_t m_, n_, k_, b_;
+  const T* a_;
+  SubspaceScratch<T>& sc_;
+  const SubspaceOptions& opt_;
+  SubspaceResult* result_;
+  int64_t seeded_ = 0;  // columns of init in the start block
+  int64_t w_ = 0;       // the width of B and P for now
+  bool left_ = true;    // the side of `block`
+  double previous_ = std::numeric_limits<double>::infinity();  // the last test's residual
+};
+
+template <typename T>
+void SubspaceIteration<T>::Apply(bool left, int64_t cols, const T* x, T* out) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (UseNarrowProducts(left, cols)) {
+      const ProductThreads threads{opt_.threads.schedule, opt_.threads.workers};
+      if (left) {
+        NarrowProductATY(m_, n_, cols, a_, n_, x, m_, out, n_, sc_.pack, threads);
+      } else {
+        NarrowProductAX(m_, n_, cols, a_, n_, x, n_, out, m_, sc_.pack, threads);
+      }
+      result_->passes += 1;
+      return;
+    }
+  }
+  if (left) {
+    blas::GemmRows<T>(la_, opt_.threads, 'N', 'N', n_, cols, m_, T(1), a_, n_, x, m_, T(0), out,
+                      n_);
+  } else {
+    blas::GemmRows<T>(la_, opt_.threads, 'T', 'N', m_, cols, n_, T(1), a_, n_, x, n_, T(0), out,
+                      m_);
+  }
+  result_->passes += 1;
+}
+
+template <typename T>
+Status SubspaceIteration<T>::Start(const T* init, int64_t init_cols, bool* done) {
+  const int64_t m = m_, n = n_;
+  SubspaceScratch<T>& sc = sc_;
+  if (init != nullptr && init_cols > 0 && AllFinite(init, m * init_cols)) {
+    seeded_ = std::min(init_cols, b_);
+    CopyTransposed(m, seeded_, init, init_cols, sc.block.data(), m);
+  }
+  w_ = seeded_ >= k_ ? seeded_ : b_;
+  if (seeded_ < w_) {
+    // The sketch A·Ω, Ω n x (w − seeded): sparse, one sweep over A, where that kernel runs and
+    // Ω is tall enough for each of its columns to be hit (the measured gain:
+    // benchmarks/RESULTS.md, "Thresholds of the CPU kernel"); dense pseudo-random otherwise.
+    bool sketched = false;
+    if constexpr (std::is_same_v<T, float>) {
+      if (Avx2Available() && SketchCovers(n, w_ - seeded_)) {
+        SketchProductAX(m, n, w_ - seeded_, a_, n, opt_.seed, sc.block.data() + seeded_ * m, m,
+                        sc.pack, ProductThreads{opt_.threads.schedule, opt_.threads.workers});
+        result_->passes += 1;
+        sketched = true;
+      }
+    }
+    if (!sketched) {
+      FillRandom(sc.prod.data(), n * (w_ - seeded_), opt_.seed);
+      Apply(false, w_ - seeded_, sc.prod.data(), sc.block.data() + seeded_ * m);
+    }
+    if (!AllFinite(sc.block.data() + seeded_ * m, m * (w_ - seeded_))) {
+      result_->not_finite = true;
+      *done = true;
+      return Status::Ok();
+    }
+  }
+  // A cold start only multiplies this block by Aᵀ (its first pass has no test).
+  Status st =
+      Orthonormalize(table_, opt_.threads, m, w_, sc.block.data(), static_cast<T*>(nullptr), sc,
+                     seeded_ == 0 ? Block::kBasisOnly : Block::kNearOrthonormal);
+  if (!st.ok) return st;
+  // Without a sketch, P = AᵀB shows a NaN or infinity of A instead, provided every row of B
+  // holds a normal (non-zero, not subnormal) entry: a non-finite A_ij times B_ic ≠ 0 is
+  // non-finite (times zero too, but a BLAS may skip zeros), and no sum makes it finite again.
+  const bool product_checks = seeded_ == w_ && RowsReachable(m, w_, sc.block.data());
+  if (seeded_ == w_ && !product_checks && !AllFinite(a_, m * n)) {
+    result_->not_finite = true;
+    *done = true;
+    return Status::Ok();
+  }
+  Apply(left_, w_, sc.block.data(), sc.prod.data());
+  if (product_checks && !AllFinite(sc.prod.data(), n * w_)) {
+    result_->not_finite = true;
+    *done = true;
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+bool SubspaceIteration<T>::FlatTailTestsNow() {
+  // At most three passes would follow (b >= r / 15 or so), and a flat tail stands out in P's
+  // first Cholesky factor: its diagonal entry b is at least half its entry k (the columns
+  // beyond k of P = AᵀB still hold new directions as large as the k-th; after a gap they would
+  // be noise, ~1e-3 of it on a rank-k-plus-noise matrix). There, the iteration is unlikely to
+  // converge within the budget, and testing now lets the give-up rule act one product and one
+  // orthonormalisation earlier.
+  SubspaceScratch<T>& sc = sc_;
+  const int64_t b = b_, k = k_;
+  if (!(w_ > k && opt_.tol > 0 && 2 * opt_.max_iters <= 4 && (sc.two_factors || sc.one_factor))) {
+    return false;
+  }
+  const double rbb = std::abs(sc.rd[(b - 1) * (b + 1)]);
+  const double rkk = std::abs(sc.rd[(k - 1) * (b + 1)]);
+  if (!(rbb >= 0.5 * rkk)) return false;
+  if (sc.one_factor) {
+    OneFactor(w_, sc.rd.data(), sc.r.data());
+  } else {
+    TriangularProduct(table_.f64, w_, sc.g.data(), sc.rd.data(), sc.r.data(), sc.colscale);
+  }
+  return true;
+}
+
+template <typename T>
+double SubspaceIteration<T>::Residual(int64_t c, int64_t j) const {
+  const int64_t rows_b = left_ ? m_ : n_;
+  const double unit = sc_.sig[0] > 0 ? 1.0 / double(sc_.sig[0]) : 1.0;
+  double acc = 0;
+  for (int64_t i = 0; i < rows_b; ++i) {
+    const double e =
+        (double(sc_.next[i + c * rows_b]) - double(sc_.bz[i + c * rows_b]) * double(sc_.sig[j])) *
+        unit;
+    acc += e * e;
+  }
+  return std::sqrt(acc);
+}
+
+template <typename T>
+bool SubspaceIteration<T>::KthPairGivesUp(double predicted, double left_passes) {
+  SubspaceScratch<T>& sc = sc_;
+  const int64_t k = k_, w = w_;
+  const int64_t rows_b = left_ ? m_ : n_, rows_p = left_ ? n_ : m_;
+  blas::GemmRows<T>(la_, opt_.threads, 'N', 'T', rows_b, 1, w, T(1), sc.block.data(), rows_b,
+                    sc.vst.data() + (k - 1), w, T(0), sc.bz.data(), rows_b);
+  blas::GemmRows<T>(la_, opt_.threads, 'N', 'N', rows_p, 1, w, T(1), sc.prod.data(), rows_p,
+                    sc.us.data() + (k - 1) * w, w, T(0), sc.qx.data(), rows_p);
+  Apply(!left_, 1, sc.qx.data(), sc.next.data());
+  const double last = Residual(0, k - 1);
+  if (!std::isfinite(last)) return true;
+  return last > opt_.tol &&
+         (!(predicted < 1) || std::log(opt_.tol / last) / std::log(predicted) > left_passes);
+}
+
+template <typename T>
+Status SubspaceIteration<T>::Test(int64_t pass, bool gram, T* u, T* s, T* vt, int64_t ldu,
+                                  bool* done) {
+  SubspaceScratch<T>& sc = sc_;
+  const int64_t m = m_, n = n_, k = k_, b = b_, w = w_;
+  const int64_t rows_b = left_ ? m : n, rows_p = left_ ? n : m;
+  if (!gram && !SmallSvd(la_, w, sc)) {  // the caller goes dense
+    *done = true;
+    return Status::Ok();
+  }
+  const double tol = sc.sig[0] > 0 ? opt_.tol : 0.0;
+  const double left_passes = double(2 * opt_.max_iters - pass - 1);
+  // At the first test at full width the give-up rule below uses subspace iteration's predicted
+  // rate σ_b/σ_k per pass. Where even a residual of 1 could not reach tol at that rate within
+  // the budget (a flat spectrum), the residual of the k-th Ritz pair alone decides: it is at
+  // most the worst one, so if it gives up, so would the full test, which is skipped.
+  const bool first_full = w == b && previous_ == std::numeric_limits<double>::infinity();
+  const double predicted = sc.sig[k - 1] > 0 ? double(sc.sig[b - 1] / sc.sig[k - 1]) : 0.0;
+  if (first_full && tol > 0 &&
+      (!(predicted < 1) || std::log(tol) / std::log(predicted) > left_passes) &&
+      KthPairGivesUp(predicted, left_passes)) {
+    *done = true;
+    return Status::Ok();
+  }
+  // Ritz vectors B Z_k and Q_P X_k (Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k]); the test product
+  // op(Q_P X_k) = P' X_k costs a pass of width k only.
+  blas::GemmRows<T>(la_, opt_.threads, 'N', 'T', rows_b, k, w, T(1), sc.block.data(), rows_b,
+                    sc.vst.data(), w, T(0), sc.bz.data(), rows_b);
+  blas::GemmRows<T>(la_, opt_.threads, 'N', 'N', rows_p, w, w, T(1), sc.prod.data(), rows_p,
+                    sc.us.data(), w, T(0), sc.qx.data(), rows_p);  // Q_P X, all w columns
+  // From GramRitz, qx = P·M is orthonormal to ~ε32·σ_1/σ_j in column j: fine for the Ritz
+  // vectors where σ_1/σ_k is small, else orthonormalised first (its leading k columns mix
+  // among themselves only). The rest, needed only if the iteration goes on, is corrected then.
+  bool orthonormal = !gram;
+  Status st = Status::Ok();
+  if (gram && double(sc.sig[k - 1]) * kGramRitzSpread < double(sc.sig[0])) {
+    st = Orthonormalize(table_, opt_.threads, rows_p, w, sc.qx.data(), static_cast<T*>(nullptr),
+                        sc);
+    if (!st.ok) return st;
+    orthonormal = true;
+  }
+  Apply(!left_, k, sc.qx.data(), sc.next.data());
+  double worst = 0;
+  for (int64_t j = 0; j < k; ++j) worst = std::max(worst, Residual(j, j));
+  if (!std::isfinite(worst)) {
+    *done = true;
+    return Status::Ok();
+  }
+  if (worst > tol && w == b) {
+    // Give up early when the contraction per pass cannot reach tol within the remaining budget
+    // (flat or clustered spectra): the dense path is then cheaper. The rate is the observed one
+    // once two tests exist; at the first test, subspace iteration's predicted (σ_b/σ_k) per
+    // pass from the Ritz values (an optimistic guess: Ritz values of the trailing columns
+    // underestimate σ_b). A narrow warm start widens first (Widen).
+    const double rate = first_full ? predicted : worst / previous_;
+    if (!(rate < 1) || std::log(tol / worst) / std::log(rate) > left_passes) {
+      *done = true;
+      return Status::Ok();
+    }
+  }
+  if (w == b) previous_ = worst;
+  if (worst <= tol) {
+    const T* ucol = left_ ? sc.bz.data() : sc.qx.data();  // m x k
+    const T* vcol = left_ ? sc.qx.data() : sc.bz.data();  // n x k = row-major Vt
+    std::memcpy(vt, vcol, sizeof(T) * n * k);
+    CopyTransposed(k, m, ucol, m, u, ldu);
+    std::memcpy(s, sc.sig.data(), sizeof(T) * k);
+    result_->converged = true;
+    *done = true;
+    return Status::Ok();
+  }
+  // Not yet: the rest of op(Q_P X), then P' = op(Q_P X) Xᵀ (X is orthogonal) into the buffer
+  // of B, which is no longer needed.
+  if (w > k) Apply(!left_, w - k, sc.qx.data() + k * rows_p, sc.next.data() + k * rows_b);
+  if (!gram) {
+    blas::GemmRows<T>(la_, opt_.threads, 'N', 'T', rows_b, w, w, T(1), sc.next.data(), rows_b,
+                      sc.us.data(), w, T(0), sc.block.data(), rows_b);
+    std::swap(sc.block, sc.next);
+  } else {
+    // qx spans P's columns: it becomes the block (Q = qx R⁻¹ where it was not orthonormal yet,
+    // and P' = op(qx) R⁻¹ with it), and P' is op of it, not rotated.
+    if (!orthonormal) {
+      st = Orthonormalize(table_, opt_.threads, rows_p, w, sc.qx.data(), sc.r.data(), sc);
+      if (!st.ok) return st;
+      blas::TrsmRightUpperRows<T>(la_, opt_.threads, rows_b, w, sc.r.data(), w, sc.next.data(),
+                                  rows_b);
+    }
+    std::swap(sc.prod, sc.qx);
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status SubspaceIteration<T>::Widen() {
+  // B gains b − w columns Ω (scaled to unit norm on average) and P their products, then
+  // B = B_in R⁻¹ is orthonormalised and P = A B_in R⁻¹ follows with a triangular solve.
+  SubspaceScratch<T>& sc = sc_;
+  const int64_t b = b_, w = w_;
+  const int64_t rows_nb = left_ ? m_ : n_, rows_np = left_ ? n_ : m_;
+  T* omega = sc.block.data() + w * rows_nb;
+  FillRandom(omega, rows_nb * (b - w), opt_.seed);
+  const T unit_norm = static_cast<T>(std::sqrt(3.0 / double(rows_nb)));
+  for (int64_t i = 0; i < rows_nb * (b - w); ++i) omega[i] *= unit_norm;
+  Apply(left_, b - w, omega, sc.prod.data() + w * rows_np);
+  w_ = b;
+  Status st = Orthonormalize(table_, opt_.threads, rows_nb, b, sc.block.data(), sc.r.data(), sc);
+  if (!st.ok) return st;
+  blas::TrsmRightUpperRows<T>(la_, opt_.threads, rows_np, b, sc.r.data(), b, sc.prod.data(),
+                              rows_np);
+  return Status::Ok();
+}
+
+template <typename T>
+Status SubspaceIteration<T>::Pass(int64_t pass, T* u, T* s, T* vt, int64_t ldu, bool* done) {
+  SubspaceScratch<T>& sc = sc_;
+  const int64_t rows_p = left_ ? n_ : m_;
+  // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
+  // test on a cold first pass (a warm start may already be converged), unless the spectrum
+  // looks flat where the budget is short (FlatTailTestsNow).
+  const bool cold_first = pass == 0 && seeded_ == 0;
+  bool test = !cold_first;
+  // A test in float32 takes its Ritz pairs from PᵀP (GramRitz) and leaves P as it is; the QR
+  // of P and the SVD of R otherwise (and where GramRitz declines).
+  bool gram = false;
+  if constexpr (std::is_same_v<T, float>) {
+    gram = test && GramRitz(table_, opt_.threads, rows_p, w_, k_, sc.prod.data(), sc);
+  }
+  if (!gram) {
+    Status st = Orthonormalize(table_, opt_.threads, rows_p, w_, sc.prod.data(),
+                               test ? sc.r.data() : nullptr, sc);
+    if (!st.ok) return st;
+  }
+  if (cold_first && FlatTailTestsNow()) test = true;
+  if (!test) {
+    Apply(!left_, w_, sc.prod.data(), sc.next.data());
+  } else {
+    Status st = Test(pass, gram, u, s, vt, ldu, done);
+    if (!st.ok || *done) return st;
+  }
+  // Q_P becomes the block, P' the product; the side flips.
+  std::swap(sc.block, sc.prod);
+  std::swap(sc.prod, sc.next);
+  left_ = !left_;
+  return w_ < b_ ? Widen() : Status::Ok();
+}
+
 }  // namespace
 
 template <typename T>
 Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, int64_t ldu,
                    const T* a, const T* init, int64_t init_cols, T* u, T* s, T* vt,
                    SubspaceScratch<T>& sc, const SubspaceOptions& opt, SubspaceResult* result) {
-  const Lapack<T>& la = table.Get<T>();
   const int64_t b = opt.block;
   const int64_t big = std::max(m, n);
   for (auto* buf : {&sc.block, &sc.prod, &sc.next}) buf->resize(big * b);
@@ -517,247 +852,19 @@ Status SubspaceSvd(const LapackTable& table, int64_t m, int64_t n, int64_t k, in
   *result = SubspaceResult{};
   // When the products are split among threads, every BLAS call here runs on one thread per
   // part: OpenBLAS's own threads stay awake (spinning) for a while after a call and would
-  // compete with the parts of the next product (measured: 4096 x 4096, k = 16, 46 ms with
-  // them, 30 ms without).
+  // compete with the parts of the next product (benchmarks/RESULTS.md,
+  // "Thresholds of the CPU kernel").
   const bool split = opt.threads.schedule != nullptr && opt.threads.workers > 1;
   const OneBlasThread pin(split ? opt.threads.set_threads_local : nullptr,
                           opt.threads.inside_lease);
 
-  // op(X) = Aᵀ·X for a block X on the left (m rows), A·X for one on the right (n rows).
-  auto apply = [&](bool left, int64_t cols, const T* x, T* out) {
-    if constexpr (std::is_same_v<T, float>) {
-      if (UseNarrowProducts(left, cols)) {
-        const ProductThreads threads{opt.threads.schedule, opt.threads.workers};
-        if (left) {
-          NarrowProductATY(m, n, cols, a, n, x, m, out, n, sc.pack, threads);
-        } else {
-          NarrowProductAX(m, n, cols, a, n, x, n, out, m, sc.pack, threads);
-        }
-        result->passes += 1;
-        return;
-      }
-    }
-    if (left) {
-      blas::GemmRows<T>(la, opt.threads, 'N', 'N', n, cols, m, T(1), a, n, x, m, T(0), out, n);
-    } else {
-      blas::GemmRows<T>(la, opt.threads, 'T', 'N', m, cols, n, T(1), a, n, x, n, T(0), out, m);
-    }
-    result->passes += 1;
-  };
-
-  // ---- Start. A warm start whose init holds at least k columns begins with those alone
-  // (width w = their number, no sketch) and widens to b only if its first test fails; any
-  // other start is B = orth([init | A Ω]) of width b. B sits on the left, P = AᵀB.
-  int64_t seeded = 0;
-  if (init != nullptr && init_cols > 0 && AllFinite(init, m * init_cols)) {
-    seeded = std::min(init_cols, b);
-    CopyTransposed(m, seeded, init, init_cols, sc.block.data(), m);
+  SubspaceIteration<T> iteration(table, m, n, k, a, sc, opt, result);
+  bool done = false;
+  Status st = iteration.Start(init, init_cols, &done);
+  for (int64_t pass = 0; st.ok && !done && pass < 2 * opt.max_iters; ++pass) {
+    st = iteration.Pass(pass, u, s, vt, ldu, &done);
   }
-  int64_t w = seeded >= k ? seeded : b;  // the width of B and P for now
-  if (seeded < w) {
-    // The sketch A·Ω, Ω n x (w − seeded): sparse, one sweep over A (4096 x 4096: ~2.5 ms
-    // against ~4.3 for a dense Ω of width 24, ~4 against ~45 at width 280), where that kernel
-    // runs and Ω is tall enough for each of its columns to be hit; dense pseudo-random
-    // otherwise.
-    bool sketched = false;
-    if constexpr (std::is_same_v<T, float>) {
-      if (Avx2Available() && SketchCovers(n, w - seeded)) {
-        SketchProductAX(m, n, w - seeded, a, n, opt.seed, sc.block.data() + seeded * m, m, sc.pack,
-                        ProductThreads{opt.threads.schedule, opt.threads.workers});
-        result->passes += 1;
-        sketched = true;
-      }
-    }
-    if (!sketched) {
-      FillRandom(sc.prod.data(), n * (w - seeded), opt.seed);
-      apply(false, w - seeded, sc.prod.data(), sc.block.data() + seeded * m);
-    }
-    if (!AllFinite(sc.block.data() + seeded * m, m * (w - seeded))) {
-      result->not_finite = true;
-      return Status::Ok();
-    }
-  }
-  // A cold start only multiplies this block by Aᵀ (its first pass has no test).
-  Status st = Orthonormalize(table, opt.threads, m, w, sc.block.data(), static_cast<T*>(nullptr),
-                             sc, seeded == 0 ? Block::kBasisOnly : Block::kNearOrthonormal);
-  if (!st.ok) return st;
-  // Without a sketch, P = AᵀB shows a NaN or infinity of A instead, provided every row of B
-  // holds a normal (non-zero, not subnormal) entry: a non-finite A_ij times B_ic ≠ 0 is
-  // non-finite (times zero too, but a BLAS may skip zeros), and no sum makes it finite again.
-  const bool product_checks = seeded == w && RowsReachable(m, w, sc.block.data());
-  if (seeded == w && !product_checks && !AllFinite(a, m * n)) {
-    result->not_finite = true;
-    return Status::Ok();
-  }
-  bool left = true;  // the side of `block`
-  apply(left, w, sc.block.data(), sc.prod.data());
-  if (product_checks && !AllFinite(sc.prod.data(), n * w)) {
-    result->not_finite = true;
-    return Status::Ok();
-  }
-
-  // ---- Iterate: see the top of the file.
-  double previous = std::numeric_limits<double>::infinity();  // the last test's residual
-  for (int64_t pass = 0; pass < 2 * opt.max_iters; ++pass) {
-    const int64_t rows_b = left ? m : n, rows_p = left ? n : m;
-    // Ritz pairs from the random start alone are never accurate for a noisy matrix: skip the
-    // test on a cold first pass (a warm start may already be converged), unless the spectrum
-    // looks flat where the budget is short (below).
-    const bool cold_first = pass == 0 && seeded == 0;
-    bool test = !cold_first;
-    // A test in float32 takes its Ritz pairs from PᵀP (GramRitz) and leaves P as it is; the
-    // QR of P and the SVD of R otherwise (and where GramRitz declines).
-    bool gram = false;
-    if constexpr (std::is_same_v<T, float>) {
-      gram = test && GramRitz(table, opt.threads, rows_p, w, k, sc.prod.data(), sc);
-    }
-    if (!gram) {
-      st = Orthonormalize(table, opt.threads, rows_p, w, sc.prod.data(),
-                          test ? sc.r.data() : nullptr, sc);
-      if (!st.ok) return st;
-    }
-    if (cold_first && w > k && opt.tol > 0 && 2 * opt.max_iters <= 4 &&
-        (sc.two_factors || sc.one_factor)) {
-      // At most three passes would follow (b >= r / 15 or so), and a flat tail stands out in
-      // P's first Cholesky factor: its diagonal entry b is at least half its entry k (the
-      // columns beyond k of P = AᵀB still hold new directions as large as the k-th; after a
-      // gap they would be noise, ~1e-3 of it on a rank-k-plus-noise matrix). There, the
-      // iteration is unlikely to converge within the budget, and testing now lets the
-      // give-up rule below act one product and one orthonormalisation earlier.
-      const double rbb = std::abs(sc.rd[(b - 1) * (b + 1)]);
-      const double rkk = std::abs(sc.rd[(k - 1) * (b + 1)]);
-      if (rbb >= 0.5 * rkk) {
-        if (sc.one_factor) {
-          OneFactor(w, sc.rd.data(), sc.r.data());
-        } else {
-          TriangularProduct(table.f64, w, sc.g.data(), sc.rd.data(), sc.r.data(), sc.colscale);
-        }
-        test = true;
-      }
-    }
-    if (!test) {
-      apply(!left, w, sc.prod.data(), sc.next.data());
-    } else {
-      if (!gram && !SmallSvd(la, w, sc)) return Status::Ok();  // the caller goes dense
-      // Residual column j of P' X − (B Z) Σ in units of σ_1 (no under/overflow at extreme
-      // scales), from column c of `next` and of `bz`.
-      const double unit = sc.sig[0] > 0 ? 1.0 / double(sc.sig[0]) : 1.0;
-      auto residual = [&](int64_t c, int64_t j) {
-        double acc = 0;
-        for (int64_t i = 0; i < rows_b; ++i) {
-          const double e = (double(sc.next[i + c * rows_b]) -
-                            double(sc.bz[i + c * rows_b]) * double(sc.sig[j])) *
-                           unit;
-          acc += e * e;
-        }
-        return std::sqrt(acc);
-      };
-      const double tol = sc.sig[0] > 0 ? opt.tol : 0.0;
-      const double left_passes = double(2 * opt.max_iters - pass - 1);
-      // At the first test at full width the give-up rule below uses subspace iteration's
-      // predicted rate σ_b/σ_k per pass. Where even a residual of 1 could not reach tol at
-      // that rate within the budget (a flat spectrum), the residual of the k-th Ritz pair
-      // alone decides: it is at most the worst one, so if it gives up, so would the full test,
-      // which is skipped (a pass of width 1 instead of the Ritz vectors and a pass of width k).
-      const bool first_full = w == b && previous == std::numeric_limits<double>::infinity();
-      const double predicted = sc.sig[k - 1] > 0 ? double(sc.sig[b - 1] / sc.sig[k - 1]) : 0.0;
-      if (first_full && tol > 0 &&
-          (!(predicted < 1) || std::log(tol) / std::log(predicted) > left_passes)) {
-        blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, 1, w, T(1), sc.block.data(), rows_b,
-                          sc.vst.data() + (k - 1), w, T(0), sc.bz.data(), rows_b);
-        blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, 1, w, T(1), sc.prod.data(), rows_p,
-                          sc.us.data() + (k - 1) * w, w, T(0), sc.qx.data(), rows_p);
-        apply(!left, 1, sc.qx.data(), sc.next.data());
-        const double last = residual(0, k - 1);
-        if (!std::isfinite(last)) return Status::Ok();
-        if (last > tol &&
-            (!(predicted < 1) || std::log(tol / last) / std::log(predicted) > left_passes)) {
-          return Status::Ok();
-        }
-      }
-      // Ritz vectors B Z_k and Q_P X_k (Z_k = (Zᵀ)[:k, :]ᵀ, X_k = X[:, :k]); the test product
-      // op(Q_P X_k) = P' X_k costs a pass of width k only.
-      blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, k, w, T(1), sc.block.data(), rows_b,
-                        sc.vst.data(), w, T(0), sc.bz.data(), rows_b);
-      blas::GemmRows<T>(la, opt.threads, 'N', 'N', rows_p, w, w, T(1), sc.prod.data(), rows_p,
-                        sc.us.data(), w, T(0), sc.qx.data(), rows_p);  // Q_P X, all w columns
-      // From GramRitz, qx = P·M is orthonormal to ~ε32·σ_1/σ_j in column j: fine for the
-      // Ritz vectors where σ_1/σ_k is small, else orthonormalised first (its leading k columns
-      // mix among themselves only). The rest, needed only if the iteration goes on, is
-      // corrected then.
-      bool orthonormal = !gram;
-      if (gram && double(sc.sig[k - 1]) * kGramRitzSpread < double(sc.sig[0])) {
-        st = Orthonormalize(table, opt.threads, rows_p, w, sc.qx.data(), static_cast<T*>(nullptr),
-                            sc);
-        if (!st.ok) return st;
-        orthonormal = true;
-      }
-      apply(!left, k, sc.qx.data(), sc.next.data());
-      double worst = 0;
-      for (int64_t j = 0; j < k; ++j) worst = std::max(worst, residual(j, j));
-      if (!std::isfinite(worst)) return Status::Ok();
-      if (worst > tol && w == b) {
-        // Give up early when the contraction per pass cannot reach tol within the remaining
-        // budget (flat or clustered spectra): the dense path is then cheaper. The rate is the
-        // observed one once two tests exist; at the first test, subspace iteration's predicted
-        // (σ_b/σ_k) per pass from the Ritz values (an optimistic guess: Ritz values of the
-        // trailing columns underestimate σ_b). A narrow warm start widens first (below).
-        const double rate = first_full ? predicted : worst / previous;
-        if (!(rate < 1) || std::log(tol / worst) / std::log(rate) > left_passes) {
-          return Status::Ok();
-        }
-      }
-      if (w == b) previous = worst;
-      if (worst <= tol) {
-        const T* ucol = left ? sc.bz.data() : sc.qx.data();  // m x k
-        const T* vcol = left ? sc.qx.data() : sc.bz.data();  // n x k = row-major Vt
-        std::memcpy(vt, vcol, sizeof(T) * n * k);
-        CopyTransposed(k, m, ucol, m, u, ldu);
-        std::memcpy(s, sc.sig.data(), sizeof(T) * k);
-        result->converged = true;
-        return Status::Ok();
-      }
-      // Not yet: the rest of op(Q_P X), then P' = op(Q_P X) Xᵀ (X is orthogonal) into the
-      // buffer of B, which is no longer needed.
-      if (w > k) apply(!left, w - k, sc.qx.data() + k * rows_p, sc.next.data() + k * rows_b);
-      if (!gram) {
-        blas::GemmRows<T>(la, opt.threads, 'N', 'T', rows_b, w, w, T(1), sc.next.data(), rows_b,
-                          sc.us.data(), w, T(0), sc.block.data(), rows_b);
-        std::swap(sc.block, sc.next);
-      } else {
-        // qx spans P's columns: it becomes the block (Q = qx R⁻¹ where it was not orthonormal
-        // yet, and P' = op(qx) R⁻¹ with it), and P' is op of it, not rotated.
-        if (!orthonormal) {
-          st = Orthonormalize(table, opt.threads, rows_p, w, sc.qx.data(), sc.r.data(), sc);
-          if (!st.ok) return st;
-          blas::TrsmRightUpperRows<T>(la, opt.threads, rows_b, w, sc.r.data(), w, sc.next.data(),
-                                      rows_b);
-        }
-        std::swap(sc.prod, sc.qx);
-      }
-    }
-    // Q_P becomes the block, P' the product; the side flips.
-    std::swap(sc.block, sc.prod);
-    std::swap(sc.prod, sc.next);
-    left = !left;
-    if (w < b) {
-      // A narrow warm start that did not converge: B gains b − w columns Ω (scaled to unit
-      // norm on average) and P their products, then B = B_in R⁻¹ is orthonormalised and
-      // P = A B_in R⁻¹ follows with a triangular solve.
-      const int64_t rows_nb = left ? m : n, rows_np = left ? n : m;
-      T* omega = sc.block.data() + w * rows_nb;
-      FillRandom(omega, rows_nb * (b - w), opt.seed);
-      const T unit_norm = static_cast<T>(std::sqrt(3.0 / double(rows_nb)));
-      for (int64_t i = 0; i < rows_nb * (b - w); ++i) omega[i] *= unit_norm;
-      apply(left, b - w, omega, sc.prod.data() + w * rows_np);
-      w = b;
-      st = Orthonormalize(table, opt.threads, rows_nb, b, sc.block.data(), sc.r.data(), sc);
-      if (!st.ok) return st;
-      blas::TrsmRightUpperRows<T>(la, opt.threads, rows_np, b, sc.r.data(), b, sc.prod.data(),
-                                  rows_np);
-    }
-  }
-  return Status::Ok();
+  return st;
 }
 
 template Status SubspaceSvd<float>(const LapackTable&, int64_t, int64_t, int64_t, int64_t,

@@ -34,21 +34,19 @@ bool SizesFitLapack(int64_t m, int64_t n) {
 bool PreferIterative(int64_t m, int64_t n, int64_t k) {
   const int64_t r = std::min(m, n);
   // Below a few hundred the dense SVD is cache-resident and hard to beat. Above, iterating on
-  // a block of width b pays while b is a modest fraction of r. Measured on 4096 x 4096 float32
-  // (2 cores): dense ~11.7 s whatever k; iterative on a rank-k-plus-noise matrix 0.05 / 0.10 /
-  // 0.33 / 0.70 / 1.96 s at k = 16 / 64 / 256 / 512 / 1024 (b = 1096 = r / 3.7). A matrix
-  // whose spectrum does not let the iteration converge costs the attempt on top of the dense
-  // SVD, which grows with b: keep b <= r / 3.
+  // a block of width b pays while b is a modest fraction of r: the dense SVD's cost does not
+  // depend on k, the iteration's grows with b (benchmarks/RESULTS.md, "Thresholds of the CPU
+  // kernel"). A matrix whose spectrum does not let the iteration converge costs the attempt on
+  // top of the dense SVD, which grows with b: keep b <= r / 3.
   return r >= 256 && 3 * SubspaceWidth(m, n, k) <= r;
 }
 
 bool PreferGram(int64_t m, int64_t n, int64_t k) {
-  // Measured against LAPACK's sgesdd on this project's machine (Gaussian float32 matrices,
-  // p = min(m, n) from 8 to 256, max(m, n) / p from 1 to 8, k from 1 to p;
-  // benchmarks/gram_crossover.py, benchmarks/RESULTS.md). The Gram path's cost is dominated by
-  // O(q·p²) and O(p³) terms with small constants, plus O(p²·k) terms that make it lose to
-  // LAPACK for k near p on square matrices beyond p = 128 (p = 192 / 256, k = p: 0.86 / 0.78
-  // of LAPACK's speed; k = p / 2: 1.41 / 1.22 times it).
+  // Measured against LAPACK's sgesdd (Gaussian float32 matrices, p = min(m, n) from 8 to 256,
+  // max(m, n) / p from 1 to 8, k from 1 to p; benchmarks/gram_crossover.py, the figures in
+  // benchmarks/RESULTS.md). The Gram path's cost is dominated by O(q·p²) and O(p³) terms with
+  // small constants, plus O(p²·k) terms that make it lose to LAPACK for k near p on square
+  // matrices beyond p = 128.
   const int64_t p = std::min(m, n), q = std::max(m, n);
   if (p > kGramMaxSide) return false;
   if (p <= 128 || q >= 2 * p) return true;
@@ -306,8 +304,7 @@ Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t
   // Several members at once: one BLAS thread per member, members spread over the workers, so
   // that OpenBLAS's own threads never compete with XLA's. One member: BLAS keeps its threads if
   // the matrix is big enough to share; a small one runs on one thread, where OpenBLAS's
-  // threading costs more than it gives (200 x 64: ~1.3 ms with two threads inside XLA, ~0.7 ms
-  // with one).
+  // threading costs more than it gives (benchmarks/RESULTS.md, "Thresholds of the CPU kernel").
   const bool can_pin = lapack.set_threads_local != nullptr;
   const bool parallel = batch > 1 && workers > 1 && can_pin;
   const bool pin = parallel || (can_pin && IsSmall(m, n));

@@ -2,8 +2,9 @@
 //
 // Handler chain: TruncatedSvdImpl<T> (typed call into the core) <- TruncatedSvdDispatch (shape,
 // k and dtype checks) <- XLA_FFI_DEFINE_HANDLER_SYMBOL <- NB_MODULE(_cpu), which exposes
-// `registrations()` and `set_lapack(...)` for XLA, the routing predicates and workspace controls
-// the Python op reads, and the kernel probes its tests call (each documented at its `m.def`).
+// `registrations()` and `set_lapack(...)` for XLA, the kernel's codes by name (`codes()`), the
+// routing predicates and workspace controls the Python op reads, and the kernel probes its tests
+// call (each documented at its `m.def`).
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -16,12 +17,13 @@
 
 #include "common/float_env.h"
 #include "cpu/avx2.h"
-#include "cpu/gram_svd.h"
 #include "cpu/lapack.h"
 #include "cpu/narrow_product.h"
 #include "cpu/shifted_gram_solve.h"
 #include "cpu/sketch_product.h"
+#include "cpu/tridiagonal_eigen.h"
 #include "cpu/truncated_svd.h"
+#include "ffi/codes.h"
 #include "ffi/ffi_helpers.h"
 #include "nanobind/nanobind.h"
 #include "nanobind/stl/string.h"
@@ -252,6 +254,19 @@ NB_MODULE(_cpu, m) {
         return d;
       },
       "FFI targets of this module: a dict from target name to handler capsule.");
+  m.def(
+      "codes",
+      []() {
+        nb::dict d = rrae_fast::SvdCodes();
+        d["fault"] = rrae_fast::CodeTable<rrae_fast::cpu::Fault>(
+            {{"none", rrae_fast::cpu::Fault::kNone},
+             {"gesdd_fails", rrae_fast::cpu::Fault::kGesddFails},
+             {"all_fail", rrae_fast::cpu::Fault::kAllFail},
+             {"gram_fails", rrae_fast::cpu::Fault::kGramFails}});
+        return d;
+      },
+      "The kernel's integer codes by name: {'method': ..., 'path': ..., 'fault': ...} "
+      "(csrc/common/svd_types.h, csrc/cpu/dense_svd.h).");
   m.def("prefer_iterative", &rrae_fast::cpu::PreferIterative, nb::arg("m"), nb::arg("n"),
         nb::arg("k"),
         "Whether the automatic method takes the iterative path for an m x n matrix and rank k.");

@@ -17,6 +17,7 @@
 #include "cuda/small_svd.h"
 #include "cuda/truncated_svd.h"
 #include "cuda/workspace.h"
+#include "ffi/codes.h"
 #include "ffi/ffi_helpers.h"
 #include "nanobind/nanobind.h"
 #include "xla/ffi/api/ffi.h"
@@ -122,6 +123,9 @@ NB_MODULE(_cuda, m) {
         return d;
       },
       "FFI targets of this module: a dict from target name to handler capsule.");
+  m.def("codes", &rrae_fast::SvdCodes,
+        "The kernel's integer codes by name: {'method': ..., 'path': ...} "
+        "(csrc/common/svd_types.h).");
   m.def(
       "device_count",
       []() {

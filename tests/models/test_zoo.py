@@ -15,7 +15,7 @@ from rrae_fast.models import (
     SparsePenalty,
     WeakRankPenalty,
     build_model,
-    relative_error,
+    relative_error_loss,
 )
 
 
@@ -56,7 +56,7 @@ def test_config_round_trip_and_errors():
 def test_relative_error_is_percent_over_the_whole_batch():
     x = jnp.array([[3.0, 0.0], [0.0, 4.0]])
     x_hat = jnp.array([[3.0, 0.0], [0.0, 3.0]])
-    np.testing.assert_allclose(relative_error(x_hat, x), 100 * 1 / 5)
+    np.testing.assert_allclose(relative_error_loss(x_hat, x), 100 * 1 / 5)
 
 
 def test_sparse_penalty_uses_the_batch_mean_activation():

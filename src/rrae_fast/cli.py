@@ -1,0 +1,237 @@
+"""Command line entry point ``rrae-fast`` (also ``python -m rrae_fast``).
+
+Commands: ``train`` (default: an aRRAE on the built-in synthetic set, printing the bottleneck it
+found and the Table-1 metrics), ``evaluate`` (a trained run's directory), ``table1`` (the paper's
+Table 1, optionally its ablation), ``rollback`` (resume a run from its previous checkpoint after
+the latest was damaged), ``demo`` (the truncated-SVD op alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .models import KINDS
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from .svd import rank_reduce, truncated_svd
+
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(args.seed)
+    m, n, rank = args.m, args.n, args.rank
+    # A latent-like matrix: `rank` strong directions (σ from 10 down to 1) plus small noise.
+    q1, _ = np.linalg.qr(rng.standard_normal((m, rank)))
+    q2, _ = np.linalg.qr(rng.standard_normal((n, rank)))
+    a = (q1 * np.linspace(10.0, 1.0, rank)) @ q2.T + 1e-3 * rng.standard_normal((m, n))
+    a32 = jnp.asarray(a, jnp.float32)
+    k = args.k if args.k is not None else rank
+
+    jax.block_until_ready(truncated_svd(a32, k))  # compile
+    start = time.perf_counter()
+    _, s, _ = truncated_svd(a32, k)
+    jax.block_until_ready(s)
+    elapsed = time.perf_counter() - start
+    s_ref = np.linalg.svd(a, compute_uv=False)
+    print(f"matrix {m}x{n} (float32), planted rank {rank}, k = {k}")
+    print("top singular values :", np.array2string(np.asarray(s), precision=4))
+    print(f"max |s - s_ref|     : {np.max(np.abs(np.asarray(s, np.float64) - s_ref[:k])):.2e}")
+    print(f"sigma_(k+1) / sigma_k : {s_ref[k] / s_ref[k - 1]:.2e}" if k < min(m, n) else "")
+    print(f"truncated_svd time  : {elapsed * 1e3:.2f} ms")
+    target = jnp.asarray(rng.standard_normal((m, n)), jnp.float32)
+    loss = lambda x: jnp.sum((rank_reduce(x, k) - target) ** 2)
+    g = jax.jit(jax.grad(loss))(a32)
+    print(f"|grad| of ||A_k - T||^2 through rank_reduce: {float(jnp.linalg.norm(g)):.4f}")
+    return 0
+
+
+_DEFAULT_K = {"arrae": 64, "pars_rrae": 1}  # aRRAE starts large, pars-RRAE starts at 1
+
+
+def _tracker_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--tracker expects NAME=VALUE, got {item!r}")
+        out[name] = json.loads(value)
+    return out
+
+
+def _report(run, metrics, out_dir) -> None:
+    print(f"model {run.config.model.kind} on {run.data.name}: {len(run.history.loss)} steps")
+    if run.history.k:
+        ks = run.history.k
+        changes = [ks[0]] + [b for a, b in itertools.pairwise(ks) if a != b]
+        shown = changes if len(changes) <= 8 else [changes[0], "…", *changes[-6:]]
+        print(f"bottleneck k over training: {' → '.join(map(str, shown))}")
+    print(metrics.summary())
+    if out_dir is not None:
+        print(f"checkpoint, metrics.json and figures in {out_dir}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .experiments import RunConfig, evaluate, train
+    from .models import ModelConfig
+    from .training._checkpoint import write_json
+
+    if not args.out:
+        raise SystemExit("rrae-fast train: --out must name a directory")
+    k = args.k if args.k is not None else _DEFAULT_K.get(args.model, 2)
+    config = RunConfig(
+        model=ModelConfig(kind=args.model, latent_size=args.latent_size, k=k),
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        test_mode=args.test_mode,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        steps=args.steps,
+        finetune_steps=args.finetune_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        finetune_learning_rate=args.finetune_lr,
+        tracker=_tracker_overrides(args.tracker),
+        seed=args.seed,
+    )
+    run = train(
+        config,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    metrics = evaluate(run, args.out, seed=args.seed)
+    write_json(Path(args.out, "metrics.json"), metrics.to_dict())
+    _report(run, metrics, args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .experiments import evaluate, load_run
+
+    run = load_run(args.run_dir)
+    metrics = evaluate(run, args.out or args.run_dir, seed=args.seed)
+    _report(run, metrics, args.out or args.run_dir)
+    return 0
+
+
+def _table1(args: argparse.Namespace) -> int:
+    from .experiments import table1
+
+    command = "rrae-fast " + " ".join(
+        sys.argv[1:] if args.command_line is None else args.command_line
+    )
+    table1(
+        args.out,
+        steps=args.steps,
+        models=args.models,
+        ablation=args.ablation,
+        seed=args.seed,
+        progress=not args.no_progress,
+        command=command,
+    )
+    print(Path(args.out, "table1.md").read_text())
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from .training import CheckpointDir
+
+    if not Path(args.run_dir, "state.json").is_file():
+        print(f"rrae-fast rollback: no training run in {args.run_dir}", file=sys.stderr)
+        return 2
+    state = CheckpointDir(args.run_dir).rollback()
+    steps = len(state.get("history", {}).get("loss", []))
+    print(f"{args.run_dir}: the checkpoint after {steps} steps is now the latest; continue with")
+    print(f"  rrae-fast train --out {args.run_dir} --resume (and the run's other options)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rrae-fast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train a model (default: aRRAE on the synthetic set)")
+    tr.add_argument("--model", default="arrae", choices=KINDS, help="model family")
+    tr.add_argument(
+        "--dataset", default="synthetic", help="synthetic, digits, mnist, fashion_mnist"
+    )
+    tr.add_argument("--data-dir", default=None, help="directory of the IDX files (MNIST sets)")
+    tr.add_argument(
+        "--test-mode", default="independent", help="synthetic test set: independent or authors"
+    )
+    tr.add_argument("--train-size", type=int, default=400, help="synthetic training samples")
+    tr.add_argument("--test-size", type=int, default=10000, help="synthetic test samples")
+    tr.add_argument("--steps", type=int, default=2500, help="forward passes, fine-tuning included")
+    tr.add_argument("--finetune-steps", type=int, default=None, help="default: steps // 5")
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--latent-size", type=int, default=200, help="latent length L")
+    tr.add_argument(
+        "--k", type=int, default=None, help="bottleneck (aRRAE: initial k, default 64)"
+    )
+    tr.add_argument("--lr", type=float, default=1e-3, help="learning rate of the main stage")
+    tr.add_argument("--finetune-lr", type=float, default=1e-4)
+    tr.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="tracker parameter override, e.g. patience_not_right=300 (repeatable)",
+    )
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", default="rrae-run", help="output directory")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument(
+        "--overwrite", action="store_true", help="replace a run found in --out (else refused)"
+    )
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(run=_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained run directory")
+    ev.add_argument("run_dir", help="directory written by `rrae-fast train`")
+    ev.add_argument("--out", default=None, help="where to draw figures (default: run_dir)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(run=_evaluate)
+
+    t1 = sub.add_parser("table1", help="the paper's Table 1 on the synthetic set")
+    t1.add_argument("--steps", type=int, default=2500, help="forward passes per model")
+    t1.add_argument("--models", nargs="+", default=None, help="labels to run (default: all)")
+    t1.add_argument("--ablation", action="store_true", help="add Appendix B's ablation models")
+    t1.add_argument("--seed", type=int, default=0)
+    t1.add_argument("--out", default="rrae-table1", help="output directory")
+    t1.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t1.set_defaults(run=_table1, command_line=None)
+
+    rb = sub.add_parser(
+        "rollback", help="make a run's previous checkpoint the latest (after damage)"
+    )
+    rb.add_argument("run_dir", help="directory written by `rrae-fast train`")
+    rb.set_defaults(run=_rollback)
+
+    demo = sub.add_parser("demo", help="truncated SVD and its gradient on a latent-like matrix")
+    demo.add_argument("--m", type=int, default=200, help="rows (latent size)")
+    demo.add_argument("--n", type=int, default=64, help="columns (batch size)")
+    demo.add_argument("--rank", type=int, default=5, help="planted rank")
+    demo.add_argument("--k", type=int, default=None, help="triplets to keep (default: rank)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+    args = parser.parse_args(argv)
+    if args.command == "table1" and argv is not None:
+        args.command_line = list(argv)
+    from .training import CheckpointError, NonFiniteLoss, RunDirectoryBusy
+
+    try:
+        return args.run(args)
+    except (CheckpointError, RunDirectoryBusy, FileExistsError, NonFiniteLoss) as e:
+        # The message names the file and what to do: no traceback needed.
+        print(f"rrae-fast {args.command}: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,64 @@
+"""The common final basis of a rank-reducing autoencoder (the paper's Sec. 4.2).
+
+Training with batches gives every batch its own rank-`k` subspace. After training, the whole
+training set is encoded batch by batch (a fixed permutation, remainder included); the first `k`
+left singular vectors `U_k^(j)` of each batch's latent matrix `Y_j = z_jᵀ: [L, b_j]` are stacked
+side by side into `M = [U_k^(1) | … | U_k^(n)]: [L, k·n]` (no weighting by singular values),
+and the final basis is the first `k` left singular vectors of `M`: `[L, k]`, orthonormal.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jaxtyping import Float
+
+from ..svd import truncated_svd
+from ._step import param_dtype
+
+BASIS_SEED = 0  # the permutation of the basis pass is fixed, as in the authors' code
+
+
+def batch_indices(n: int, batch_size: int, seed: int = BASIS_SEED) -> list[np.ndarray]:
+    """Index batches of one seeded permutation of `range(n)`, the remainder batch included."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+@eqx.filter_jit
+def _encode(model, x):
+    return model.encode(x)
+
+
+def final_basis(
+    model, x: Float[Array, "n ..."] | np.ndarray, k: int, batch_size: int
+) -> Float[Array, "L k"]:
+    """The common final basis of `model`'s latent space over the data `x`.
+
+    Args:
+        model: a rank-reducing :class:`~rrae_fast.models.Autoencoder`.
+        x: the training set, `[n, *sample_shape]`, on the scale the model was trained on
+            (cast to the model's parameter dtype).
+        k: the final bottleneck.
+        batch_size: size of the encoding batches (the authors use the last training batch size).
+
+    Returns:
+        `[L, k]` with orthonormal columns.
+    """
+    if not 1 <= k <= model.bottleneck.latent_size:
+        raise ValueError(f"k must be in [1, {model.bottleneck.latent_size}], got {k}")
+    blocks, dtype = [], param_dtype(model)
+    for idx in batch_indices(len(x), batch_size):
+        z = _encode(model, jnp.asarray(x[idx], dtype))  # [b, L]; the paper's Y_j is zᵀ
+        kj = min(k, *z.shape)  # a small remainder batch has fewer directions
+        _, _, vt = truncated_svd(z, kj)  # right singular vectors of z = left ones of Y_j
+        blocks.append(vt.T)
+    m = jnp.concatenate(blocks, axis=1)  # [L, Σ k_j]
+    if m.shape[1] < k:
+        raise ValueError(f"the data span fewer than k={k} directions ({m.shape[1]} samples)")
+    u, _, _ = truncated_svd(m, k)
+    return u

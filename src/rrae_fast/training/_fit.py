@@ -1,0 +1,279 @@
+"""The training loop: stages of shuffled mini-batches, a bottleneck tracker, checkpoints.
+
+A run is a list of :class:`Stage` s (for RRAEs: the SVD stage, then decoder fine-tuning on the
+projection). Each stage re-creates the optimizer, draws a fresh permutation of the training set
+per epoch and drops the remainder batch; one "step" is one optimizer update on one batch. The
+batch of step `t` of stage `s` depends only on `(seed, s, t)`, so a run resumed from a
+checkpoint replays exactly the loss curve of an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from ._basis import final_basis
+from ._checkpoint import CheckpointDir
+from ._step import MODES, as_k, init_optimizer, make_step, param_dtype, stored_basis
+from ._trackers import FixedTracker, Tracker
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage.
+
+    Attributes:
+        steps: optimizer steps (batches) in the stage.
+        learning_rate: the optimizer's learning rate, constant in the stage.
+        batch_size: samples per batch.
+        mode: `"train"` (the model's own latent operation; the tracker adapts `k`) or
+            `"infer"` (decoder fine-tuning on the final-basis projection, encoder frozen).
+    """
+
+    steps: int
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    mode: str = "train"
+
+    def __post_init__(self):
+        if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
+            raise ValueError("steps must be ≥ 0, batch_size ≥ 1 and learning_rate > 0")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Training stopped at the first NaN or infinite loss (the parameters are lost to it).
+
+    Attributes:
+        step: the step (counted from the run's start, 1-based) whose loss was not finite.
+        history: the run's history up to and including that step.
+    """
+
+    def __init__(self, step: int, loss: float, history: History, saved: int | None):
+        kept = (
+            f"the last checkpoint (after {saved} steps) is kept"
+            if saved
+            else "no checkpoint was saved"
+        )
+        super().__init__(
+            f"the loss became {loss} at step {step}: training diverged (a learning rate "
+            f"too high for this model?); {kept}"
+        )
+        self.step, self.history = step, history
+
+
+@dataclasses.dataclass
+class History:
+    """Per-step record of a run: batch loss, the `k` it used and its stage index."""
+
+    loss: list[float] = dataclasses.field(default_factory=list)
+    k: list[int] = dataclasses.field(default_factory=list)
+    stage: list[int] = dataclasses.field(default_factory=list)
+
+    def append(self, loss: float, k: int, stage: int) -> None:
+        self.loss.append(loss)
+        self.k.append(k)
+        self.stage.append(stage)
+
+    def to_dict(self) -> dict[str, list]:
+        # NaN losses are stored as None so that the JSON stays standard.
+        return {
+            "loss": [None if math.isnan(v) else v for v in self.loss],
+            "k": self.k,
+            "stage": self.stage,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list]) -> History:
+        loss = [math.nan if v is None else float(v) for v in d["loss"]]
+        return cls(loss, list(d["k"]), list(d["stage"]))
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model, its history, the tracker and final `k`."""
+
+    model: Any
+    history: History
+    tracker: Tracker
+    k: int
+
+
+def batch_indices(n: int, batch_size: int, seed: int, stage: int, step: int) -> np.ndarray:
+    """The training-set indices of step `step` of stage `stage` (remainder batch dropped)."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n} training samples")
+    epoch, pos = divmod(step, per_epoch)
+    perm = _permutation(n, seed, stage, epoch)
+    return perm[pos * batch_size : (pos + 1) * batch_size]
+
+
+@functools.lru_cache(maxsize=64)
+def _permutation(n: int, seed: int, stage: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, stage, epoch]).permutation(n)
+
+
+def _needs_basis(model) -> bool:
+    return hasattr(model.bottleneck, "with_basis") and model.bottleneck.basis is None
+
+
+def with_placeholder_basis(model, k: int):
+    """`model` with a placeholder basis of width `k` (a skeleton to load a checkpoint into)."""
+    length = model.bottleneck.latent_size
+    return eqx.tree_at(
+        lambda m: m.bottleneck,
+        model,
+        model.bottleneck.with_basis(jnp.zeros((length, k), param_dtype(model))),
+    )
+
+
+def _apply(decision, model, opt_state, opt, stage, tags, checkpoint):
+    """Carry out a tracker's restore / optimizer reset / save decision."""
+    if decision.load is not None:
+        if decision.load in tags:
+            model = tags[decision.load]
+        else:  # a resumed run: the tagged model is on disk
+            model = checkpoint.load_tag(decision.load, model)
+    if decision.reset_optimizer:
+        opt_state = init_optimizer(opt, model, stage.mode)
+    if decision.save is not None:
+        tags[decision.save] = model
+        if checkpoint is not None:
+            checkpoint.save_tag(decision.save, model)
+    return model, opt_state
+
+
+def fit(
+    model,
+    x: np.ndarray,
+    stages: list[Stage],
+    *,
+    tracker: Tracker | None = None,
+    seed: int = 0,
+    optimizer: Callable[[float], optax.GradientTransformation] = optax.adabelief,
+    basis_batch_size: int | None = None,
+    checkpoint: CheckpointDir | None = None,
+    checkpoint_every: int = 250,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, float, int], None] | None = None,
+) -> FitResult:
+    """Train `model` on `x` through `stages`.
+
+    Args:
+        model: an :class:`~rrae_fast.models.Autoencoder`.
+        x: training samples `[n, *sample_shape]` (already normalised; cast to the model's
+            parameter dtype).
+        stages: the stages to run in order.
+        tracker: decides the bottleneck `k` after each step of a `"train"` stage (default: a
+            fixed `k`, the bottleneck's `max_k` or 1). Its decisions to save / restore tagged
+            models and to reset the optimizer are carried out here.
+        seed: seeds the per-epoch permutations.
+        optimizer: learning rate → Optax transformation, re-created at every stage and after a
+            tracker's reset (default AdaBelief, as in the paper).
+        basis_batch_size: batch size of the final-basis pass before an `"infer"` stage
+            (default: the last stage's batch size, as in the authors' code).
+        checkpoint: where to save (every `checkpoint_every` steps, at tracker events and at the
+            end of each stage); None saves nothing.
+        checkpoint_every: steps between periodic checkpoints.
+        resume: continue from the checkpoint in `checkpoint` if one exists.
+        progress: show a tqdm progress bar with the loss and the current `k`.
+        callback: called as `callback(global_step, loss, k)` after every step.
+
+    Returns:
+        A :class:`FitResult`.
+    """
+    if not stages:
+        raise ValueError("at least one stage is needed")
+    x = np.asarray(x, param_dtype(model))
+    if tracker is None:
+        tracker = FixedTracker(getattr(model.bottleneck, "max_k", 1))
+    if basis_batch_size is None:
+        basis_batch_size = stages[-1].batch_size
+    history, k = History(), tracker.k
+    tags: dict[int, Any] = {}
+    start_stage, start_step, opt_state = 0, 0, None
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = checkpoint.read_state()
+        start_stage, start_step, k = state["stage"], state["step"], state["k"]
+        tracker.load_state_dict(state["tracker"])
+        history = History.from_dict(state["history"])
+        if state["basis_k"] is not None:
+            model = with_placeholder_basis(model, state["basis_k"])
+        opt_like = None  # a checkpoint at a stage boundary holds no optimizer state
+        if start_step > 0:
+            stage = stages[start_stage]
+            opt_like = init_optimizer(optimizer(stage.learning_rate), model, stage.mode)
+        model, opt_state = checkpoint.load(model, opt_like)
+
+    total = sum(s.steps for s in stages)
+    bar = tqdm(total=total, initial=len(history.loss), disable=not progress, unit="step")
+
+    def save(stage_index: int, step: int) -> None:
+        if checkpoint is None:
+            return
+        basis = stored_basis(model)
+        state = {
+            "stage": stage_index,
+            "step": step,
+            "k": k,
+            "tracker": tracker.state_dict(),
+            "history": history.to_dict(),
+            "basis_k": None if basis is None else int(basis.shape[1]),
+        }
+        checkpoint.save(len(history.loss), model, opt_state, state)
+
+    for si in range(start_stage, len(stages)):
+        stage = stages[si]
+        if stage.mode == "infer" and _needs_basis(model):
+            basis = final_basis(model, x, k, basis_batch_size)
+            model = eqx.tree_at(lambda m: m.bottleneck, model, model.bottleneck.with_basis(basis))
+        opt = optimizer(stage.learning_rate)
+        step_fn = make_step(opt, stage.mode)
+        if start_step == 0 and stage.mode == "train":
+            tracker.start_stage()
+        if opt_state is None:
+            opt_state = init_optimizer(opt, model, stage.mode)
+        for t in range(start_step, stage.steps):
+            xb = jnp.asarray(x[batch_indices(len(x), stage.batch_size, seed, si, t)])
+            model, opt_state, loss = step_fn(model, opt_state, xb, as_k(k))
+            loss = float(loss)
+            history.append(loss, k, si)
+            if not math.isfinite(loss):
+                bar.close()
+                saved = checkpoint.read_state() if checkpoint and checkpoint.exists() else None
+                steps_saved = len(saved["history"]["loss"]) if saved else None
+                raise NonFiniteLoss(len(history.loss), loss, history, steps_saved)
+            stop = False
+            if stage.mode == "train":
+                decision = tracker.update(loss)
+                k, stop = decision.k, decision.stop
+                if not stop:  # the tracker's order: restore, reset, save
+                    model, opt_state = _apply(
+                        decision, model, opt_state, opt, stage, tags, checkpoint
+                    )
+            bar.update(1)
+            if progress and (t % 10 == 0 or stop):
+                bar.set_postfix(loss=f"{loss:.3g}", k=k, stage=si)
+            if callback is not None:
+                callback(len(history.loss), loss, k)
+            if stop:
+                bar.update(stage.steps - t - 1)  # the stage ends early
+                break
+            if checkpoint is not None and len(history.loss) % checkpoint_every == 0:
+                save(si, t + 1)
+        start_step, opt_state = 0, None
+        save(si + 1, 0)
+    bar.close()
+    return FitResult(model, history, tracker, k)

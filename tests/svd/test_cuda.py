@@ -1,0 +1,193 @@
+"""The CUDA kernel: the foundation's contract on the GPU, every path, batches, gradients.
+
+Tests marked `gpu` need a CUDA device and a build with the CUDA module
+(`RRAE_FAST_ENABLE_CUDA=1 pip install .`); they skip otherwise, and fail instead with
+`RRAE_FAST_REQUIRE_GPU=1`. The others check, on any machine, what the CUDA layer shares with the
+CPU one.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rrae_fast
+from helpers import assert_contract, make_matrix, planted
+from rrae_fast.svd import _forward, _native
+
+SOURCE = pathlib.Path(__file__).resolve().parents[2] / "csrc"
+
+
+def test_path_codes_match_the_kernels():
+    """The path codes the module exports (csrc/ffi/codes.h) are every enumerator both kernels
+    write, by its own name."""
+    text = (SOURCE / "common" / "svd_types.h").read_text()
+    body = text[text.index("enum class Path") :]
+    body = body[: body.index("};")]
+    codes = {int(v): name for name, v in re.findall(r"k(\w+) = (\d+),", body)}
+    snake = {code: re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for code, name in codes.items()}
+    assert tuple(snake[i] for i in range(len(snake))) == _forward.PATHS
+
+
+def test_cuda_status_is_reported():
+    """Whether the CUDA module loaded, and why not, is one readable line."""
+    status = rrae_fast.cuda_status()
+    assert status is _native.cuda_status()
+    assert isinstance(status, str) and status
+    assert ("loaded" in status) == _native.cuda_available()
+
+
+# ---------------------------------------------------------------------------------------------
+# On a GPU
+# ---------------------------------------------------------------------------------------------
+
+
+def _gpu():
+    return jax.devices("cuda")[0]
+
+
+def _on_gpu(x):
+    return jax.device_put(jnp.asarray(x), _gpu())
+
+
+def _path(a, k, method="auto"):
+    """The path code the CUDA kernel reports for each member."""
+    x = _on_gpu(a)
+    ks = jnp.full(x.shape[:-2], k, jnp.int32)
+    info = jax.jit(lambda y, kk: _forward.ffi_call(y, kk, k, None, method)[3])(x, ks)
+    return np.array(_forward.PATHS)[np.asarray(info[..., 0])]
+
+
+SHAPES = [(8, 5), (5, 8), (64, 64), (200, 64), (64, 200), (700, 300), (300, 700)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["auto", "dense", "iterative"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("spectrum", ["flat", "decaying", "rank_deficient", "zero"])
+def test_contract_on_gpu(shape, method, dtype, spectrum):
+    rng = np.random.default_rng(sum(shape))
+    a = make_matrix(rng, shape, spectrum).astype(dtype)
+    k = max(1, min(shape) // 3)
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), k, method=method)
+    assert u.devices() == {_gpu()}
+    assert_contract(a, u, s, vt, k)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(64, 64), (128, 128), (100, 64)], ids=str)
+@pytest.mark.parametrize("spectrum", ["rank_deficient", "zero"])
+def test_full_svd_of_a_rank_deficient_matrix_on_gpu(shape, spectrum):
+    """k = min(m, n), as the exact derivative asks: the columns beyond the rank are completed to
+    an orthonormal basis, the last of a square matrix too (where only one direction is left)."""
+    rng = np.random.default_rng(3)
+    a = make_matrix(rng, shape, spectrum).astype(np.float32)
+    k = min(shape)
+    assert set(_path(a, k)) == {"jacobi"}
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), k)
+    assert_contract(a, u, s, vt, k)
+
+
+@pytest.mark.gpu
+def test_batched_small_matrices_take_one_jacobi_launch():
+    rng = np.random.default_rng(0)
+    a = make_matrix(rng, (256, 200, 64), "decaying").astype(np.float32)
+    assert set(_path(a, 16)) == {"jacobi"}
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 16)
+    assert_contract(a, u, s, vt, 16)
+
+
+@pytest.mark.gpu
+def test_vmap_matches_the_batched_call():
+    rng = np.random.default_rng(1)
+    a = _on_gpu(make_matrix(rng, (64, 200, 64), "flat").astype(np.float32))
+    direct = rrae_fast.truncated_svd(a, 8)
+    mapped = jax.jit(jax.vmap(lambda x: rrae_fast.truncated_svd(x, 8)))(a)
+    for x, y in zip(direct, mapped):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_non_finite_member_is_nan_and_others_are_exact():
+    rng = np.random.default_rng(2)
+    for shape in [(4, 200, 64), (3, 700, 300)]:
+        a = make_matrix(rng, shape, "flat").astype(np.float32)
+        a[1, 3, 2] = np.nan
+        u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 5)
+        assert np.all(np.isnan(np.asarray(s[1]))) and np.all(np.isnan(np.asarray(u[1])))
+        for b in (0, 2):
+            assert_contract(a[b], u[b], s[b], vt[b], 5)
+
+
+@pytest.mark.gpu
+def test_unconverged_iteration_is_redone_on_the_dense_path():
+    """A flat spectrum defeats the fixed iteration schedule; the op still meets the contract."""
+    a = np.random.default_rng(3).standard_normal((1024, 1024)).astype(np.float32)
+    assert _path(a, 64, "iterative")[()] == "unconverged"
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 64, method="iterative")
+    assert_contract(a, u, s, vt, 64)
+
+
+@pytest.mark.gpu
+def test_rank_k_plus_noise_converges_on_the_iterative_path():
+    rng = np.random.default_rng(4)
+    a = planted(rng, 2048, 1536, np.linspace(10, 1, 32))
+    a = (a + 1e-3 * rng.standard_normal(a.shape) / 40).astype(np.float32)
+    assert _path(a, 32)[()] == "iterative"
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 32)
+    assert_contract(a, u, s, vt, 32)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("init", ["previous", "nan", "zeros"])
+def test_warm_start_on_gpu(init):
+    rng = np.random.default_rng(5)
+    a = planted(rng, 1024, 768, np.linspace(10, 1, 24)).astype(np.float32)
+    if init == "previous":
+        seed = rrae_fast.truncated_svd(_on_gpu(a + 1e-4), 24)[0]
+    elif init == "nan":
+        seed = jnp.full((1024, 24), jnp.nan, jnp.float32)
+    else:
+        seed = jnp.zeros((1024, 24), jnp.float32)
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 24, init=_on_gpu(seed))
+    assert_contract(a, u, s, vt, 24)
+
+
+@pytest.mark.gpu
+def test_traced_k_zeros_beyond_k_without_retracing():
+    rng = np.random.default_rng(6)
+    a = _on_gpu(make_matrix(rng, (300, 200), "decaying").astype(np.float32))
+    traces = []
+
+    @jax.jit
+    def f(x, k):
+        traces.append(1)
+        return rrae_fast.truncated_svd(x, k, max_k=20)
+
+    for k in (20, 7, 1):
+        u, s, vt = f(a, jnp.int32(k))
+        assert np.all(np.asarray(s)[k:] == 0) and np.all(np.asarray(u)[:, k:] == 0)
+        assert_contract(np.asarray(a), u[:, :k], s[:k], vt[:k], k)
+    assert len(traces) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,k", [((200, 64), 16), ((700, 300), 20)])
+def test_gradient_matches_cpu(shape, k):
+    rng = np.random.default_rng(7)
+    a = planted(rng, *shape, np.linspace(5, 1, min(shape))).astype(np.float64)
+    t = rng.standard_normal(shape)
+
+    def loss(x):
+        return jnp.sum((rrae_fast.rank_reduce(x, k) - t) ** 2)
+
+    with jax.enable_x64(True):
+        g_cpu = jax.grad(loss)(jax.device_put(a, jax.devices("cpu")[0]))
+        g_gpu = jax.grad(loss)(_on_gpu(a))
+        np.testing.assert_allclose(np.asarray(g_gpu), np.asarray(g_cpu), rtol=1e-8, atol=1e-9)
