@@ -120,6 +120,22 @@ def _on_each_platform(a: Array, routes: dict[str, _plan.Route], run):
     return jax.lax.platform_dependent(a, **branches)
 
 
+def _by_planned_route(routes, a, k, init, max_k, method, gradient, da):
+    """The derivative by the route the planner gives each platform: ``routes`` holds an op's
+    functions for ``"tangent"``, ``"full_svd"`` and the solve routes (``"cg"``, ``"gram"``)."""
+    by_tangent_rule, by_full_svd, by_solves = routes
+
+    def run(chosen: _plan.Route):
+        if chosen == "tangent":
+            return by_tangent_rule(a, k, init, max_k, method, da)
+        if chosen == "full_svd":
+            return by_full_svd(a, k, max_k, method, da)
+        return by_solves(a, k, init, max_k, method, da, chosen)
+
+    m, n = a.shape[-2:]
+    return _on_each_platform(a, _plan.routes(m, n, a.dtype, max_k, method, gradient), run)
+
+
 # ===========================================================================================
 # truncated_svd: one function per route
 # ===========================================================================================
@@ -194,16 +210,8 @@ def _tsvd_tangent_by_solves(a, k, width, u, s, vt, da, full, chosen, gap_checked
 @_scale_invariant(_rescale_factors)
 def _tsvd_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
-    m, n = a.shape[-2:]
-
-    def run(chosen: _plan.Route):
-        if chosen == "tangent":
-            return _tsvd_by_tangent_rule(a, k, init, max_k, method, da)
-        if chosen == "full_svd":
-            return _tsvd_by_full_svd(a, k, max_k, method, da)
-        return _tsvd_by_solves(a, k, init, max_k, method, da, chosen)
-
-    return _on_each_platform(a, _plan.routes(m, n, a.dtype, max_k, method, gradient), run)
+    routes = (_tsvd_by_tangent_rule, _tsvd_by_full_svd, _tsvd_by_solves)
+    return _by_planned_route(routes, a, k, init, max_k, method, gradient, da)
 
 
 @_attempt.defjvp
@@ -274,16 +282,8 @@ def _rank_reduce_by_solves(a, k, init, max_k, method, da, chosen):
 @_scale_invariant(_rescale_product)
 def _rank_reduce_jvp(max_k, method, gradient, primals, tangents):
     (a, k, init), (da, _, _) = primals, tangents  # k and the warm start carry no derivative
-    m, n = a.shape[-2:]
-
-    def run(chosen: _plan.Route):
-        if chosen == "tangent":
-            return _rank_reduce_by_tangent_rule(a, k, init, max_k, method, da)
-        if chosen == "full_svd":
-            return _rank_reduce_by_full_svd(a, k, max_k, method, da)
-        return _rank_reduce_by_solves(a, k, init, max_k, method, da, chosen)
-
-    return _on_each_platform(a, _plan.routes(m, n, a.dtype, max_k, method, gradient), run)
+    routes = (_rank_reduce_by_tangent_rule, _rank_reduce_by_full_svd, _rank_reduce_by_solves)
+    return _by_planned_route(routes, a, k, init, max_k, method, gradient, da)
 
 
 # The full-SVD routes as the fallback branch of a lax.cond: in reverse mode every residual of
