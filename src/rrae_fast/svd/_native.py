@@ -8,6 +8,7 @@ platform. Importing it needs no GPU.
 
 from __future__ import annotations
 
+import importlib.util
 from types import ModuleType
 
 import jax
@@ -80,17 +81,20 @@ def release_workspace() -> None:
     _cpu.release_workspace()
 
 
-_cuda: ModuleType | None
-try:
-    from . import _cuda as _cuda_module
-except ImportError as _error:  # not built, or its CUDA libraries cannot be loaded
-    _cuda = None
-    _CUDA_STATUS = f"no CUDA module ({_error})"
+_cuda: ModuleType | None = None
+if importlib.util.find_spec(f"{__package__}._cuda") is None:
+    _CUDA_STATUS = "no CUDA module: this build has none (build with RRAE_FAST_ENABLE_CUDA=1)"
 else:  # pragma: no cover - needs a CUDA build
-    _cuda = _cuda_module
-    for _name, _capsule in _cuda_module.registrations().items():
-        jax.ffi.register_ffi_target(_name, _capsule, platform="CUDA")
-    _CUDA_STATUS = f"CUDA module loaded; {_cuda_module.device_count()} CUDA device(s) visible"
+    try:
+        from . import _cuda as _cuda_module
+    except ImportError as _error:  # its CUDA libraries cannot be found
+        _CUDA_STATUS = f"no CUDA module: it is built but does not import ({_error})"
+    else:
+        _cuda = _cuda_module
+        for _name, _capsule in _cuda_module.registrations().items():
+            jax.ffi.register_ffi_target(_name, _capsule, platform="CUDA")
+        _devices = _cuda_module.device_count()
+        _CUDA_STATUS = f"CUDA module loaded; {_devices} CUDA device(s) visible"
 
 
 def cuda_iterates(m: int, n: int, max_k: int, dtype, method: str) -> bool:
