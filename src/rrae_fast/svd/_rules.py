@@ -180,15 +180,21 @@ def _tsvd_by_full_svd(a, k, max_k, method, da):
     return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
 
 
-def _tsvd_by_solves(a, k, init, max_k, method, da, chosen):
-    """``"cg"`` / ``"gram"``: the forward pass, then the solves; the full-SVD route where the
-    planner does not accept the forward pass."""
+def _solve_route_forward(op, a, k, init, max_k, method, chosen):
+    """The forward pass of the solve route ``chosen`` (one column more for the Gram solves'
+    check of the gap), cut to max_k columns, and whether the planner accepts it for ``op``."""
     m, n = a.shape[-2:]
     width = _plan.forward_width(chosen, m, n, max_k)
     k_fwd = jnp.minimum(k + 1, width) if chosen == "gram" else k
     u, s, vt, converged = _attempt(a, k_fwd, init, width, method, chosen)
-    go_on = _plan.accept(chosen, "truncated_svd", a, u, s, vt, k, converged)
-    u, s, vt = _cut(k, max_k, u, s, vt)
+    go_on = _plan.accept(chosen, op, a, u, s, vt, k, converged)
+    return _cut(k, max_k, u, s, vt), go_on
+
+
+def _tsvd_by_solves(a, k, init, max_k, method, da, chosen):
+    """``"cg"`` / ``"gram"``: the forward pass, then the solves; the full-SVD route where the
+    planner does not accept the forward pass."""
+    (u, s, vt), go_on = _solve_route_forward("truncated_svd", a, k, init, max_k, method, chosen)
 
     def by_solves():
         full = lambda: _full_factors(a, method)
@@ -259,12 +265,7 @@ def _rank_reduce_by_solves(a, k, init, max_k, method, da, chosen):
     """``"cg"`` / ``"gram"``: the forward pass, then the solves
     (``dA_k = U Ω Vᵀ + X Σ Vᵀ + U Σ Yᵀ``); the full-SVD route where the planner does not accept
     the forward pass."""
-    m, n = a.shape[-2:]
-    width = _plan.forward_width(chosen, m, n, max_k)
-    k_fwd = jnp.minimum(k + 1, width) if chosen == "gram" else k
-    u, s, vt, converged = _attempt(a, k_fwd, init, width, method, chosen)
-    go_on = _plan.accept(chosen, "rank_reduce", a, u, s, vt, k, converged)
-    u, s, vt = _cut(k, max_k, u, s, vt)
+    (u, s, vt), go_on = _solve_route_forward("rank_reduce", a, k, init, max_k, method, chosen)
 
     def by_solves():
         full = lambda: _full_factors(a, method)
@@ -308,9 +309,5 @@ def cpu_backward_route(op: str, a, k, init, max_k: int, method: str, gradient: s
     chosen = _plan.route(m, n, a.dtype, max_k, method, gradient, "cpu")
     if chosen in ("tangent", "full_svd"):
         return chosen
-    a = a * _unit_scale(a)
-    width = _plan.forward_width(chosen, m, n, max_k)
-    k_fwd = jnp.minimum(k + 1, width) if chosen == "gram" else k
-    u, s, vt, converged = _forward.attempt(a, k_fwd, width, init, method)
-    go_on = _plan.accept(chosen, op, a, u, s, vt, k, converged)  # type: ignore[arg-type]
+    _, go_on = _solve_route_forward(op, a * _unit_scale(a), k, init, max_k, method, chosen)
     return chosen if bool(go_on) else f"{chosen}_then_full_svd"
