@@ -56,3 +56,15 @@ def test_the_package_reexports_the_op():
     for name in rrae_fast.svd.__all__:
         assert getattr(rrae_fast, name) is getattr(rrae_fast.svd, name)
     assert set(rrae_fast.svd.__all__) <= set(rrae_fast.__all__)
+
+
+def test_nothing_in_the_package_loads_the_test_module():
+    """`_cpu_testing` (fault injection, probes) is for the tests only."""
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            assert not any("_cpu_testing" in n for n in names), path

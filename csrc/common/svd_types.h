@@ -47,7 +47,7 @@ enum class Path : int32_t {
 // like (σ_{b+1}/σ_k)² per pass instead of (σ_{k+1}/σ_k)²; 8 + k/16 extra columns keep the extra
 // GEMM work near 6% for large k. Rounded down to a multiple of 8 where at least 8 extra columns
 // remain (the products work on panels of 8 columns: at k = 16, b = 24 rather than 25 leaves no
-// one-column remainder, 4-5% faster on 4096 x 4096). At most min(m, n).
+// one-column remainder, measurably faster). At most min(m, n).
 inline int64_t SubspaceWidth(int64_t m, int64_t n, int64_t k) {
   const int64_t r = m < n ? m : n;
   const int64_t rounded = (k + 8 + k / 16) / 8 * 8;

@@ -6,16 +6,18 @@
 
 #include <immintrin.h>
 
+#include "common/export.h"
+
 #define RRAE_FAST_AVX2 __attribute__((target("avx2,fma")))
 
 namespace rrae_fast::cpu {
 
 // True when this CPU has AVX2 and FMA and they have not been turned off (SetAvx2Allowed).
-bool Avx2Available();
+RRAE_FAST_CORE_API bool Avx2Available();
 
 // Turns the AVX2 kernels off (false) or back on where the CPU has them (true), for the whole
 // process; the generic code and BLAS take their place. For tests of those fallbacks.
-void SetAvx2Allowed(bool allowed);
+RRAE_FAST_CORE_API void SetAvx2Allowed(bool allowed);
 
 // A mask of the first `count` (0..8) lanes, for the masked loads and stores of a partial vector.
 RRAE_FAST_AVX2 inline __m256i FirstLanes(int count) {

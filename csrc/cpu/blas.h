@@ -51,9 +51,8 @@ void ForEachRowPart(const RowSplit& split, int64_t parts, int64_t rows, const Fn
 
 // C (m x n) = alpha·op(A)·B + beta·C with C's rows (op(A)'s rows) split among split.workers
 // threads. For the tall-skinny products of the iterative path (m in the thousands, n a block
-// width) this is 10–20 % faster than OpenBLAS's own two threads inside XLA (4096 x 4096 times
-// 4096 x 25: 11 ms against 10–16 ms per product; times 4096 x 76: 15–23 ms against 15–24 ms;
-// whole iterative SVD k = 16 / 64: 56 / 105 ms against 66 / 115 ms).
+// width) this beats OpenBLAS's own two threads inside XLA, whose split of such a product suits
+// it less (benchmarks/RESULTS.md, "Thresholds of the CPU kernel").
 template <typename T>
 void GemmRows(const Lapack<T>& la, const RowSplit& split, char ta, char tb, int64_t m, int64_t n,
               int64_t k, T alpha, const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c,

@@ -9,6 +9,8 @@
 
 #include <string>
 
+#include "common/export.h"
+
 namespace rrae_fast::cpu {
 
 using lapack_int = int;
@@ -79,7 +81,7 @@ using SetThreadsLocalFn = int(int);
 
 // Finds out which of the two `set` does (ProbeThreadsScope, once, at import; without it the
 // count is taken as process-wide). The probe leaves the count as it was.
-void ProbeThreadsScope(SetThreadsLocalFn* set);
+RRAE_FAST_CORE_API void ProbeThreadsScope(SetThreadsLocalFn* set);
 
 // BLAS on one thread for this object's lifetime, on the thread that creates it; nothing where
 // `set` is null. Several may be alive at once on different threads (the members of a batch):
@@ -125,7 +127,7 @@ struct LapackTable {
   const Lapack<T>& Get() const;
   bool Complete() const { return f32.Complete() && f64.Complete(); }
   // Stores the pointer for a routine named like "sgemm" or "dgesdd"; false for unknown names.
-  bool Set(const std::string& name, void* fn);
+  RRAE_FAST_CORE_API bool Set(const std::string& name, void* fn);
 };
 
 template <>
@@ -138,7 +140,7 @@ inline const Lapack<double>& LapackTable::Get<double>() const {
 }
 
 // The process-wide table, filled by the module at import.
-LapackTable& GlobalLapack();
+RRAE_FAST_CORE_API LapackTable& GlobalLapack();
 
 }  // namespace rrae_fast::cpu
 

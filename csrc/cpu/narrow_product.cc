@@ -155,9 +155,9 @@ RRAE_FAST_AVX2 void RowDotRowsOfPanel(int64_t r0, int64_t r1, int64_t n, const f
 // block of rows are taken one after the other, so that the block's rows (a few hundred pages)
 // stay in the TLB and each row is read front to back.
 constexpr int64_t kAxpyRows = 128;
-// Prefetch distance along a row, in floats (two strips beyond the one copied), into L2. Measured
-// on 4096 x 4096 (2 cores): Aᵀ·Y of width 25 in 6.9 ms with it, 10.2 ms without; tiles of 8 to 64
-// rows or a prefetch into L1 were slower.
+// Prefetch distance along a row, in floats (two strips beyond the one copied), into L2: the rows
+// of a tile are far apart, too far for the hardware prefetcher. Shorter tiles and a prefetch
+// into L1 were slower (benchmarks/RESULTS.md, "Thresholds of the CPU kernel").
 constexpr int64_t kAhead = 64;
 
 // out[p0 .. p0 + 8P, c] (+)= Σ_i tile[i, :]·Y[i, c] for the `rows` rows of a packed tile of A
@@ -270,13 +270,10 @@ RRAE_FAST_AVX2 void PanelTile(const AxpyPanel& pn, int64_t i0, int64_t rows, con
 }
 
 // Rows [i0, i0 + rows) of the full strips [u0, u1) (32 columns each) times every panel of Y.
-// Panel j of a strip also copies the j-th slice of the next strip's rows into the other tile.
-// Measured on 4096 x 4096 (2 cores, in-process A/B against copying each strip before its
-// panels, medians of 15 calls): a cold start at k = 16 (Aᵀ·Y of widths 24 and 16) 21.5 -> 18.9
-// ms, k = 64 51.3 -> 49.3 ms, a warm start at k = 16 9.2 -> 8.1 ms. The first panel copying all
-// of the next strip gained about two thirds as much; row blocks of 64 or 256 rows, strips of
-// 64-256 columns, or rows split among threads (each summing into its own copy of the output)
-// were slower.
+// Panel j of a strip also copies the j-th slice of the next strip's rows into the other tile, so
+// that the copy overlaps the arithmetic instead of stalling before it. The alternatives tried
+// (the first panel copying all of the next strip, other row blocks and strip widths, rows split
+// among threads) were slower (benchmarks/RESULTS.md, "Thresholds of the CPU kernel").
 RRAE_FAST_AVX2 void AxpyStrips(int64_t i0, int64_t rows, const float* a, int64_t lda, int64_t u0,
                                int64_t u1, const std::vector<AxpyPanel>& panels, const float* pack,
                                float* out, int64_t ldo) {

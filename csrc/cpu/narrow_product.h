@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/export.h"
 #include "common/parallel.h"
 
 namespace rrae_fast::cpu {
@@ -31,15 +32,17 @@ struct ProductThreads {
 
 // out (m x b, column-major, leading dimension ldo) = A·X, with A row-major m x n (row stride
 // lda) and X column-major n x b (leading dimension ldx). `pack` is scratch (resized here).
-void NarrowProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t lda, const float* x,
-                     int64_t ldx, float* out, int64_t ldo, std::vector<float>& pack,
-                     const ProductThreads& threads);
+RRAE_FAST_CORE_API void NarrowProductAX(int64_t m, int64_t n, int64_t b, const float* a,
+                                        int64_t lda, const float* x, int64_t ldx, float* out,
+                                        int64_t ldo, std::vector<float>& pack,
+                                        const ProductThreads& threads);
 
 // out (n x b, column-major, leading dimension ldo) = Aᵀ·Y, with A row-major m x n (row stride
 // lda) and Y column-major m x b (leading dimension ldy). `pack` is scratch (resized here).
-void NarrowProductATY(int64_t m, int64_t n, int64_t b, const float* a, int64_t lda, const float* y,
-                      int64_t ldy, float* out, int64_t ldo, std::vector<float>& pack,
-                      const ProductThreads& threads);
+RRAE_FAST_CORE_API void NarrowProductATY(int64_t m, int64_t n, int64_t b, const float* a,
+                                         int64_t lda, const float* y, int64_t ldy, float* out,
+                                         int64_t ldo, std::vector<float>& pack,
+                                         const ProductThreads& threads);
 
 }  // namespace rrae_fast::cpu
 

@@ -36,6 +36,7 @@
 
 #include <cstdint>
 
+#include "common/export.h"
 #include "common/parallel.h"
 #include "cpu/lapack.h"
 
@@ -47,10 +48,11 @@ inline constexpr int64_t kShiftedSolveMaxSide = 256;
 // For each of `batch` members (row-major a: m x n, basis: c x p, s: c, rhs: c x p), the rows of
 // z (c x p) and ok as described above; members run in parallel over `workers` threads.
 template <typename T>
-void ShiftedGramSolve(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n, int64_t c,
-                      const T* a, const T* basis, const T* s, const T* rhs, double margin,
-                      bool gap_checked, T* z, int32_t* ok, const Scheduler& schedule,
-                      int64_t workers);
+RRAE_FAST_CORE_API void ShiftedGramSolve(const LapackTable& lapack, int64_t batch, int64_t m,
+                                         int64_t n, int64_t c, const T* a, const T* basis,
+                                         const T* s, const T* rhs, double margin, bool gap_checked,
+                                         T* z, int32_t* ok, const Scheduler& schedule,
+                                         int64_t workers);
 
 }  // namespace rrae_fast::cpu
 

@@ -11,7 +11,7 @@
 // sizes). As the start of subspace iteration it does the work of a dense random Ω (the
 // iteration and its residual test decide the result, not the start), and A·Ω costs a few
 // operations per entry of A where a dense Ω costs b multiply-adds: one sweep over A, bound by
-// memory (4096 x 4096, 2 cores: ~2.5 ms up to b = 72, ~3.5 at 280, ~8 at 1096). Signs and
+// memory (benchmarks/RESULTS.md, "Thresholds of the CPU kernel"). Signs and
 // offsets come from `seed` alone: the same seed gives the same Ω, bit for bit, on any number
 // of threads. AVX2; callers check `Avx2Available()` first.
 #ifndef RRAE_FAST_CPU_SKETCH_PRODUCT_H_
@@ -20,15 +20,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/export.h"
 #include "cpu/narrow_product.h"
 
 namespace rrae_fast::cpu {
 
 // out (m x b, column-major, leading dimension ldo) = A·Ω, with A row-major m x n (row stride
 // lda) and Ω as above for this `seed`. Requires b >= 8. `scratch` is resized here.
-void SketchProductAX(int64_t m, int64_t n, int64_t b, const float* a, int64_t lda, uint64_t seed,
-                     float* out, int64_t ldo, std::vector<float>& scratch,
-                     const ProductThreads& threads);
+RRAE_FAST_CORE_API void SketchProductAX(int64_t m, int64_t n, int64_t b, const float* a,
+                                        int64_t lda, uint64_t seed, float* out, int64_t ldo,
+                                        std::vector<float>& scratch,
+                                        const ProductThreads& threads);
 
 // Windows per piece for an n x b Ω: enough that every column of Ω is hit by ~16 pieces,
 // where SketchCovers(n, b) (n large enough against b; b >= 8). Where it does not, some
@@ -37,7 +39,7 @@ int64_t SketchWindows(int64_t n, int64_t b);
 bool SketchCovers(int64_t n, int64_t b);
 
 // Ω itself, column-major n x b (leading dimension ldo), for tests.
-void SketchMatrix(int64_t n, int64_t b, uint64_t seed, float* out, int64_t ldo);
+RRAE_FAST_CORE_API void SketchMatrix(int64_t n, int64_t b, uint64_t seed, float* out, int64_t ldo);
 
 }  // namespace rrae_fast::cpu
 

@@ -186,8 +186,8 @@ bool CholeskyQrPassF64(const LapackTable& table, const blas::RowSplit& split, in
     if (!(lo > 10.0 * std::sqrt(std::numeric_limits<double>::epsilon()) * hi)) return false;
     if (alone && hi < kOnePassCondition * lo &&
         ConditionBelow(la, cols, r, kOnePassCondition, sc)) {
-      // One pass instead of two: the float64 solve costs ~30 ms more than the float32 one at
-      // 4096 x 1096, the second pass ~65 ms.
+      // One pass instead of two: the float64 solve costs less than the second float32 pass
+      // (benchmarks/RESULTS.md, "Thresholds of the CPU kernel").
       blas::TrsmRightUpperRows<double>(la, split, rows, cols, r, cols, sc.xd.data(), rows);
       for (int64_t i = 0; i < rows * cols; ++i) x[i] = static_cast<float>(sc.xd[i]);
       sc.one_factor = true;
@@ -316,10 +316,10 @@ Status Orthonormalize(const LapackTable& table, const blas::RowSplit& split, int
 }
 
 // Whether a product of width `cols` with A (float32) goes to the narrow kernels rather than
-// BLAS. Measured on 4096 x 4096 (2 cores, OpenBLAS's sgemm split by rows as the peer): A·X
-// 6.3 / 14.1 / 45 / 90 ms against 11.5 / 21.7 / 52 / 95 ms at width 25 / 76 / 280 / 552, but
-// 194 against 180 ms at width 1096; Aᵀ·Y 7.6 / 16.9 ms against 11.0 / 21.3 ms at width 25 / 76,
-// but 59 against 51 ms at width 280.
+// BLAS: they read A once for the whole width, which wins while the width is small enough for
+// the product to be bound by reading A; the crossovers (wider for A·X than for Aᵀ·Y, whose
+// tiles are copied) are where they were measured (benchmarks/RESULTS.md, "Thresholds of the CPU
+// kernel").
 bool UseNarrowProducts(bool transposed, int64_t cols) {
   return (transposed ? cols <= 160 : cols <= 768) && Avx2Available();
 }
@@ -399,9 +399,9 @@ lapack_int Syevd(const Lapack<T>& la, int64_t w, T* a, T* lambda, std::vector<T>
   return info;
 }
 
-// From this width on, GramRitz solves PᵀP's eigenproblem in float32 first: on one thread, for
-// the float64 Gram matrix of a Gaussian 4096 x w block, ssyevd takes 99 ms against dsyevd's
-// 190 at w = 1096, 1.43 against 2.77 s at w = 2664; below ~500 the difference is a few ms.
+// From this width on, GramRitz solves PᵀP's eigenproblem in float32 first: ssyevd takes about
+// half of dsyevd's time, which matters only once the eigenproblem is a noticeable part of a
+// sweep (benchmarks/RESULTS.md, "Thresholds of the CPU kernel").
 constexpr int64_t kGramRitzSingleFrom = 512;
 constexpr double kEps32 = std::numeric_limits<float>::epsilon();
 
@@ -444,9 +444,9 @@ bool SingleEigen(const Lapack<float>& la, int64_t w, int64_t k, SubspaceScratch<
 // the give-up rule's optimistic guess of σ_b, below) and M divides by at least √(w·ε32·λ_1),
 // so that these columns of P·M, needed only if the iteration goes on, keep a norm of at most
 // ~1 and are orthonormalised then. The float32 product P·M leaves column j orthonormal to
-// ~ε32·σ_1/σ_j only, which the caller corrects where that is not small (see the loop). At
-// 4096 x 1096 this took ~240 ms in float64 (dsyevd ~185 of them) against ~430 for the QR (two
-// Cholesky passes, ~210) and sgesdd (~220). False where the eigensolver fails or, in float64,
+// ~ε32·σ_1/σ_j only, which the caller corrects where that is not small (see the loop). It costs
+// about half of the QR route's two Cholesky passes and sgesdd (benchmarks/RESULTS.md,
+// "Thresholds of the CPU kernel"). False where the eigensolver fails or, in float64,
 // P is too ill-conditioned for P·M (σ_w < 1e-5·σ_1): the caller takes the QR route. Where σ_1
 // is far from 1, P is scaled in place by a power of two that brings it near 1, and M to match,
 // so that neither M's entries (z/σ) nor the terms of P·M leave float32's normal range
@@ -461,10 +461,9 @@ bool GramRitz(const LapackTable& table, const blas::RowSplit& split, int64_t row
   const bool single = w >= kGramRitzSingleFrom && SingleEigen(table.f32, w, k, sc);
   if (!single) {
     // On one BLAS thread where the products are split (as every BLAS call of the iteration):
-    // with OpenBLAS's two threads it takes 118 against 184 ms at w = 1096, but those threads
-    // then spin for a while and slow the next products by about as much (whole call at
-    // 4096 x 4096, medians of 5-7: k = 256 233 against 188 ms, k = 1024 1.24 against
-    // 1.23-1.28 s).
+    // OpenBLAS's two threads are faster on the eigenproblem alone, but they then spin for a
+    // while and slow the next products by about as much (benchmarks/RESULTS.md, "Thresholds
+    // of the CPU kernel").
     const lapack_int info = Syevd(la, w, sc.rd.data(), sc.lambda.data(), sc.eig_work, sc.iwork);
     const double top = sc.lambda[w - 1];  // ascending
     if (info != 0 || !(top > 0) || !std::isfinite(top) || !(sc.lambda[0] > 1e-10 * top)) {

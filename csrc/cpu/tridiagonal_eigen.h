@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "common/export.h"
+
 namespace rrae_fast::cpu {
 
 // The k largest eigenvalues of the symmetric tridiagonal matrix T with diagonal d and couplings
@@ -15,8 +17,9 @@ namespace rrae_fast::cpu {
 // where UseBisection(p, k), 4k <= 3p: its cost grows with k, QL's (~p² rotation steps) does
 // not (the measured crossover is in benchmarks/RESULTS.md, "Multisection against QL").
 bool UseBisection(int64_t p, int64_t k);
-bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d, const double* e,
-                               bool bisection, double* lam, double* work);
+RRAE_FAST_CORE_API bool TridiagonalTopEigenvalues(int64_t p, int64_t k, const double* d,
+                                                  const double* e, bool bisection, double* lam,
+                                                  double* work);
 
 // The eigenvectors of T (d, e as above, entries of magnitude at most ~1) for its k largest
 // eigenvalues lam[0..k) (descending) into the rows of x (k x p), and the largest residual

@@ -142,10 +142,10 @@ struct Scratch {
   GramScratch gram;
 };
 
-// Workspace kept between calls. Fresh pages cost ~0.3 ms per MiB to fault in (4096 x 4096 at
-// k = 256: ~30 MiB of blocks, ~10 ms of a ~140 ms call; at k = 1024 ~200 MiB, 80-100 ms of a
-// ~1.2 s call), and glibc hands blocks of that size back to the system when they are freed, so
-// that every call would pay again. One pool per element type keeps up to kMaxKept scratch sets
+// Workspace kept between calls. Fresh pages cost time to fault in (up to a twelfth of an
+// iterative call; benchmarks/RESULTS.md, "Thresholds of the CPU kernel"), and glibc hands
+// blocks of that size back to the system when they are freed, so that every call would pay
+// again. One pool per element type keeps up to kMaxKept scratch sets
 // of at most kKeepBytes together; the dense path's buffers (a copy of A and full factors) are
 // never kept. ReleaseWorkspace empties the pools.
 template <typename T>
@@ -214,7 +214,8 @@ Status OneMatrix(const LapackTable& table, int64_t m, int64_t n, int64_t k, int6
   const bool iterate =
       method == Method::kIterative || (method == Method::kAuto && PreferIterative(m, n, k));
   // NaN/Inf input: checked up front, except where the iteration's first product, a full sweep
-  // over A anyway, shows it (a 4096 x 4096 check costs ~3 ms; SubspaceResult::not_finite).
+  // over A anyway, shows it (a separate check would be one more sweep;
+  // SubspaceResult::not_finite).
   const bool iteration_checks = iterate && options.fault == Fault::kNone;
   if (!iteration_checks && !AllFinite(a, m * n)) return not_finite();
   // Columns beyond k: zero.

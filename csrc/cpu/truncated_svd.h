@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "common/export.h"
 #include "common/parallel.h"
 #include "common/status.h"
 #include "common/svd_types.h"
@@ -38,28 +39,29 @@ struct SvdOptions {
 };
 
 // Largest sizes the kernel accepts: LAPACK takes 32-bit sizes.
-bool SizesFitLapack(int64_t m, int64_t n);
+RRAE_FAST_CORE_API bool SizesFitLapack(int64_t m, int64_t n);
 
 // The automatic choice: true when the iterative path is expected to beat the dense one.
-bool PreferIterative(int64_t m, int64_t n, int64_t k);
+RRAE_FAST_CORE_API bool PreferIterative(int64_t m, int64_t n, int64_t k);
 
 // The automatic choice for float32: true when the Gram path (gram_svd.h) is expected to beat
 // LAPACK. Where PreferIterative is also true the iteration runs first and the Gram path is its
 // fallback.
-bool PreferGram(int64_t m, int64_t n, int64_t k);
+RRAE_FAST_CORE_API bool PreferGram(int64_t m, int64_t n, int64_t k);
 
 template <typename T>
-Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m, int64_t n,
-                    const int32_t* k, int64_t max_k, const T* a, const T* init, int64_t init_cols,
-                    T* u, T* s, T* vt, int32_t* info, const Scheduler& schedule, int64_t workers,
-                    const SvdOptions& options);
+RRAE_FAST_CORE_API Status TruncatedSvd(const LapackTable& lapack, int64_t batch, int64_t m,
+                                       int64_t n, const int32_t* k, int64_t max_k, const T* a,
+                                       const T* init, int64_t init_cols, T* u, T* s, T* vt,
+                                       int32_t* info, const Scheduler& schedule, int64_t workers,
+                                       const SvdOptions& options);
 
 // TruncatedSvd keeps the workspace of its iterative and Gram paths between calls (one set per
 // worker that ran, up to 256 MiB in all per element type); this frees it.
-void ReleaseWorkspace();
+RRAE_FAST_CORE_API void ReleaseWorkspace();
 
 // Bytes of the workspace kept now (both element types), for tests.
-std::size_t KeptWorkspaceBytes();
+RRAE_FAST_CORE_API std::size_t KeptWorkspaceBytes();
 
 }  // namespace rrae_fast::cpu
 

@@ -1,27 +1,23 @@
 // XLA FFI handler for the CPU truncated SVD, and the `_cpu` Python module that exports it.
 //
 // Handler chain: TruncatedSvdImpl<T> (typed call into the core) <- TruncatedSvdDispatch (shape,
-// k and dtype checks) <- XLA_FFI_DEFINE_HANDLER_SYMBOL <- NB_MODULE(_cpu), which exposes
-// `registrations()` and `set_lapack(...)` for XLA, the kernel's codes by name (`codes()`), the
-// routing predicates and workspace controls the Python op reads, and the kernel probes its tests
-// call (each documented at its `m.def`).
+// k and dtype checks) <- XLA_FFI_DEFINE_HANDLER_SYMBOL <- NB_MODULE(_cpu), which exposes what
+// XLA and the Python op need and nothing else: `registrations()` and `set_lapack(...)`, the
+// kernel's codes by name (`codes()`), the routing predicates and `release_workspace()` (each
+// documented at its `m.def`). The kernel probes and the fault switch of the tests are in
+// `_cpu_testing` (cpu_testing_module.cc), which shares this module's core library.
 #include <dlfcn.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <thread>
 #include <tuple>
-#include <vector>
 
 #include "common/float_env.h"
-#include "cpu/avx2.h"
+#include "cpu/fault_injection.h"
 #include "cpu/lapack.h"
-#include "cpu/narrow_product.h"
 #include "cpu/shifted_gram_solve.h"
-#include "cpu/sketch_product.h"
-#include "cpu/tridiagonal_eigen.h"
 #include "cpu/truncated_svd.h"
 #include "ffi/codes.h"
 #include "ffi/ffi_helpers.h"
@@ -78,8 +74,7 @@ ffi::Error TruncatedSvdImpl(ffi::ThreadPool pool, const ffi_helpers::MatrixBatch
 ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer k_buf,
                                 ffi::AnyBuffer init, ffi::Result<ffi::AnyBuffer> u,
                                 ffi::Result<ffi::AnyBuffer> s, ffi::Result<ffi::AnyBuffer> vt,
-                                ffi::Result<ffi::AnyBuffer> info, int64_t max_k, int64_t method,
-                                int64_t fault) {
+                                ffi::Result<ffi::AnyBuffer> info, int64_t max_k, int64_t method) {
   auto call = ffi_helpers::CheckSvdCall(a, k_buf, init, *u, *s, *vt, *info, max_k, method);
   if (call.has_error()) return call.error();
   const ffi_helpers::MatrixBatch& shape = call->shape;
@@ -88,10 +83,9 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
                                        std::to_string(shape.n) +
                                        " is too large for 32-bit LAPACK");
   }
-  if (fault < 0 || fault > 3) return ffi::Error::InvalidArgument("unknown fault code");
   cpu::SvdOptions options;
   options.method = static_cast<cpu::Method>(method);
-  options.fault = static_cast<cpu::Fault>(fault);
+  options.fault = cpu::InjectedFault();  // kNone outside tests
   const int32_t* k = reinterpret_cast<const int32_t*>(k_buf.untyped_data());
   if (a.element_type() == ffi::DataType::F32) {
     return TruncatedSvdImpl<float>(pool, shape, k, max_k, call->init_cols, a, init, u, s, vt, info,
@@ -196,8 +190,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvd, rrae_fast::TruncatedSvdDispa
                                   .Ret<xla::ffi::AnyBuffer>()   // vt [..., max_k, n]
                                   .Ret<xla::ffi::AnyBuffer>()   // info [..., 2] int32
                                   .Attr<int64_t>("max_k")       // output width
-                                  .Attr<int64_t>("method")      // svd_types.h: Method
-                                  .Attr<int64_t>("fault"));     // fault (tests only)
+                                  .Attr<int64_t>("method"));    // svd_types.h: Method
 
 // =============================================================================================
 // Python module
@@ -214,17 +207,6 @@ void* CapsulePointer(nb::handle capsule, const char* what) {
   void* ptr = PyCapsule_GetPointer(obj, PyCapsule_GetName(obj));
   if (ptr == nullptr) throw nb::python_error();
   return ptr;
-}
-
-// Threads for the kernels' test entry points: each job on a thread of its own, in IEEE mode.
-const rrae_fast::Scheduler& SpawnThreads() {
-  static const rrae_fast::Scheduler spawn = [](rrae_fast::Task task) {
-    std::thread([task = std::move(task)] {
-      const rrae_fast::IeeeSubnormals ieee;
-      task();
-    }).detach();
-  };
-  return spawn;
 }
 
 // OpenBLAS's `openblas_set_num_threads_local`, looked up in the library that holds
@@ -254,118 +236,17 @@ NB_MODULE(_cpu, m) {
         return d;
       },
       "FFI targets of this module: a dict from target name to handler capsule.");
-  m.def(
-      "codes",
-      []() {
-        nb::dict d = rrae_fast::SvdCodes();
-        d["fault"] = rrae_fast::CodeTable<rrae_fast::cpu::Fault>(
-            {{"none", rrae_fast::cpu::Fault::kNone},
-             {"gesdd_fails", rrae_fast::cpu::Fault::kGesddFails},
-             {"all_fail", rrae_fast::cpu::Fault::kAllFail},
-             {"gram_fails", rrae_fast::cpu::Fault::kGramFails}});
-        return d;
-      },
-      "The kernel's integer codes by name: {'method': ..., 'path': ..., 'fault': ...} "
-      "(csrc/common/svd_types.h, csrc/cpu/dense_svd.h).");
+  m.def("codes", &rrae_fast::SvdCodes,
+        "The kernel's integer codes by name: {'method': ..., 'path': ...} "
+        "(csrc/common/svd_types.h).");
   m.def("prefer_iterative", &rrae_fast::cpu::PreferIterative, nb::arg("m"), nb::arg("n"),
         nb::arg("k"),
         "Whether the automatic method takes the iterative path for an m x n matrix and rank k.");
   m.def("prefer_gram", &rrae_fast::cpu::PreferGram, nb::arg("m"), nb::arg("n"), nb::arg("k"),
         "Whether the automatic method takes the Gram path for a float32 m x n matrix and rank k "
         "(after the iteration, where that is preferred too).");
-  m.def(
-      "sketch_product",
-      [](nb::bytes a, int64_t m, int64_t n, int64_t b, uint64_t seed, int64_t threads) {
-        if (m < 0 || n < 0 || b < 8 || a.size() != static_cast<size_t>(m * n) * sizeof(float)) {
-          throw nb::value_error("sketch_product: need m * n float32 bytes, m, n >= 0, b >= 8");
-        }
-        if (!rrae_fast::cpu::Avx2Available()) {
-          throw nb::value_error("sketch_product: AVX2/FMA kernels unavailable");
-        }
-        std::vector<float> out(m * b), scratch;
-        rrae_fast::cpu::SketchProductAX(m, n, b, static_cast<const float*>(a.data()), n, seed,
-                                        out.data(), m, scratch,
-                                        rrae_fast::cpu::ProductThreads{&SpawnThreads(), threads});
-        return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
-      },
-      nb::arg("a"), nb::arg("m"), nb::arg("n"), nb::arg("b"), nb::arg("seed"),
-      nb::arg("threads") = 1,
-      "The iterative path's sparse sketch A·Ω for row-major float32 bytes of A (m x n): "
-      "column-major m x b float32 bytes. For tests.");
-  m.def(
-      "narrow_product",
-      [](nb::bytes a, int64_t m, int64_t n, nb::bytes x, int64_t b, bool transposed,
-         int64_t threads) {
-        const int64_t rows = transposed ? m : n;  // X is rows x b
-        if (m < 0 || n < 0 || b < 1 || a.size() != static_cast<size_t>(m * n) * sizeof(float) ||
-            x.size() != static_cast<size_t>(rows * b) * sizeof(float)) {
-          throw nb::value_error(
-              "narrow_product: need m * n float32 bytes of A, (m or n) * b of X, b >= 1");
-        }
-        if (!rrae_fast::cpu::Avx2Available()) {
-          throw nb::value_error("narrow_product: AVX2/FMA kernels unavailable");
-        }
-        const int64_t out_rows = transposed ? n : m;
-        std::vector<float> out(out_rows * b), scratch;
-        const rrae_fast::cpu::ProductThreads pt{&SpawnThreads(), threads};
-        const auto* ap = static_cast<const float*>(a.data());
-        const auto* xp = static_cast<const float*>(x.data());
-        if (transposed) {
-          rrae_fast::cpu::NarrowProductATY(m, n, b, ap, n, xp, m, out.data(), n, scratch, pt);
-        } else {
-          rrae_fast::cpu::NarrowProductAX(m, n, b, ap, n, xp, n, out.data(), m, scratch, pt);
-        }
-        return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
-      },
-      nb::arg("a"), nb::arg("m"), nb::arg("n"), nb::arg("x"), nb::arg("b"), nb::arg("transposed"),
-      nb::arg("threads") = 1,
-      "The iterative path's narrow product A·X (or Aᵀ·X if `transposed`) for row-major float32 "
-      "bytes of A (m x n) and column-major bytes of X (n x b, or m x b): column-major float32 "
-      "bytes of the result. For tests.");
-  m.def(
-      "sketch_matrix",
-      [](int64_t n, int64_t b, uint64_t seed) {
-        if (n < 0 || b < 8) throw nb::value_error("sketch_matrix: need n >= 0, b >= 8");
-        std::vector<float> out(n * b);
-        rrae_fast::cpu::SketchMatrix(n, b, seed, out.data(), n);
-        return nb::bytes(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
-      },
-      nb::arg("n"), nb::arg("b"), nb::arg("seed"),
-      "The sparse sketching matrix Ω (n x b) for `seed`: column-major float32 bytes. For tests.");
-  m.def(
-      "tridiagonal_eigenvalues",
-      [](nb::bytes d, nb::bytes e, int64_t k, bool bisection) {
-        const int64_t p = static_cast<int64_t>(d.size() / sizeof(double));
-        if (p < 1 || k < 1 || k > p || d.size() != e.size() || d.size() % sizeof(double) != 0) {
-          throw nb::value_error(
-              "tridiagonal_eigenvalues: need p >= 1 float64 values in d and in e, 1 <= k <= p");
-        }
-        std::vector<double> lam(k), work(2 * p + 5 * k);
-        if (!rrae_fast::cpu::TridiagonalTopEigenvalues(p, k, static_cast<const double*>(d.data()),
-                                                       static_cast<const double*>(e.data()),
-                                                       bisection, lam.data(), work.data())) {
-          throw nb::value_error("tridiagonal_eigenvalues: the QL iteration did not converge");
-        }
-        return nb::bytes(reinterpret_cast<const char*>(lam.data()), lam.size() * sizeof(double));
-      },
-      nb::arg("d"), nb::arg("e"), nb::arg("k"), nb::arg("bisection"),
-      "The Gram path's k largest eigenvalues of the symmetric tridiagonal matrix with float64 "
-      "diagonal d and couplings e (e[i] joins i and i + 1, e[-1] unused; scaled as the path "
-      "scales it, largest entry ~1), descending, by multisection or by the QL iteration: "
-      "float64 bytes. For tests.");
-  m.def(
-      "allow_avx2",
-      [](bool allowed) {
-        rrae_fast::cpu::SetAvx2Allowed(allowed);
-        return rrae_fast::cpu::Avx2Available();
-      },
-      nb::arg("allowed"),
-      "Turn the AVX2/FMA kernels off (False) or back on (True) for the whole process; returns "
-      "whether they now run (False on a CPU without them). For tests of the generic code.");
   m.def("release_workspace", &rrae_fast::cpu::ReleaseWorkspace,
         "Free the workspace the kernel keeps between calls (it is rebuilt on the next call).");
-  m.def("kept_workspace_bytes", &rrae_fast::cpu::KeptWorkspaceBytes,
-        "Bytes of the workspace the kernel keeps now (for tests; at most 256 MiB per dtype).");
   m.def(
       "set_lapack",
       [](nb::dict capsules) {

@@ -71,7 +71,7 @@ ffi::Error TruncatedSvdDispatch(cudaStream_t stream, ffi::ScratchAllocator scrat
                                 ffi::AnyBuffer a, ffi::AnyBuffer k_buf, ffi::AnyBuffer init,
                                 ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
                                 ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
-                                int64_t max_k, int64_t method, int64_t fault) {
+                                int64_t max_k, int64_t method) {
   auto call = ffi_helpers::CheckSvdCall(a, k_buf, init, *u, *s, *vt, *info, max_k, method);
   if (call.has_error()) return call.error();
   const ffi_helpers::MatrixBatch& shape = call->shape;
@@ -80,9 +80,6 @@ ffi::Error TruncatedSvdDispatch(cudaStream_t stream, ffi::ScratchAllocator scrat
     return ffi::Error::InvalidArgument("matrix of " + std::to_string(shape.m) + " x " +
                                        std::to_string(shape.n) +
                                        " is too large for 32-bit cuSOLVER");
-  }
-  if (fault != 0) {
-    return ffi::Error::InvalidArgument("fault injection is a CPU test hook only");
   }
   const int32_t* k = reinterpret_cast<const int32_t*>(k_buf.untyped_data());
   const Method how = static_cast<Method>(method);
@@ -109,8 +106,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RraeFastTruncatedSvdCuda, rrae_fast::TruncatedSvdD
                                   .Ret<xla::ffi::AnyBuffer>()  // vt [..., max_k, n]
                                   .Ret<xla::ffi::AnyBuffer>()  // info [..., 2] int32
                                   .Attr<int64_t>("max_k")      // output width
-                                  .Attr<int64_t>("method")     // svd_types.h: Method
-                                  .Attr<int64_t>("fault"));    // must be 0 here
+                                  .Attr<int64_t>("method"));   // svd_types.h: Method
 
 NB_MODULE(_cuda, m) {
   m.doc() = "rrae_fast CUDA kernels (XLA FFI handlers).";

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.linalg
@@ -156,3 +158,16 @@ def force_route(monkeypatch, route: str | None) -> None:
         _plan, "route", lambda *args: "tangent" if args[5] == "tangent" else chosen
     )
     monkeypatch.setattr(_solves, "worth_solving", lambda *args: jnp.array(True))
+
+
+@contextlib.contextmanager
+def injected_fault(name: str) -> Iterator[None]:
+    """Every CPU kernel call inside the block injects the named fault (the test module's
+    process-wide switch); results must be awaited inside it (`jax.block_until_ready`)."""
+    from rrae_fast.svd import _cpu_testing
+
+    previous = _cpu_testing.inject_fault(name)
+    try:
+        yield
+    finally:
+        _cpu_testing.inject_fault(previous)

@@ -7,14 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import helpers
 import rrae_fast
 from rrae_fast.svd import _forward
 
 
 def _ffi(a, k, fault):
-    """The native kernel with a LAPACK fault injected."""
+    """The native kernel's factors with the named LAPACK fault injected."""
     ks = jnp.full(a.shape[:-2], k, jnp.int32)
-    return _forward.ffi_call(a, ks, k, None, "dense", fault=fault)[:3]
+    with helpers.injected_fault(fault):
+        call = jax.jit(lambda x, ks: _forward.ffi_call(x, ks, k, None, "dense")[:3])
+        return jax.block_until_ready(call(a, ks))
 
 
 OPS = [rrae_fast.truncated_svd, rrae_fast.rank_reduce]
@@ -104,7 +107,7 @@ def test_check_finite_traced(op):
 def test_gesdd_failure_falls_back_to_gesvd(rng):
     """When gesdd reports non-convergence, the kernel recovers with gesvd."""
     a = jnp.asarray(rng.standard_normal((2, 9, 6)))
-    u, s, vt = jax.jit(lambda x: _ffi(x, 3, fault=1))(a)
+    u, s, vt = _ffi(a, 3, "gesdd_fails")
     ref = rrae_fast.truncated_svd(a, 3)
     for x, y in zip((u, s, vt), ref):
         np.testing.assert_allclose(x, y, atol=1e-12)
@@ -115,4 +118,4 @@ def test_lapack_failure_raises(rng, dtype, routine):
     """LAPACK failure on finite input raises an error naming the routine and code."""
     a = jnp.asarray(rng.standard_normal((2, 9, 6)).astype(dtype))
     with pytest.raises(Exception, match=rf"{routine} failed to converge \(info=1\).*gesvd"):
-        jax.block_until_ready(jax.jit(lambda x: _ffi(x, 3, fault=2))(a))
+        _ffi(a, 3, "all_fail")

@@ -14,7 +14,7 @@ import pytest
 
 import helpers
 import rrae_fast
-from rrae_fast.svd import _cpu, _forward, _native
+from rrae_fast.svd import _cpu_testing, _forward, _native
 
 
 def _gram(a, k):
@@ -77,18 +77,18 @@ def test_generic_build_agrees_with_avx2(rng, shape):
     contract and gives the AVX2 build's singular values to float32 rounding."""
     a = helpers.make_matrix(rng, shape, "decaying").astype(np.float32)
     r = min(shape)
-    avx2 = _cpu.allow_avx2(True)
+    avx2 = _cpu_testing.allow_avx2(True)
     try:
         for k in sorted({1, max(1, r // 8), r}):
             wide = _gram(a, k)
-            assert _cpu.allow_avx2(False) is False
+            assert _cpu_testing.allow_avx2(False) is False
             generic = _gram(a, k)
-            _cpu.allow_avx2(True)
+            _cpu_testing.allow_avx2(True)
             helpers.assert_contract(a, *generic, k)
             if avx2:
                 np.testing.assert_allclose(generic[1], wide[1], rtol=0, atol=1e-6 * wide[1][0])
     finally:
-        _cpu.allow_avx2(True)
+        _cpu_testing.allow_avx2(True)
 
 
 def test_agrees_with_the_dense_path(rng):
@@ -118,7 +118,8 @@ def test_failed_checks_fall_back_to_dense(rng):
     """When the Gram path's checks fail (forced), the dense result is returned and reported."""
     a = jnp.asarray(rng.standard_normal((3, 30, 12)).astype(np.float32))
     ks = jnp.full((3,), 4, jnp.int32)
-    *faulted, info = _forward.ffi_call(a, ks, 4, None, "gram", fault=3)
+    with helpers.injected_fault("gram_fails"):
+        *faulted, info = jax.block_until_ready(_forward.ffi_call(a, ks, 4, None, "gram"))
     *dense, _ = _forward.ffi_call(a, ks, 4, None, "dense")
     assert [_forward.PATHS[i] for i in np.asarray(info[:, 0])] == ["dense"] * 3
     for x, y in zip(faulted, dense):

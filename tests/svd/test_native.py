@@ -12,8 +12,9 @@ import jax
 import numpy as np
 import pytest
 
+import helpers
 import rrae_fast
-from rrae_fast.svd import _cpu, _forward, _native
+from rrae_fast.svd import _cpu, _cpu_testing, _forward, _native
 
 
 def test_extension_installed():
@@ -47,11 +48,54 @@ def test_codes_come_from_the_module():
     assert [codes["path"][p] for p in _native.PATHS] == list(range(len(_native.PATHS)))
     assert _forward.PATHS == _native.PATHS
     assert set(_forward.METHODS) < set(_native.METHOD_CODES)
-    assert _native.METHOD_CODES == codes["method"] and _native.FAULT_CODES == codes["fault"]
-    assert _native.FAULT_CODES["none"] == 0
+    assert _native.METHOD_CODES == codes["method"] and set(codes) == {"method", "path"}
 
 
-@pytest.mark.parametrize("name", ["_cpu", "_cuda"])
+def test_production_module_exposes_only_what_the_op_needs():
+    """`_cpu` holds what XLA and the op call; the probes and switches of the tests live in
+    `_cpu_testing`, which nothing in the package imports (tests/test_layout.py)."""
+    public = {name for name in dir(_cpu) if not name.startswith("_")}
+    assert public == {
+        "codes",
+        "prefer_gram",
+        "prefer_iterative",
+        "registrations",
+        "release_workspace",
+        "set_lapack",
+    }
+
+
+def test_modules_share_one_core_library():
+    """Both modules link the one core library installed beside them (so the test module's
+    switches reach the kernel XLA calls), found through their own directory."""
+    lib = pathlib.Path(_cpu.__file__).with_name("librrae_fast_cpu_core.so")
+    assert lib.is_file()
+    maps = pathlib.Path("/proc/self/maps")
+    if maps.exists():
+        lines = maps.read_text().splitlines()
+        loaded = {line.split()[-1] for line in lines if "rrae_fast_cpu" in line}
+        assert loaded == {str(lib.resolve())}
+
+
+def test_fault_switch_is_process_wide_and_restored(rng):
+    """An injected fault reaches the kernel that XLA calls (a jitted op, compiled before the
+    switch), and the switch restores the previous fault on leaving."""
+    a = jax.numpy.asarray(rng.standard_normal((9, 6)))
+    op = jax.jit(lambda x: rrae_fast.truncated_svd(x, 3, method="dense")[1])
+    clean = np.asarray(op(a))
+    with helpers.injected_fault("all_fail"):
+        with pytest.raises(Exception, match="dgesdd failed to converge"):
+            jax.block_until_ready(op(a))
+        with helpers.injected_fault("none"):
+            np.testing.assert_array_equal(op(a), clean)
+        assert _cpu_testing.inject_fault("all_fail") == "all_fail"
+    assert _cpu_testing.inject_fault("none") == "none"
+    np.testing.assert_array_equal(op(a), clean)
+    with pytest.raises(ValueError, match="unknown fault 'gesvd'; known: none, gesdd_fails"):
+        _cpu_testing.inject_fault("gesvd")
+
+
+@pytest.mark.parametrize("name", ["_cpu", "_cpu_testing", "_cuda"])
 def test_stubs_match_the_built_modules(name, tmp_path):
     """The installed `.pyi` of each extension module is nanobind's stubgen output for it (the
     stubs are checked in for the type checker; regenerate with
@@ -134,12 +178,12 @@ def test_kept_workspace_is_counted_and_bounded():
 
     def kept_after(a, k):
         jax.block_until_ready(rrae_fast.truncated_svd(a, k, method="iterative"))
-        return _cpu.kept_workspace_bytes()
+        return _cpu_testing.kept_workspace_bytes()
 
     rng = np.random.default_rng(4)
     a = rng.standard_normal((600, 400)).astype(np.float32)
     rrae_fast.release_workspace()
-    assert _cpu.kept_workspace_bytes() == 0
+    assert _cpu_testing.kept_workspace_bytes() == 0
     kept = kept_after(a, 16)
     assert 0 < kept <= 256 << 20
     for _ in range(3):
@@ -148,7 +192,7 @@ def test_kept_workspace_is_counted_and_bounded():
     assert kept < bigger <= 256 << 20
     assert kept_after(a, 16) == bigger  # the grown set came back and was taken again
     rrae_fast.release_workspace()
-    assert _cpu.kept_workspace_bytes() == 0
+    assert _cpu_testing.kept_workspace_bytes() == 0
 
 
 @pytest.mark.parametrize("method", ["iterative", "gram"])

@@ -26,13 +26,9 @@ PATHS = _native.PATHS
 
 
 def ffi_call(
-    a: Array, k: Array, max_k: int, init: Array | None, method: str, fault: int = 0
+    a: Array, k: Array, max_k: int, init: Array | None, method: str
 ) -> tuple[Array, Array, Array, Array]:
-    """The native kernel (CPU or CUDA): factors of width max_k and ``info`` [..., 2].
-
-    ``fault`` is a test hook (``_native.FAULT_CODES``) that makes LAPACK calls report failure;
-    0 otherwise.
-    """
+    """The native kernel (CPU or CUDA): factors of width max_k and ``info`` [..., 2]."""
     *batch, m, n = a.shape
     if init is None:
         init = jnp.zeros((*batch, m, 0), a.dtype)
@@ -49,7 +45,6 @@ def ffi_call(
         init,
         max_k=np.int64(max_k),
         method=np.int64(_native.METHOD_CODES[method]),
-        fault=np.int64(fault),
     )
     return u, s, vt, info
 

@@ -49,8 +49,6 @@ METHOD_CODES: dict[str, int] = dict(_CODES["method"])
 #: Path names by their code in a kernel's ``info`` output.
 PATHS: tuple[str, ...] = tuple(sorted(_CODES["path"], key=_CODES["path"].__getitem__))
 assert [_CODES["path"][p] for p in PATHS] == list(range(len(PATHS))), _CODES["path"]
-#: The CPU kernel's test hook codes by name (csrc/cpu/dense_svd.h).
-FAULT_CODES: dict[str, int] = dict(_CODES["fault"])
 
 for _name, _capsule in _cpu.registrations().items():
     jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")

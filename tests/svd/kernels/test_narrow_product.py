@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rrae_fast.svd import _cpu
+from rrae_fast.svd import _cpu_testing
 
 
 def _avx2() -> bool:
     try:
-        _cpu.narrow_product(b"\0" * 4, 1, 1, b"\0" * 4, 1, False)
+        _cpu_testing.narrow_product(b"\0" * 4, 1, 1, b"\0" * 4, 1, False)
     except ValueError:
         return False
     return True
@@ -27,7 +27,7 @@ def product(a: np.ndarray, x: np.ndarray, transposed: bool, threads: int = 1) ->
     b = x.shape[1]
     data = np.ascontiguousarray(a, np.float32).tobytes()
     xdata = np.asfortranarray(x, np.float32).tobytes(order="F")
-    out = _cpu.narrow_product(data, m, n, xdata, b, transposed, threads)
+    out = _cpu_testing.narrow_product(data, m, n, xdata, b, transposed, threads)
     return np.frombuffer(out, np.float32).reshape(b, n if transposed else m).T
 
 
@@ -94,8 +94,8 @@ def test_non_finite_entries_reach_the_result(rng, transposed, bad, where):
 
 def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="narrow_product"):
-        _cpu.narrow_product(b"\0" * 8, 1, 1, b"\0" * 4, 1, False)
+        _cpu_testing.narrow_product(b"\0" * 8, 1, 1, b"\0" * 4, 1, False)
     with pytest.raises(ValueError, match="narrow_product"):
-        _cpu.narrow_product(b"\0" * 4, 1, 1, b"\0" * 4, 0, True)
+        _cpu_testing.narrow_product(b"\0" * 4, 1, 1, b"\0" * 4, 0, True)
     with pytest.raises(ValueError, match="narrow_product"):
-        _cpu.narrow_product(b"\0" * 16, 2, 2, b"\0" * 4, 1, True)
+        _cpu_testing.narrow_product(b"\0" * 16, 2, 2, b"\0" * 4, 1, True)

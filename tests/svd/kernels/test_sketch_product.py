@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rrae_fast.svd import _cpu
+from rrae_fast.svd import _cpu_testing
 
 
 def _avx2() -> bool:
     try:
-        _cpu.sketch_product(np.zeros((1, 1), np.float32).tobytes(), 1, 1, 8, 0)
+        _cpu_testing.sketch_product(np.zeros((1, 1), np.float32).tobytes(), 1, 1, 8, 0)
     except ValueError:
         return False
     return True
@@ -24,12 +24,12 @@ needs_avx2 = pytest.mark.skipif(not _avx2(), reason="this CPU lacks AVX2/FMA")
 def sketch(a: np.ndarray, b: int, seed: int, threads: int = 1) -> np.ndarray:
     m, n = a.shape
     data = np.ascontiguousarray(a, np.float32).tobytes()
-    out = _cpu.sketch_product(data, m, n, b, seed, threads)
+    out = _cpu_testing.sketch_product(data, m, n, b, seed, threads)
     return np.frombuffer(out, np.float32).reshape(b, m).T
 
 
 def omega(n: int, b: int, seed: int) -> np.ndarray:
-    return np.frombuffer(_cpu.sketch_matrix(n, b, seed), np.float32).reshape(b, n).T
+    return np.frombuffer(_cpu_testing.sketch_matrix(n, b, seed), np.float32).reshape(b, n).T
 
 
 @needs_avx2
@@ -99,8 +99,8 @@ def test_non_finite_entry_reaches_the_result(rng, bad, where):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="b >= 8"):
-        _cpu.sketch_product(np.zeros((2, 2), np.float32).tobytes(), 2, 2, 7, 0)
+        _cpu_testing.sketch_product(np.zeros((2, 2), np.float32).tobytes(), 2, 2, 7, 0)
     with pytest.raises(ValueError, match="m \\* n float32 bytes"):
-        _cpu.sketch_product(np.zeros((2, 2), np.float32).tobytes(), 2, 3, 8, 0)
+        _cpu_testing.sketch_product(np.zeros((2, 2), np.float32).tobytes(), 2, 3, 8, 0)
     with pytest.raises(ValueError, match="b >= 8"):
-        _cpu.sketch_matrix(4, 3, 0)
+        _cpu_testing.sketch_matrix(4, 3, 0)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from rrae_fast.svd import _cpu
+from rrae_fast.svd import _cpu_testing
 
 EPS = float(np.finfo(np.float64).eps)
 
 
 def top(d: np.ndarray, e: np.ndarray, k: int, bisection: bool) -> np.ndarray:
-    out = _cpu.tridiagonal_eigenvalues(
+    out = _cpu_testing.tridiagonal_eigenvalues(
         np.asarray(d, np.float64).tobytes(), np.asarray(e, np.float64).tobytes(), k, bisection
     )
     return np.frombuffer(out, np.float64)
@@ -61,11 +61,11 @@ KINDS = ["gaussian", "weak_couplings", "split", "graded", "zero", "wilkinson", "
 @pytest.fixture(params=[True, False], ids=["avx2", "generic"])
 def isa(request):
     """Each test with the AVX2 loops and with the generic build of the same code."""
-    if request.param and not _cpu.allow_avx2(True):
+    if request.param and not _cpu_testing.allow_avx2(True):
         pytest.skip("this CPU lacks AVX2/FMA")
-    _cpu.allow_avx2(request.param)
+    _cpu_testing.allow_avx2(request.param)
     yield request.param
-    _cpu.allow_avx2(True)
+    _cpu_testing.allow_avx2(True)
 
 
 @pytest.mark.parametrize("bisection", [True, False], ids=["bisection", "ql"])
@@ -113,4 +113,4 @@ def test_bad_arguments():
     one = np.ones(3).tobytes()
     for d, e, k in [(one, one, 0), (one, one, 4), (one, np.ones(2).tobytes(), 1), (b"", b"", 1)]:
         with pytest.raises(ValueError):
-            _cpu.tridiagonal_eigenvalues(d, e, k, True)
+            _cpu_testing.tridiagonal_eigenvalues(d, e, k, True)
