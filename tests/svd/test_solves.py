@@ -214,7 +214,7 @@ def test_iteration_that_gives_up_costs_one_full_svd(rng, name):
     grad = jax.jit(jax.grad(lambda x: loss(x, "auto")))
     # The kernel calls in the compiled gradient, as (max_k, method code).
     hlo = grad.lower(a).compile().as_text()
-    config = r"backend_config=\{fault = 0 : i64, max_k = (\d+) : i64, method = (\d+) : i64\}"
+    config = r"backend_config=\{max_k = (\d+) : i64, method = (\d+) : i64\}"
     calls = {(int(k), int(m)) for k, m in re.findall(config, hlo)}
     assert (10, _native.METHOD_CODES["auto_no_fallback"]) in calls
     assert (
