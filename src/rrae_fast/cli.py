@@ -74,6 +74,8 @@ def _report(run, metrics, out_dir) -> None:
         changes = [ks[0]] + [b for a, b in itertools.pairwise(ks) if a != b]
         shown = changes if len(changes) <= 8 else [changes[0], "…", *changes[-6:]]
         print(f"bottleneck k over training: {' → '.join(map(str, shown))}")
+    for step, note in run.history.notes:
+        print(f"after step {step}: {note}")
     print(metrics.summary())
     if out_dir is not None:
         print(f"checkpoint, metrics.json and figures in {out_dir}")
@@ -100,6 +102,7 @@ def _train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         finetune_learning_rate=args.finetune_lr,
         tracker=_tracker_overrides(args.tracker),
+        tracker_preset=args.tracker_preset,
         seed=args.seed,
     )
     run = train(
@@ -140,6 +143,22 @@ def _table1(args: argparse.Namespace) -> int:
         command=command,
     )
     print(Path(args.out, "table1.md").read_text())
+    return 0
+
+
+def _budgets(args: argparse.Namespace) -> int:
+    from .experiments import budget_study
+
+    argv = sys.argv[1:] if args.command_line is None else args.command_line
+    budget_study(
+        args.out,
+        steps=args.steps,
+        seeds=args.seeds,
+        variants=args.variants,
+        command="rrae-fast " + " ".join(argv),
+        progress=not args.no_progress,
+    )
+    print(Path(args.out, "budgets.md").read_text())
     return 0
 
 
@@ -187,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="tracker parameter override, e.g. patience_not_right=300 (repeatable)",
     )
+    tr.add_argument(
+        "--tracker-preset",
+        default="authors",
+        choices=["authors", "paper"],
+        help="aRRAE tracker: the authors' current example (authors) or their tracker and "
+        "rules of the paper's time, ending its first phase at a 1 %% loss (paper)",
+    )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", default="rrae-run", help="output directory")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -211,6 +237,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
     t1.set_defaults(run=_table1, command_line=None)
 
+    bu = sub.add_parser(
+        "budgets", help="synthetic errors of aRRAE (both tracker presets) and RRAE by budget"
+    )
+    bu.add_argument(
+        "--steps", type=int, nargs="+", default=[2500, 5000, 10000, 20000], help="budgets"
+    )
+    bu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    bu.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help="labels: 'aRRAE (authors)', 'aRRAE (paper)', 'RRAE k=2' (default: all)",
+    )
+    bu.add_argument("--out", default="rrae-budgets", help="output directory (resumable)")
+    bu.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bu.set_defaults(run=_budgets, command_line=None)
+
     rb = sub.add_parser(
         "rollback", help="make a run's previous checkpoint the latest (after damage)"
     )
@@ -225,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
-    if args.command == "table1" and argv is not None:
+    if args.command in ("table1", "budgets") and argv is not None:
         args.command_line = list(argv)
     from .training import CheckpointError, NonFiniteLoss, RunDirectoryBusy
 

@@ -44,6 +44,26 @@ def test_trackers_by_model_kind():
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
+def test_tracker_presets():
+    """ "authors": their current example; "paper": a 1 % loss target under the rules of the
+    paper's time; overrides apply on top; presets are for aRRAE only."""
+    authors = RunConfig(model=ModelConfig(kind="arrae", k=8)).make_tracker()
+    assert (authors.rules, authors.patience_init, authors.perf_loss) == ("current", 50, 0.0)
+    paper = RunConfig(
+        model=ModelConfig(kind="arrae", k=8), tracker_preset="paper", tracker={"save_steps": 5}
+    )
+    tracker = paper.make_tracker()
+    assert (tracker.rules, tracker.perf_loss, tracker.patience_init) == ("paper", 1.0, None)
+    assert (tracker.patience_not_right, tracker.save_steps) == (500, 5)
+    assert RunConfig.from_dict(json.loads(json.dumps(paper.to_dict()))) == paper
+    older = {k: v for k, v in RunConfig().to_dict().items() if k != "tracker_preset"}
+    assert RunConfig.from_dict(older).tracker_preset == "authors"  # configs saved before
+    with pytest.raises(ValueError, match="tracker_preset must be one of"):
+        RunConfig(tracker_preset="fast")
+    with pytest.raises(ValueError, match="aRRAE only"):
+        RunConfig(model=ModelConfig(kind="rrae", k=2), tracker_preset="paper")
+
+
 DIGITS = dict(dataset="digits", steps=12, batch_size=32, seed=1)
 
 
@@ -59,10 +79,24 @@ def test_train_evaluate_and_reload_a_digits_rrae(tmp_path):
     assert metrics.latent_rank <= 16 and metrics.spectrum[0] == 1.0
     for name in ("spectrum.png", "interpolation.png", "samples.png"):
         assert (tmp_path / "run" / name).stat().st_size > 1000
+    assert len(metrics.spectrum_projected) == len(metrics.spectrum)
+    assert metrics.spectrum_projected[3] < 1e-5 < metrics.spectrum[3]  # rank 3 after projection
+    assert metrics.training == {
+        "seed": 1,
+        "steps": 12,
+        "finetune_steps": 2,
+        "tracker_preset": None,
+        "main_steps": 10,
+        "final_k_since_step": 1,
+        "main_steps_at_final_k": 10,
+        "notes": [],
+    }
+    assert "k = 3 in use from step 1: 10 of the 10 main-stage steps" in metrics.summary()
     back = load_run(tmp_path / "run")
     assert back.k == 3 and back.config == config
     again = evaluate(back)
     assert again.train_error == pytest.approx(metrics.train_error, rel=1e-6)
+    assert again.training == metrics.training
     with pytest.raises(ValueError, match="another config"):
         train(
             RunConfig(model=ModelConfig(kind="rrae", latent_size=16, k=2), **DIGITS),
@@ -72,6 +106,29 @@ def test_train_evaluate_and_reload_a_digits_rrae(tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="no training run"):
         load_run(tmp_path / "nothing")
+
+
+def test_a_finished_run_keeps_no_restore_points(tmp_path, monkeypatch):
+    """The tracker's tagged models are saved while k is lowered and removed with the run's end."""
+    config = RunConfig(
+        model=ModelConfig(kind="arrae", latent_size=16, k=6),
+        tracker={"perf_loss": 1e9},  # every step beats the target: k goes down each step
+        **DIGITS,
+    )
+    seen = []
+    from rrae_fast.experiments import _run
+
+    real_fit = _run.fit
+
+    def fit_and_look(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        seen.extend(sorted(p.name for p in (tmp_path / "run").glob("tag-k*.eqx")))
+        return result
+
+    monkeypatch.setattr(_run, "fit", fit_and_look)
+    run = train(config, tmp_path / "run", progress=False)
+    assert run.history.k[:4] == [6, 6, 5, 4] and "tag-k6.eqx" in seen
+    assert not list((tmp_path / "run").glob("tag-k*.eqx"))
 
 
 def test_load_run_refuses_an_unfinished_run(tmp_path):
@@ -113,7 +170,7 @@ def _fake_metrics():
 
 
 def test_cli_help_for_every_command(capsys):
-    for command in ("train", "evaluate", "table1", "demo"):
+    for command in ("train", "evaluate", "table1", "budgets", "demo"):
         with pytest.raises(SystemExit) as e:
             cli.main([command, "--help"])
         assert e.value.code == 0
@@ -132,3 +189,49 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
     assert (tmp_path / "figs" / "samples.png").is_file()
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         cli.main([*args, "--tracker", "patience_init"])
+
+
+def test_training_record_of_an_arrae_whose_budget_ran_out_on_trial():
+    """The record and the CLI's report say when k took its final value and what the tracker
+    restored (here: k = 3 on trial when the main stage ended, so the model saved at k = 4)."""
+    from rrae_fast.experiments import Run, training_record
+    from rrae_fast.training import History
+
+    config = RunConfig(model=ModelConfig(kind="arrae", k=5), steps=10, finetune_steps=2)
+    ks = [5, 5, 4, 4, 4, 3, 3, 3, 4, 4]
+    note = (8, "the stage ended while k = 3 was on trial: k = 4 with the model saved at k = 4")
+    history = History([1.0] * 10, ks, [0] * 8 + [1] * 2, [note])
+    record = training_record(Run(config, None, None, None, history, 4))
+    assert record["tracker_preset"] == "authors" and record["notes"] == [list(note)]
+    assert (record["main_steps"], record["final_k_since_step"]) == (8, 3)
+    assert record["main_steps_at_final_k"] == 3
+
+
+def test_budget_study_records_each_run_and_resumes(tmp_path, monkeypatch):
+    """Every finished run is recorded at once; a second call runs only what is missing."""
+    from rrae_fast.experiments import _budgets, _run
+
+    monkeypatch.setattr(_run, "load_data", lambda config: _small_synthetic())
+    calls = []
+    real_train = _budgets.train
+
+    def counted(config, *args, **kwargs):
+        calls.append((config.model.kind, config.steps, config.seed))
+        return real_train(config, *args, **kwargs)
+
+    monkeypatch.setattr(_budgets, "train", counted)
+    kwargs = dict(steps=[8], seeds=[0], finetune_steps=2, progress=False, command="c")
+    records = _budgets.budget_study(tmp_path, variants=["RRAE k=2"], **kwargs)
+    assert calls == [("rrae", 8, 0)] and len(records) == 1
+    assert records[0]["training"]["finetune_steps"] == 2 and records[0]["command"] == "c"
+    records = _budgets.budget_study(tmp_path, variants=["RRAE k=2", "aRRAE (paper)"], **kwargs)
+    assert calls[1:] == [("arrae", 8, 0)]
+    assert [r["variant"] for r in records] == ["RRAE k=2", "aRRAE (paper)"]
+    assert records[1]["training"]["tracker_preset"] == "paper"
+    table = (tmp_path / "budgets.md").read_text()
+    assert "| aRRAE (paper) | 8 | 0 | 64 |" in table and "| RRAE k=2 | 8 | 0 | 2 |" in table
+    assert json.loads((tmp_path / "budgets.json").read_text()) == json.loads(json.dumps(records))
+    with pytest.raises(ValueError, match="unknown variants"):
+        _budgets.budget_study(tmp_path, variants=["VAE"], **kwargs)
+    with pytest.raises(ValueError, match="must exceed"):
+        _budgets.budget_study(tmp_path, **{**kwargs, "steps": [2]})

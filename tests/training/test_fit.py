@@ -58,7 +58,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     model, x = _setup("arrae", 5)
 
     def tracker():
-        return AdaptiveTracker(k_init=5, perf_loss=1e9, patience_not_right=3, window=4)
+        return AdaptiveTracker(k_init=5, perf_loss=1e9, patience_not_right=2, window=4)
 
     full = fit(model, x, STAGES, tracker=tracker(), progress=False)
     ckpt = CheckpointDir(tmp_path / "run")
@@ -115,6 +115,9 @@ class ScriptedTracker:
             return Decision(5, load=5, reset_optimizer=True)
         return Decision(self.k, stop=self.step == 11)
 
+    def budget_spent(self):
+        return None
+
     def state_dict(self):
         return {"k": self.k, "step": self.step}
 
@@ -153,10 +156,59 @@ def test_restore_after_resume_reads_the_tagged_model_from_disk(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+class OnTrialAtTheEnd(ScriptedTracker):
+    """Lowers k to 4 at step 3 (saving tag 5); when the steps run out, restores tag 5."""
+
+    def update(self, loss):
+        self.step += 1
+        if self.step == 3:
+            self.k = 4
+            return Decision(4, save=5)
+        return Decision(self.k)
+
+    def budget_spent(self):
+        self.k = 5
+        return Decision(5, load=5, note="restored the model saved at k = 5")
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_stage_that_runs_out_of_steps_applies_the_trackers_restore(tmp_path, interrupted):
+    """The tracker's `budget_spent` decision is carried out before fine-tuning: the model
+    saved at step 3 goes on (its encoder, frozen from then on, is the one fine-tuned), the
+    basis and the fine-tuning use the restored k, and the note is kept in the history, also
+    across an interruption and resume."""
+    model, x = _setup("arrae", 5)
+    stages = [Stage(6, 1e-2, 8), Stage(3, 1e-3, 8, mode="infer")]
+    at_tag = fit(model, x, [Stage(3, 1e-2, 8)], tracker=ScriptedTracker(), progress=False)
+    ckpt = CheckpointDir(tmp_path / "run") if interrupted else None
+
+    def kill_at_6(step, loss, k):  # before the checkpoint at 6: resumed from step 4
+        if interrupted and step == 6:
+            raise RuntimeError("killed")
+
+    def run(**kwargs):
+        return fit(model, x, stages, tracker=OnTrialAtTheEnd(), checkpoint=ckpt, **kwargs)
+
+    if interrupted:
+        with pytest.raises(RuntimeError, match="killed"):
+            run(checkpoint_every=2, progress=False, callback=kill_at_6)
+        result = run(resume=True, progress=False)
+    else:
+        result = run(progress=False)
+    assert result.history.k == [5, 5, 5, 4, 4, 4, 5, 5, 5]
+    assert result.history.notes == [(6, "restored the model saved at k = 5")]
+    assert result.k == 5 and result.model.bottleneck.basis.shape == (8, 5)
+    for a, b in zip(jax.tree.leaves(result.model.encoder), jax.tree.leaves(at_tag.model.encoder)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_history_round_trip_keeps_nan():
-    h = History([1.0, float("nan")], [3, 3], [0, 0])
+    h = History([1.0, float("nan")], [3, 3], [0, 0], [(2, "a note")])
     back = History.from_dict(h.to_dict())
     assert back.loss[0] == 1.0 and np.isnan(back.loss[1]) and back.k == [3, 3]
+    assert back.notes == [(2, "a note")]
+    older = {key: value for key, value in h.to_dict().items() if key != "notes"}
+    assert History.from_dict(older).notes == []  # histories saved before notes existed
 
 
 def test_stage_validation():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import json
 import math
@@ -137,6 +138,11 @@ def _too_small_k_sequence(**params):
 
 def test_not_right_steps_raise_k_load_its_checkpoint_and_converge():
     tracker, decisions = _too_small_k_sequence()
+    assert decisions[-1].note == (
+        "k = 3 did not reach the target loss 1 (3 steps stagnated or worsened above it): "
+        "k = 4 with the model saved at k = 4"
+    )
+    decisions[-1] = dataclasses.replace(decisions[-1], note=None)
     assert decisions == (
         [D(5), D(4, save=5)]
         + [D(4)] * 4
@@ -171,6 +177,20 @@ def test_k_never_goes_below_one():
     assert tracker.phase is Phase.CONVERGED
 
 
+def test_k_one_is_on_trial_like_any_other_k():
+    """k = 1, reached by beating the target at k = 2, must beat the target too: if it stagnates
+    instead, k goes back to 2 with the model saved there (the main job once kept an untried
+    k = 1 here); when the steps run out while k = 1 is on trial, the same."""
+    tracker = AdaptiveTracker(3, perf_loss=1.0, patience_not_right=2, window=2)
+    decisions = drive(tracker, [0.5, 0.5, 0.5, 2.0, 2.0])
+    assert [d.k for d in decisions] == [3, 2, 1, 1, 2]
+    assert decisions[-1].load == 2 and tracker.phase is Phase.CONVERGED
+    on_trial = AdaptiveTracker(3, perf_loss=1.0, patience_not_right=50, window=2)
+    drive(on_trial, [0.5, 0.5, 0.5, 2.0])
+    assert on_trial.k == 1 and on_trial.phase is Phase.SEARCH
+    assert (on_trial.budget_spent().k, on_trial.k) == (2, 2)
+
+
 def test_k_min_equal_to_k_init_skips_the_search():
     tracker = AdaptiveTracker(3, perf_loss=1.0, k_min=3, window=2)
     assert drive(tracker, [0.5, 0.5]) == [D(3), D(3)]
@@ -188,7 +208,172 @@ def test_nan_loss_is_neither_improvement_nor_stagnation():
     decisions = drive(tracker, [0.5, 0.5, math.nan, 2.0])
     assert decisions == [D(4), D(3, save=4), D(3), D(3)]  # the average was NaN at call 4
     assert math.isnan(tracker.average)
-    assert drive(tracker, [2.0]) == [D(4, load=4, reset_optimizer=True)]
+    (restore,) = drive(tracker, [2.0])
+    assert dataclasses.replace(restore, note=None) == D(4, load=4, reset_optimizer=True)
+
+
+# --- The paper's rules (SPEC §3.1, "paper-era differences") ---------------------------------
+
+
+def _paper(k_init=5, **params):
+    return AdaptiveTracker(k_init, perf_loss=1.0, rules="paper", window=2, **params)
+
+
+def test_paper_rules_count_only_stagnation_as_not_right():
+    """A loss above the average is "not right" under the current rules only."""
+    losses = [0.5, 0.5, 3.0, 2.0, 4.0, 8.0]  # after the lowering: rel 20 %, 50 %, 75 %
+    current = AdaptiveTracker(5, perf_loss=1.0, patience_not_right=2, window=2)
+    paper = _paper(patience_not_right=2)
+    assert drive(current, losses)[-1].load == 5  # the two rises counted
+    assert [d.load for d in drive(paper, losses)] == [None] * 6
+    assert paper.phase is Phase.SEARCH
+
+
+def test_paper_rules_save_only_after_save_steps_calls_and_not_on_the_first_search_step():
+    """k = 6 (3 calls, INIT's) is lowered on the first SEARCH step: not saved, as the first;
+    k = 5 on its second call: not saved (fewer than `save_steps`); k = 4 on its third: saved;
+    k = 3 on its second: not saved."""
+    tracker = _paper(k_init=6, save_steps=3, patience_not_right=100)
+    losses = [2.0, 2.0, 0.5, 0.5, 2.0, 0.5, 2.0, 2.0, 0.5, 2.0, 0.5]
+    assert drive(tracker, losses) == [D(6)] * 3 + [
+        D(5),
+        D(5),
+        D(4),
+        D(4),
+        D(4),
+        D(3, save=4),
+        D(3),
+        D(2),
+    ]
+
+
+def test_paper_rules_restore_the_last_checkpoint_saved_and_keep_the_optimizer():
+    tracker = _paper(k_init=6, save_steps=2, patience_not_right=2)
+    decisions = drive(tracker, [0.5, 0.5, 2.0, 0.5, 0.5, 2.0, 2.0, 2.0])
+    assert [d.save for d in decisions if d.save] == [5]  # k 5 held two calls; k 4 one
+    failure = decisions[-1]
+    assert failure.k == 4 and failure.load == 5 and not failure.reset_optimizer
+    assert failure.note == (
+        "k = 3 did not reach the target loss 1 (2 steps stagnated above it): k = 4 with the "
+        "model last saved (at k = 5)"
+    )
+    assert tracker.phase is Phase.CONVERGED
+
+
+def test_paper_rules_with_nothing_saved_go_on_with_the_model_in_use():
+    tracker = _paper(patience_not_right=2)
+    decisions = drive(tracker, [0.5, 0.5, 2.0, 2.0, 2.0])  # 5 -> 4 on the first step: no save
+    assert decisions[-1].k == 5 and decisions[-1].load is None
+    assert decisions[-1].note.endswith(": k = 5, no checkpoint to restore")
+
+
+def test_paper_rules_budget_spent_restores_the_last_checkpoint_saved():
+    tracker = _paper(k_init=6, save_steps=2, patience_not_right=50)
+    drive(tracker, [0.5, 0.5, 2.0, 0.5, 0.5, 2.0])
+    assert tracker.k == 3 and tracker.phase is Phase.SEARCH
+    decision = tracker.budget_spent()
+    assert (decision.k, decision.load, decision.reset_optimizer) == (4, 5, False)
+    assert tracker.phase is Phase.CONVERGED
+
+
+class PaperRules:
+    """The paper's rules read from SPEC §3.1 and written out plainly, for a lockstep check:
+    (k, saved tag, loaded tag) per step; no k floor (the curves below never need one)."""
+
+    def __init__(self, k_init, perf_loss, patience_not_right, eps_0=1.0, eps_perc=5.0):
+        self.k, self.perf_loss, self.patience = k_init, perf_loss, patience_not_right
+        self.eps_0, self.eps_perc = eps_0, eps_perc
+        self.phase, self.target, self.count = "init", math.nan, 0
+        self.calls_at_k = self.search_calls = 0
+        self.last_saved = None
+
+    def __call__(self, loss, average):
+        rel = 100 * abs(loss - average) / abs(average) if 0 < abs(average) < math.inf else math.nan
+        self.calls_at_k += 1
+        if self.phase == "init":
+            if loss < self.perf_loss:
+                self.phase, self.target, self.count = "search", self.perf_loss, 0
+            return self.k, None, None
+        if self.phase == "search":
+            self.search_calls += 1
+            if loss < self.target:
+                self.count = 0
+                save = self.search_calls > 1 and self.calls_at_k >= 20
+                self.k -= 1
+                self.calls_at_k = self.search_calls = 0
+                if save:
+                    self.last_saved = self.k + 1
+                return self.k, self.k + 1 if save else None, None
+            if rel < self.eps_0:
+                self.count += 1
+                if self.count == self.patience:
+                    self.count, self.phase, self.calls_at_k = 0, "converged", 0
+                    self.k += 1
+                    return self.k, None, self.last_saved
+        return self.k, None, None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_paper_rules_match_their_plain_reading_on_a_training_curve(seed):
+    """Lowering on consecutive steps (no saves), then after a pause (saved), a failure that
+    reloads a checkpoint of a k above the one restored."""
+    loss_of = _training_loss(seed, k_true=3)
+    ours = AdaptiveTracker(8, perf_loss=1.03, patience_not_right=60, rules="paper")
+    plain = PaperRules(8, 1.03, 60)
+    seen = []
+    for t in range(1500):
+        loss = loss_of(t, ours.k)
+        d = ours.update(loss)
+        expected = plain(loss, ours.average)
+        assert (d.k, d.save, d.load) == expected, t
+        seen.append(expected)
+        if ours.phase is not Phase.SEARCH and ours.phase is not Phase.INIT:
+            break
+    assert any(s for _, s, _ in seen) and any(load for *_, load in seen)
+    assert seen[-1][0] == 3
+
+
+# --- A stage that runs out of steps -----------------------------------------------------------
+
+
+def test_budget_spent_on_trial_restores_the_last_k_that_reached_the_target():
+    """A k in SEARCH when the steps run out never beat the target: the model saved at k + 1
+    (which did) is restored, and the note says so; after that there is nothing to restore."""
+    tracker = AdaptiveTracker(5, perf_loss=1.0, patience_not_right=50, window=2)
+    assert drive(tracker, [0.5, 0.5, 0.9, 2.0]) == [D(5), D(4, save=5), D(3, save=4), D(3)]
+    decision = tracker.budget_spent()
+    assert decision.note == (
+        "the stage ended while k = 3 was on trial (it had not reached the target loss 1): "
+        "k = 4 with the model saved at k = 4"
+    )
+    assert dataclasses.replace(decision, note=None) == D(4, load=4)
+    assert tracker.k == 4 and tracker.phase is Phase.CONVERGED
+    assert tracker.budget_spent() is None
+    again = make_tracker("adaptive", **tracker.state_dict()["params"])
+    again.load_state_dict(tracker.state_dict())
+    assert again.k == 4 and again.budget_spent() is None
+
+
+@pytest.mark.parametrize(
+    "losses,phase",
+    [
+        ([2.0, 2.0], Phase.INIT),  # the target is not known yet: k_init stays
+        ([0.5, 2.0], Phase.SEARCH),  # on trial at k_init: nothing above it was saved
+        ([0.5, 0.5, 0.5, 0.5, 0.5], Phase.CONVERGED),  # k_min reached
+    ],
+)
+def test_budget_spent_elsewhere_keeps_the_model(losses, phase):
+    tracker = AdaptiveTracker(3, perf_loss=1.0, window=2)
+    drive(tracker, losses)
+    assert tracker.phase is phase
+    k = tracker.k
+    assert tracker.budget_spent() is None and tracker.k == k and tracker.phase is phase
+
+
+def test_budget_spent_is_nothing_to_the_fixed_and_parsimonious_trackers():
+    for tracker in (FixedTracker(2), ParsimoniousTracker(1, patience=3)):
+        drive(tracker, [1.0] * 10)
+        assert tracker.budget_spent() is None
 
 
 def test_zero_average_never_stagnates():
@@ -323,6 +508,18 @@ NAN_STEPS = (30, 31, 120)  # NaN losses, to carry NaN in the window and the stat
             _gap_below(4, _curve(300, seed=3, nan_at=NAN_STEPS)),
         ),
         (
+            "adaptive",
+            {
+                "k_init": 9,
+                "perf_loss": 0.4,
+                "patience_not_right": 10,
+                "eps_0": 10.0,
+                "rules": "paper",
+                "save_steps": 4,
+            },
+            _gap_below(4, _curve(300, seed=3, nan_at=NAN_STEPS)),
+        ),
+        (
             "parsimonious",
             {"patience": 15, "window": 10},
             _halved_per_mode(4, _curve(300, 3, NAN_STEPS, noise=0.005, jumps=False, scale=10)),
@@ -341,6 +538,20 @@ def test_state_round_trip_through_json_resumes_exactly(kind, params, loss_of):
         resumed.load_state_dict(state)
         tail = drive_interactive(resumed, loss_of, 300, stages, first_step=cut)
         assert head + tail == full, cut
+
+
+def test_a_state_saved_before_the_paper_rules_existed_still_loads():
+    tracker = AdaptiveTracker(5, perf_loss=1.0, patience_not_right=2, window=2)
+    drive(tracker, [0.5, 0.5, 2.0])
+    state = json.loads(json.dumps(tracker.state_dict()))
+    for key in ("rules", "save_steps"):
+        del state["params"][key]
+    for key in ("calls_at_k", "search_calls", "last_saved"):
+        del state[key]
+    resumed = make_tracker("adaptive", **state["params"])
+    resumed.load_state_dict(state)
+    assert resumed.k == 4 and resumed.rules == "current"
+    assert drive(resumed, [2.0] * 3) == drive(tracker, [2.0] * 3)
 
 
 def test_fixed_state_round_trip():
@@ -417,6 +628,7 @@ def lockstep(ours, reference, loss_of, steps, stage_length, compare_save_tags=Tr
             reference.start_stage()
         loss = loss_of(t, ours.k)
         mine, theirs = ours.update(loss), reference.update(loss)
+        mine = dataclasses.replace(mine, note=None)  # ours explains its restores; theirs does not
         if not compare_save_tags:  # the authors' `fit` names the checkpoint k_max + 1
             mine, theirs = ((d.k, d.save is not None, d.load, d.stop) for d in (mine, theirs))
         assert mine == theirs, (t, loss)

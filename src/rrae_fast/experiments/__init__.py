@@ -4,9 +4,12 @@ This layer ties the data sets, models, training loop and evaluation together; th
 (`rrae-fast train | evaluate | table1`) is a thin wrapper over it.
 """
 
+from ._budgets import VARIANTS as VARIANTS
+from ._budgets import budget_study as budget_study
 from ._config import RunConfig as RunConfig
 from ._evaluate import Metrics as Metrics
 from ._evaluate import evaluate as evaluate
+from ._evaluate import training_record as training_record
 from ._run import Run as Run
 from ._run import load_data as load_data
 from ._run import load_run as load_run
@@ -20,12 +23,15 @@ __all__ = [
     "ABLATION",
     "PAPER",
     "TABLE1",
+    "VARIANTS",
     "Metrics",
     "Run",
     "RunConfig",
+    "budget_study",
     "evaluate",
     "load_data",
     "load_run",
     "table1",
     "train",
+    "training_record",
 ]

@@ -11,7 +11,18 @@ from ..training import Stage, Tracker, make_tracker
 # The paper's synthetic protocol (App. C and the authors' example script): 2500 forward passes,
 # batch 64, the last 500 of them fine-tuning the decoder on the final basis; AdaBelief with
 # learning rate 1e-3, then 1e-4; inputs min-max normalised; aRRAE starts at k = 64.
-ADAPTIVE_DEFAULTS = {"patience_init": 50, "patience_not_right": 500}
+#
+# The aRRAE tracker's presets (`RunConfig.tracker_preset`):
+# * "authors": the authors' current example script (patience_init=50), under the rules of their
+#   current code;
+# * "paper": the tracker of their synthetic script of the paper's time (February 2025): the
+#   initial phase ends on a loss target of 1 % (`perf_loss`), under the rules of that time
+#   (`AdaptiveTracker`'s `rules="paper"`).
+ADAPTIVE_PRESETS: dict[str, dict[str, Any]] = {
+    "authors": {"patience_init": 50, "patience_not_right": 500},
+    "paper": {"rules": "paper", "perf_loss": 1.0, "patience_not_right": 500, "save_steps": 20},
+}
+ADAPTIVE_DEFAULTS = ADAPTIVE_PRESETS["authors"]
 PARSIMONIOUS_DEFAULTS = {"patience": 200, "eps_perc": 1.0}  # ours: 5000 cannot act in 2500 steps
 
 
@@ -32,6 +43,8 @@ class RunConfig:
         learning_rate, finetune_learning_rate: AdaBelief learning rates of the two stages.
         normalization: `"minmax"`, `"meanstd"` or `"none"` (scalar statistics of the train set).
         tracker: overrides of the tracker's parameters (adaptive / parsimonious models).
+        tracker_preset: the aRRAE tracker's preset the overrides apply to, `"authors"` or
+            `"paper"` (`ADAPTIVE_PRESETS`).
         seed: initialisation, batch order and evaluation draws.
     """
 
@@ -48,9 +61,17 @@ class RunConfig:
     finetune_learning_rate: float = 1e-4
     normalization: str = "minmax"
     tracker: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tracker_preset: str = "authors"
     seed: int = 0
 
     def __post_init__(self):
+        if self.tracker_preset not in ADAPTIVE_PRESETS:
+            raise ValueError(
+                f"tracker_preset must be one of {sorted(ADAPTIVE_PRESETS)}, "
+                f"got {self.tracker_preset!r}"
+            )
+        if self.tracker_preset != "authors" and self.model.kind != "arrae":
+            raise ValueError(f"a tracker preset applies to aRRAE only, not to {self.model.kind}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be ≥ 1")
         if self.finetune_steps is not None and not 0 <= self.finetune_steps <= self.steps:
@@ -74,9 +95,8 @@ class RunConfig:
         """The bottleneck tracker: adaptive for aRRAE, parsimonious for pars-RRAE, else fixed."""
         kind = self.model.kind
         if kind == "arrae":
-            return make_tracker(
-                "adaptive", k_init=self.model.k, **ADAPTIVE_DEFAULTS | self.tracker
-            )
+            params = ADAPTIVE_PRESETS[self.tracker_preset] | self.tracker
+            return make_tracker("adaptive", k_init=self.model.k, **params)
         if kind == "pars_rrae":
             params = PARSIMONIOUS_DEFAULTS | self.tracker
             return make_tracker("parsimonious", k_init=self.model.k, **params)

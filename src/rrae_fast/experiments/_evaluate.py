@@ -40,27 +40,49 @@ RANK_TOL = 1e-3  # singular values below 1e-3·σ1 are not counted as significan
 
 @dataclasses.dataclass
 class Metrics:
-    """Table-1 numbers of one run (errors in percent; `None` where not defined)."""
+    """Table-1 numbers of one run (errors in percent; `None` where not defined).
+
+    Attributes:
+        k: the code size (the final bottleneck of rank-reducing models).
+        train_error, test_error: reconstruction errors.
+        interpolation, random: bump misfit mean ± std of generated images (synthetic only).
+        latent_rank: significant singular values of the training latent.
+        spectrum: `σ_i/σ_1` of the training latent, the encoder's output.
+        spectrum_projected: the same after the bottleneck's inference-time operation (the
+            projection on the final basis for RRAEs; the latent itself for most others).
+        training: how the run was trained (`training_record`): seed, budget, tracker preset,
+            when `k` took its final value and for how many steps, the tracker's notes.
+    """
 
     k: int
     train_error: float
     test_error: float
-    interpolation: tuple[float, float] | None  # bump misfit mean ± std (synthetic only)
+    interpolation: tuple[float, float] | None
     random: tuple[float, float] | None
-    latent_rank: int  # significant singular values of the training latent
+    latent_rank: int
     spectrum: list[float]
+    spectrum_projected: list[float] = dataclasses.field(default_factory=list)
+    training: dict = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         def pm(v):
             return "n/a" if v is None else f"{v[0]:.2f} ± {v[1]:.2f}"
 
         tail = self.spectrum[self.k] if self.k < len(self.spectrum) else 0.0
-        return (
+        lines = [
             f"k = {self.k}   (training latent: σ_(k+1)/σ_1 = {tail:.2e}, "
-            f"{self.latent_rank} values above {RANK_TOL:g}·σ_1)\n"
-            f"train error {self.train_error:.2f} %   test error {self.test_error:.2f} %\n"
-            f"interpolation {pm(self.interpolation)} %   random {pm(self.random)} %"
-        )
+            f"{self.latent_rank} values above {RANK_TOL:g}·σ_1)"
+        ]
+        since = self.training.get("final_k_since_step")
+        if since is not None:
+            lines.append(
+                f"k = {self.k} in use from step {since}: "
+                f"{self.training['main_steps_at_final_k']} of the "
+                f"{self.training['main_steps']} main-stage steps"
+            )
+        lines.append(f"train error {self.train_error:.2f} %   test error {self.test_error:.2f} %")
+        lines.append(f"interpolation {pm(self.interpolation)} %   random {pm(self.random)} %")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -70,6 +92,39 @@ class Metrics:
 def _apply(model, method: str, x):
     """`model.<method>(x)`, compiled once per method and shape (`method` is static)."""
     return getattr(model, method)(x)
+
+
+@eqx.filter_jit
+def _from_codes(model, a):
+    return model.bottleneck.from_codes(a)
+
+
+def training_record(run: Run) -> dict:
+    """How `run` was trained, for `metrics.json`: seed, budget (steps in all, of which
+    fine-tuning), the aRRAE tracker preset, the step (1-based, counted from the start) from
+    which the main stage used its final `k` without a break, the main-stage steps at that `k`
+    in all, and the tracker's notes (restores) as `[step, sentence]`."""
+    config, history = run.config, run.history
+    stages = config.stages()
+    record: dict = {
+        "seed": config.seed,
+        "steps": config.steps,
+        "finetune_steps": sum(s.steps for s in stages if s.mode == "infer"),
+        "tracker_preset": config.tracker_preset if config.model.kind == "arrae" else None,
+        "main_steps": sum(1 for s in history.stage if s == 0),
+        "final_k_since_step": None,
+        "main_steps_at_final_k": 0,
+        "notes": [[step, text] for step, text in history.notes],
+    }
+    main = [k for k, s in zip(history.k, history.stage) if s == 0]
+    if config.rank_reducing and run.k in main:
+        last = max(i for i, k in enumerate(main) if k == run.k)
+        first = last
+        while first > 0 and main[first - 1] == run.k:
+            first -= 1
+        record["final_k_since_step"] = first + 1
+        record["main_steps_at_final_k"] = main.count(run.k)
+    return record
 
 
 def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 0) -> Metrics:
@@ -114,6 +169,7 @@ def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 
         random_score = mean_std(fit_bumps(samples, scale.offset, scale.factor).errors)
     latent = np.asarray(map_batches(lambda x: _apply(model, "encode", to_model(x)), data.x_train))
     spectrum = normalized_spectrum(latent)
+    projected = np.asarray(map_batches(lambda a: _from_codes(model, jnp.asarray(a)), codes))
     metrics = Metrics(
         k=run.k,
         train_error=float(train_error),
@@ -122,6 +178,8 @@ def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 
         random=random_score,
         latent_rank=effective_rank(spectrum, RANK_TOL),
         spectrum=[float(v) for v in spectrum],
+        spectrum_projected=[float(v) for v in normalized_spectrum(projected)],
+        training=training_record(run),
     )
     if out_dir is not None:
         out = Path(out_dir)

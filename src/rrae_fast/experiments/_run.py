@@ -74,8 +74,8 @@ def train(
 
     Args:
         config: the run.
-        out_dir: checkpoint directory (config, periodic and final checkpoints); None keeps
-            everything in memory.
+        out_dir: checkpoint directory (config, periodic and final checkpoints; the tracker's
+            restore points while the run lasts); None keeps everything in memory.
         resume: continue the run found in `out_dir` (it must have the same config).
         overwrite: replace a run found in `out_dir` (its checkpoints, config, metrics and
             figures are removed first). Without it, or `resume`, such a directory is refused.
@@ -114,14 +114,21 @@ def train(
                 f"{path} holds a training run; resume it (--resume), replace it (--overwrite) "
                 "or choose another output directory"
             )
-        if resume and ckpt.exists() and ckpt.read_config() != saved:
+        if resume and ckpt.exists() and _as_now(ckpt.read_config()) != saved:
             raise ValueError(f"{path} holds a run with another config; cannot resume it")
         if overwrite:
             ckpt.clear()
             for name in RUN_OUTPUTS:
                 (path / name).unlink(missing_ok=True)
         ckpt.write_config(saved)
-        return _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress)
+        run = _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress)
+        ckpt.remove_tags()  # the finished run no longer needs the tracker's restore points
+        return run
+
+
+def _as_now(saved: dict) -> dict:
+    """A run directory's saved config with the fields added since it was written filled in."""
+    return {**saved, "run": RunConfig.from_dict(saved["run"]).to_dict()}
 
 
 def _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress) -> Run:

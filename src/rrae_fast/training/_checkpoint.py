@@ -278,6 +278,16 @@ class CheckpointDir:
         save_tree(self.path / name, model)
         return name
 
+    def remove_tags(self) -> int:
+        """Removes the tracker's tagged models (once training is over nothing restores them);
+        returns how many were removed."""
+        removed = 0
+        for entry in self.path.iterdir():
+            if _TAG_NAME.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+                removed += 1
+        return removed
+
     def load_tag(self, k: int, like):
         path = self.path / f"tag-k{int(k)}.eqx"
         return load_tree(

@@ -74,11 +74,13 @@ class NonFiniteLoss(FloatingPointError):
 
 @dataclasses.dataclass
 class History:
-    """Per-step record of a run: batch loss, the `k` it used and its stage index."""
+    """Per-step record of a run: batch loss, the `k` it used and its stage index, and the
+    tracker's notes (restores) as `(step, sentence)`, the step counted from the run's start."""
 
     loss: list[float] = dataclasses.field(default_factory=list)
     k: list[int] = dataclasses.field(default_factory=list)
     stage: list[int] = dataclasses.field(default_factory=list)
+    notes: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
     def append(self, loss: float, k: int, stage: int) -> None:
         self.loss.append(loss)
@@ -91,12 +93,14 @@ class History:
             "loss": [None if math.isnan(v) else v for v in self.loss],
             "k": self.k,
             "stage": self.stage,
+            "notes": [[step, text] for step, text in self.notes],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, list]) -> History:
         loss = [math.nan if v is None else float(v) for v in d["loss"]]
-        return cls(loss, list(d["k"]), list(d["stage"]))
+        notes = [(int(step), str(text)) for step, text in d.get("notes", [])]
+        return cls(loss, list(d["k"]), list(d["stage"]), notes)
 
 
 @dataclasses.dataclass
@@ -259,6 +263,8 @@ def fit(
             if stage.mode == "train":
                 decision = tracker.update(loss)
                 k, stop = decision.k, decision.stop
+                if decision.note:
+                    history.notes.append((len(history.loss), decision.note))
                 if not stop:  # the tracker's order: restore, reset, save
                     model, opt_state = _apply(
                         decision, model, opt_state, opt, stage, tags, checkpoint
@@ -273,6 +279,14 @@ def fit(
                 break
             if checkpoint is not None and len(history.loss) % checkpoint_every == 0:
                 save(si, t + 1)
+        else:
+            if stage.mode == "train" and stage.steps > 0:
+                last = tracker.budget_spent()  # the steps ran out before a stop
+                if last is not None:
+                    k = last.k
+                    if last.note:
+                        history.notes.append((len(history.loss), last.note))
+                    model, opt_state = _apply(last, model, opt_state, opt, stage, tags, checkpoint)
         start_step, opt_state = 0, None
         save(si + 1, 0)
     bar.close()

@@ -19,9 +19,9 @@ use the average stay false for that long.
 Examples:
     >>> tracker = make_tracker("adaptive", k_init=4, perf_loss=1.0)
     >>> tracker.update(0.5)  # beats perf_loss: the search for k starts
-    Decision(k=4, save=None, load=None, reset_optimizer=False, stop=False)
+    Decision(k=4, save=None, load=None, reset_optimizer=False, stop=False, note=None)
     >>> tracker.update(0.5)  # beats it again: save the model as k=4, go on with k=3
-    Decision(k=3, save=4, load=None, reset_optimizer=False, stop=False)
+    Decision(k=3, save=4, load=None, reset_optimizer=False, stop=False, note=None)
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 DEFAULT_WINDOW = 20  # losses in the moving average (the reference's `stagn_window`)
+#: The adaptive tracker's rule sets: the reference now, and as it was for the paper's results.
+RULES = ("current", "paper")
 
 # The JSON form of the floats that plain JSON cannot hold (`json.dumps(allow_nan=False)`).
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -54,6 +56,8 @@ class Decision:
         load: replace the model with the checkpoint tagged with this rank, or None.
         reset_optimizer: re-create the optimizer state (after a `load`).
         stop: end the current training stage.
+        note: a sentence for the run's record when the decision is one a user should hear of
+            (a restore), or None.
     """
 
     k: int
@@ -61,6 +65,7 @@ class Decision:
     load: int | None = None
     reset_optimizer: bool = False
     stop: bool = False
+    note: str | None = None
 
 
 class Phase(StrEnum):
@@ -81,6 +86,9 @@ class Tracker(ABC):
     """
 
     kind: ClassVar[str]
+    #: Parameters added after states were first saved, with the value that matches the older
+    #: behaviour: a saved state without them gets these.
+    _added_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, k: int, phase: Phase, window: int) -> None:
         self._k = k
@@ -133,6 +141,15 @@ class Tracker(ABC):
             return Decision(self._k, stop=True)
         return self._step(loss, self._average)
 
+    def budget_spent(self) -> Decision | None:
+        """Tells the tracker that a training stage ran out of steps before it returned a stop.
+
+        Returns:
+            What to do before the next stage (restore a checkpoint, with a note saying why), or
+            None to go on with the current model and k. The base class returns None.
+        """
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """The whole state, as plain JSON data (no NaN or infinity: those become strings).
 
@@ -156,7 +173,8 @@ class Tracker(ABC):
         Raises:
             ValueError: if the state comes from another kind of tracker or other parameters.
         """
-        if state["kind"] != self.kind or state["params"] != self._params():
+        params = {**self._added_params, **state["params"]}
+        if state["kind"] != self.kind or params != self._params():
             raise ValueError(
                 f"this state belongs to a {state['kind']!r} tracker with {state['params']}, "
                 f"not to a {self.kind!r} tracker with {self._params()}"
@@ -236,13 +254,33 @@ class AdaptiveTracker(Tracker):
     * CONVERGED: stop after `converged_steps` steps in this phase, or once `patience_not_right`
       steps (counted since the phase began) had a relative change below `eps_perc`.
 
-    The smallest rank is `max(k_min, 1)`. A SEARCH step that starts at that rank is handled as
-    the first CONVERGED step instead, so k never goes below it. (The reference allows k to reach
-    `k_min` itself, 0 by default, which leaves an empty bottleneck.)
+    The search ends at `k_min` as in the reference: a SEARCH step that starts at k <= `k_min`
+    is handled as the first CONVERGED step. k never goes below 1: at k = 1 a step that beats the
+    target ends the search there (the reference would go on to k = 0, an empty bottleneck);
+    until then k = 1 is on trial like any other k and fails back to k = 2 the same way.
 
     If SEARCH runs out of patience before k was ever lowered, `k_init` is kept and the phase is
     CONVERGED with nothing loaded: there is no checkpoint at `k_init + 1`. (The reference raises
     k to `k_init + 1` and asks for that missing checkpoint.)
+
+    If the stage's steps run out during SEARCH (`budget_spent`), the k in use has not beaten the
+    target (it would have been lowered) and has not failed either: it was never shown to be
+    enough. k goes back up by one, to the last k that beat the target, with the checkpoint a
+    failure would load, and the decision's note says so. (The reference goes on with the k in
+    use.)
+
+    Two sets of rules, `rules`:
+
+    * `"current"` (default): the reference as it is now (`RRAE_gen_Tracker` since autumn 2025),
+      as described above.
+    * `"paper"`: the reference as it was when the paper's results were made (February–March
+      2025). A step is "not right" only when its relative change is below `eps_0` (a loss above
+      the average does not count). Lowering k saves the model only if k had been in use for at
+      least `save_steps` calls (INIT's included, for `k_init`) and the lowering is not on the
+      first SEARCH step after INIT or after the previous lowering. On failure k goes up by one
+      and the last checkpoint saved is loaded, whatever k it was saved at (nothing if none
+      was), and the optimizer state is kept. Its synthetic runs ended INIT on a loss target
+      (`perf_loss=1`, i.e. 1 %) rather than on `patience_init`.
 
     Args:
         k_init: the starting rank; choose it large (at most the bottleneck's full rank).
@@ -256,6 +294,8 @@ class AdaptiveTracker(Tracker):
         k_min: the smallest rank the search may reach (it never goes below 1).
         converged_steps: steps in CONVERGED before stopping, or None for no limit.
         window: losses in the moving average.
+        rules: `"current"` or `"paper"` (above).
+        save_steps: with the paper's rules, the calls at a k before lowering it saves it.
 
     Raises:
         ValueError: for a parameter out of range, or when INIT could never end (no
@@ -263,6 +303,7 @@ class AdaptiveTracker(Tracker):
     """
 
     kind = "adaptive"
+    _added_params: ClassVar[dict[str, Any]] = {"rules": "current", "save_steps": 20}
 
     def __init__(
         self,
@@ -276,7 +317,13 @@ class AdaptiveTracker(Tracker):
         k_min: int = 0,
         converged_steps: int | None = None,
         window: int = DEFAULT_WINDOW,
+        rules: str = "current",
+        save_steps: int = 20,
     ) -> None:
+        if rules not in RULES:
+            raise ValueError(f"rules must be one of {RULES}, got {rules!r}")
+        self.rules = rules
+        self.save_steps = _int_param("save_steps", save_steps, minimum=1)
         self.k_init = _int_param("k_init", k_init, minimum=1)
         self.patience_conv = _int_param("patience_conv", patience_conv, minimum=1)
         self.patience_init = (
@@ -301,12 +348,16 @@ class AdaptiveTracker(Tracker):
         self._count = 0  # stagnating (INIT, CONVERGED) or "not right" (SEARCH) steps
         self._count_conv = 0  # consecutive SEARCH steps beating the target
         self._converged_steps = 0  # steps taken in CONVERGED
+        self._calls_at_k = 0  # calls since k was last changed by the search (INIT's included)
+        self._search_calls = 0  # SEARCH calls since it began or k was last lowered
+        self._last_saved: int | None = None  # the tag of the last checkpoint saved
 
     def _step(self, loss: float, average: float) -> Decision:
         rel = _relative_percent(loss, average)
+        self._calls_at_k += 1
         if self._phase is Phase.INIT:
             return self._init_step(loss, average, rel)
-        if self._phase is Phase.SEARCH and self._k <= max(self.k_min, 1):
+        if self._phase is Phase.SEARCH and self._k <= self.k_min:
             self._phase = Phase.CONVERGED
         if self._phase is Phase.SEARCH:
             return self._search_step(loss, average, rel)
@@ -326,24 +377,63 @@ class AdaptiveTracker(Tracker):
         return Decision(self._k)
 
     def _search_step(self, loss: float, average: float, rel: float) -> Decision:
+        paper = self.rules == "paper"
+        self._search_calls += 1
         if loss < self._target:
             self._count = 0
             self._count_conv += 1
             if self._count_conv < self.patience_conv:
                 return Decision(self._k)
             self._count_conv = 0
+            if self._k == 1:  # reached the target at the smallest rank: the search ends here
+                self._phase = Phase.CONVERGED
+                return Decision(self._k)
+            saved: int | None = self._k
+            if paper and (
+                self._search_calls == self.patience_conv or self._calls_at_k < self.save_steps
+            ):
+                saved = None
             self._k -= 1
-            return Decision(self._k, save=self._k + 1)
+            self._calls_at_k = self._search_calls = 0
+            if saved is not None:
+                self._last_saved = saved
+            return Decision(self._k, save=saved)
         self._count_conv = 0
-        if rel < self.eps_0 or loss > average:
+        if rel < self.eps_0 or (not paper and loss > average):
             self._count += 1
             if self._count == self.patience_not_right:
                 self._count = 0
                 self._phase = Phase.CONVERGED
                 if self._k < self.k_init:
-                    self._k += 1
-                    return Decision(self._k, load=self._k, reset_optimizer=True)
+                    missed = "stagnated" if paper else "stagnated or worsened"
+                    why = (
+                        f"k = {self._k} did not reach the target loss {self._target:.4g} "
+                        f"({self.patience_not_right} steps {missed} above it)"
+                    )
+                    return self._back_up(why, reset_optimizer=not paper)
         return Decision(self._k)
+
+    def _back_up(self, why: str, reset_optimizer: bool) -> Decision:
+        """k + 1 with the checkpoint the rules restore: the one saved at k + 1, or (paper) the
+        last one saved; `why` begins the note."""
+        self._k += 1
+        self._calls_at_k = 0
+        load = self._k if self.rules == "current" else self._last_saved
+        if load is None:
+            return Decision(self._k, note=f"{why}: k = {self._k}, no checkpoint to restore")
+        at = f"saved at k = {load}" if load == self._k else f"last saved (at k = {load})"
+        note = f"{why}: k = {self._k} with the model {at}"
+        return Decision(self._k, load=load, reset_optimizer=reset_optimizer, note=note)
+
+    def budget_spent(self) -> Decision | None:
+        if self._phase is not Phase.SEARCH or self._k >= self.k_init:
+            return None
+        self._phase = Phase.CONVERGED
+        why = (
+            f"the stage ended while k = {self._k} was on trial (it had not reached the "
+            f"target loss {self._target:.4g})"
+        )
+        return self._back_up(why, reset_optimizer=False)
 
     def _converged_step(self, rel: float) -> Decision:
         self._converged_steps += 1
@@ -367,6 +457,8 @@ class AdaptiveTracker(Tracker):
             "k_min": self.k_min,
             "converged_steps": self.converged_steps,
             "window": self._window,
+            "rules": self.rules,
+            "save_steps": self.save_steps,
         }
 
     def _state(self) -> dict[str, Any]:
@@ -375,6 +467,9 @@ class AdaptiveTracker(Tracker):
             "count": self._count,
             "count_conv": self._count_conv,
             "converged_steps_taken": self._converged_steps,
+            "calls_at_k": self._calls_at_k,
+            "search_calls": self._search_calls,
+            "last_saved": self._last_saved,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -382,6 +477,11 @@ class AdaptiveTracker(Tracker):
         self._count = int(state["count"])
         self._count_conv = int(state["count_conv"])
         self._converged_steps = int(state["converged_steps_taken"])
+        # Absent from states saved before the paper's rules existed (they did not use them).
+        self._calls_at_k = int(state.get("calls_at_k", 0))
+        self._search_calls = int(state.get("search_calls", 0))
+        last = state.get("last_saved")
+        self._last_saved = None if last is None else int(last)
 
 
 class ParsimoniousTracker(Tracker):
