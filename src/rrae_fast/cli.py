@@ -138,7 +138,7 @@ def _table1(args: argparse.Namespace) -> int:
         steps=args.steps,
         models=args.models,
         ablation=args.ablation,
-        seed=args.seed,
+        seeds=args.seeds,
         progress=not args.no_progress,
         command=command,
     )
@@ -232,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t1.add_argument("--steps", type=int, default=2500, help="forward passes per model")
     t1.add_argument("--models", nargs="+", default=None, help="labels to run (default: all)")
     t1.add_argument("--ablation", action="store_true", help="add Appendix B's ablation models")
-    t1.add_argument("--seed", type=int, default=0)
-    t1.add_argument("--out", default="rrae-table1", help="output directory")
+    t1.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per model and seed")
+    t1.add_argument("--out", default="rrae-table1", help="output directory (resumable)")
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
     t1.set_defaults(run=_table1, command_line=None)
 

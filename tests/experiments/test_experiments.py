@@ -149,12 +149,39 @@ def test_table1_markdown_and_a_reduced_run(tmp_path, monkeypatch):
     results = table1(tmp_path, steps=6, models=["Long", "RRAE (fixed)"], progress=True)
     assert list(results) == ["Long", "RRAE (fixed)"]
     text = (tmp_path / "table1.md").read_text()
-    assert "| RRAE (fixed) | 2 |" in text and "0.98" in text  # ours beside the paper's
-    assert json.loads((tmp_path / "table1.json").read_text())["Long"]["k"] == 200  # L
-    assert results["Long"].interpolation is not None
+    assert "| RRAE (fixed) | 1 | 2 |" in text and "0.98" in text  # ours beside the paper's
+    saved = json.loads((tmp_path / "table1.json").read_text())
+    assert saved["steps"] == 6 and saved["runs"]["Long"]["0"]["k"] == 200  # L
+    assert results["Long"][0].interpolation is not None
     with pytest.raises(ValueError, match="unknown models"):
         table1(tmp_path, models=["VAE"])
-    assert "n/a" in markdown({"Weak": _fake_metrics()}, "x")
+    with pytest.raises(ValueError, match="holds a table of 6 steps"):
+        table1(tmp_path, steps=8, models=["Long"])
+    assert "n/a" in markdown({"Weak": [_fake_metrics()]}, "x")
+
+
+def test_table1_over_seeds_resumes_and_averages(tmp_path, monkeypatch):
+    """Finished (model, seed) runs are read back, not trained again; several seeds give the
+    mean ± std over seeds."""
+    from rrae_fast.experiments import _table1
+
+    monkeypatch.setattr(_table1, "load_data", lambda config: _small_synthetic())
+    table1(tmp_path, steps=6, models=["Long"], seeds=[0], progress=False)
+    trained = []
+    real_train = _table1.train
+    monkeypatch.setattr(
+        _table1,
+        "train",
+        lambda config, *a, **kw: trained.append(config.seed) or real_train(config, *a, **kw),
+    )
+    results = table1(tmp_path, steps=6, models=["Long"], seeds=[0, 1], progress=False)
+    assert trained == [1] and len(results["Long"]) == 2
+    errors = [m.train_error for m in results["Long"]]
+    mean, std = np.mean(errors), np.std(errors, ddof=1)
+    assert (
+        f"| Long | 2 | 200 | {mean:.2f} ± {std:.2f} / 1.95 |"
+        in (tmp_path / "table1.md").read_text()
+    )
 
 
 def _small_synthetic():

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..models import ModelConfig
+from ..training._checkpoint import write_json
 from ._config import RunConfig
 from ._evaluate import Metrics, evaluate
 from ._run import load_data, train
@@ -54,23 +57,53 @@ def _num(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
-def markdown(results: dict[str, Metrics], command: str) -> str:
-    """A markdown table of our numbers beside the paper's."""
+def _over_seeds(values: list[float]) -> str:
+    """One value as it is; several as mean ± standard deviation over the seeds."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def markdown(results: dict[str, list[Metrics]], command: str) -> str:
+    """A markdown table of our numbers beside the paper's.
+
+    With one seed per model, interpolation and random sampling show the run's mean ± std over
+    its 250 generated images, as the paper does; with several, every column shows the mean ±
+    std over the seeds (of the runs' means for the generated images), and `n` says how many.
+    """
     lines = [
         f"Command: `{command}`",
         "",
-        "| Model | code size | Train (ours / paper) | Test (ours / paper) "
+        "| Model | n | code size | Train (ours / paper) | Test (ours / paper) "
         "| Interpolation (ours / paper) | Random (ours / paper) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
-    for label, m in results.items():
+    for label, runs in results.items():
         p = PAPER[label]
+        sizes = sorted({m.k for m in runs})
+        if len(runs) == 1:
+            interp, rand = _pm(runs[0].interpolation), _pm(runs[0].random)
+        else:
+            interp = _generated(runs, "interpolation")
+            rand = _generated(runs, "random")
         lines.append(
-            f"| {label} | {m.k} | {m.train_error:.2f} / {_num(p[0])} "
-            f"| {m.test_error:.2f} / {_num(p[1])} | {_pm(m.interpolation)} / {p[2]} "
-            f"| {_pm(m.random)} / {p[3]} |"
+            f"| {label} | {len(runs)} | {'/'.join(map(str, sizes))} "
+            f"| {_over_seeds([m.train_error for m in runs])} / {_num(p[0])} "
+            f"| {_over_seeds([m.test_error for m in runs])} / {_num(p[1])} "
+            f"| {interp} / {p[2]} | {rand} / {p[3]} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _generated(runs: list[Metrics], name: str) -> str:
+    scores = [getattr(m, name) for m in runs]
+    if any(v is None for v in scores):
+        return "n/a"
+    return _over_seeds([v[0] for v in scores])
+
+
+def _slug(label: str) -> str:
+    return label.replace(" ", "_").replace("(", "").replace(")", "")
 
 
 def table1(
@@ -79,24 +112,32 @@ def table1(
     steps: int = 2500,
     models: list[str] | None = None,
     ablation: bool = False,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     progress: bool = True,
     command: str = "rrae-fast table1",
-) -> dict[str, Metrics]:
+) -> dict[str, list[Metrics]]:
     """Train and evaluate every model of Table 1 (and the ablation) with the paper's protocol.
 
+    Each (model, seed) is recorded in `table1.json` as soon as it finishes, and `table1.md` is
+    rewritten, so an interrupted table resumes: finished runs are read back, an unfinished one
+    continues from its last checkpoint.
+
     Args:
-        out_dir: one sub-directory per model (checkpoint + figures), `table1.md` and
-            `table1.json` with the results.
+        out_dir: one sub-directory per model and seed (checkpoint + figures), `table1.md` and
+            `table1.json` (per model, per seed: every metric, the budget, the wall time, the
+            command).
         steps: forward passes per model (the paper: 2500, of which 500 fine-tuning for RRAEs).
         models: labels to run (default: all of Table 1, plus the ablation if `ablation`).
         ablation: include Appendix B's Weak, Fix-b, Learn-b and pars-RRAE.
-        seed: initialisation, batch order and evaluation draws.
+        seeds: initialisation, batch order, test set and evaluation draws, one run each.
         progress: show progress bars.
         command: the command line recorded in the table.
 
     Returns:
-        The metrics per model label.
+        The metrics per model label, one per seed in the order of `seeds`.
+
+    Raises:
+        ValueError: unknown model labels, or an `out_dir` that holds a table of another budget.
     """
     catalogue = TABLE1 | (ABLATION if ablation else {})
     labels = list(catalogue) if models is None else models
@@ -104,18 +145,48 @@ def table1(
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {list(TABLE1 | ABLATION)}")
     out = Path(out_dir)
-    data = load_data(RunConfig(seed=seed))
-    results, timings = {}, {}
-    for label in labels:
-        config = RunConfig(model=(TABLE1 | ABLATION)[label], steps=steps, seed=seed)
-        sub = out / label.replace(" ", "_").replace("(", "").replace(")", "")
-        start = time.perf_counter()
-        run = train(config, sub, overwrite=True, progress=progress, data=data)
-        results[label] = evaluate(run, sub, seed=seed)
-        timings[label] = time.perf_counter() - start
-        if progress:
-            print(f"{label}: {results[label].summary()}", flush=True)
-    (out / "table1.md").write_text(markdown(results, command))
-    dump = {label: m.to_dict() | {"seconds": timings[label]} for label, m in results.items()}
-    (out / "table1.json").write_text(json.dumps(dump, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "table1.json"
+    record: dict = json.loads(path.read_text()) if path.exists() else {}
+    if record and record.get("steps") != steps:
+        raise ValueError(
+            f"{out} holds a table of {record.get('steps')} steps per model, not {steps}: "
+            "choose another --out"
+        )
+    record = {"steps": steps, "command": command, "runs": record.get("runs", {})}
+    results: dict[str, list[Metrics]] = {}
+    for seed in seeds:
+        data = None
+        for label in labels:
+            done = record["runs"].get(label, {}).get(str(seed))
+            if done is None:
+                if data is None:
+                    data = load_data(RunConfig(seed=seed))
+                config = RunConfig(model=(TABLE1 | ABLATION)[label], steps=steps, seed=seed)
+                start = time.perf_counter()
+                run = train(
+                    config,
+                    out / _slug(label) / f"seed{seed}",
+                    resume=True,
+                    progress=progress,
+                    data=data,
+                )
+                metrics = evaluate(run, out / _slug(label) / f"seed{seed}", seed=seed)
+                done = metrics.to_dict() | {"seconds": round(time.perf_counter() - start, 1)}
+                record["runs"].setdefault(label, {})[str(seed)] = done
+                write_json(path, record)
+                if progress:
+                    print(f"{label}, seed {seed}: {metrics.summary()}", flush=True)
+            results.setdefault(label, []).append(_metrics(done))
+            (out / "table1.md").write_text(markdown(results, command))
     return results
+
+
+def _metrics(d: dict) -> Metrics:
+    fields = {f for f in Metrics.__dataclass_fields__}
+    m = Metrics(**{k: v for k, v in d.items() if k in fields})
+    for name in ("interpolation", "random"):
+        value = getattr(m, name)
+        if value is not None:
+            setattr(m, name, tuple(value))
+    return m
