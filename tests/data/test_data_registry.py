@@ -37,11 +37,13 @@ def test_names_dispatch(tmp_path, rng):
         assert ds.name == name and ds.x_train.shape == (4, 1, 2, 3) and ds.p_test.shape == (2,)
 
 
-def test_name_errors(tmp_path):
+def test_name_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"'cifar'.*'synthetic', 'mnist', 'fashion_mnist'"):
         load_dataset("cifar")
-    for name in ("mnist", "fashion_mnist"):
-        with pytest.raises(ValueError, match=f"{name} is read from IDX files.*directory"):
+    monkeypatch.setenv("RRAE_FAST_DATA", str(tmp_path / "empty-cache"))
+    for name in ("mnist", "fashion_mnist"):  # without a directory: the cache, empty here
+        command = f"rrae-fast data fetch {name.replace('_', '-')}"
+        with pytest.raises(FileNotFoundError, match=f"{name}: .*lacks .*`{command}`"):
             load_dataset(name)
     with pytest.raises(ValueError, match="reads no directory"):
         load_dataset("digits", tmp_path)

@@ -3,6 +3,10 @@
 from ._dataset import Affine as Affine
 from ._dataset import Dataset as Dataset
 from ._digits import load_digits as load_digits
+from ._fetch import FetchError as FetchError
+from ._fetch import cache_root as cache_root
+from ._fetch import fetch as fetch
+from ._fetch import verify as verify
 from ._idx import load_fashion_mnist as load_fashion_mnist
 from ._idx import load_idx_dataset as load_idx_dataset
 from ._idx import load_mnist as load_mnist
@@ -20,7 +24,10 @@ __all__ = [
     "DATASETS",
     "Affine",
     "Dataset",
+    "FetchError",
     "Normalizer",
+    "cache_root",
+    "fetch",
     "gaussian_bumps",
     "grid",
     "grid_centres",
@@ -32,4 +39,5 @@ __all__ = [
     "random_centres",
     "read_idx",
     "synthetic_bumps",
+    "verify",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._dataset import Affine, Dataset
+from ._fetch import cached, fetch_command
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (n, rows, cols); data at 16
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (n); data at 8
@@ -176,7 +177,8 @@ def _find_files(directory: Path, name: str) -> list[Path]:
     if missing:
         raise FileNotFoundError(
             f"{name}: {directory} lacks {', '.join(missing)}; it must hold "
-            f"{', '.join(expected)} ({accepted})"
+            f"{', '.join(expected)} ({accepted}); `{fetch_command(name, directory)}` puts "
+            "them there"
         )
     return found
 
@@ -216,17 +218,22 @@ def load_idx_dataset(directory: str | os.PathLike, name: str) -> Dataset:
     )
 
 
-def load_mnist(directory: str | os.PathLike) -> Dataset:
+def load_mnist(directory: str | os.PathLike | None = None) -> Dataset:
     """MNIST from its four IDX files in `directory` (60000 train / 10000 test, 28×28).
 
-    See `load_idx_dataset` for the accepted file names and the returned arrays.
+    Without `directory`, from the cache that `rrae-fast data fetch mnist` fills, each file's
+    SHA-256 checked first. See `load_idx_dataset` for the accepted file names and the returned
+    arrays.
     """
-    return load_idx_dataset(directory, "mnist")
+    return load_idx_dataset(cached("mnist") if directory is None else directory, "mnist")
 
 
-def load_fashion_mnist(directory: str | os.PathLike) -> Dataset:
+def load_fashion_mnist(directory: str | os.PathLike | None = None) -> Dataset:
     """Fashion-MNIST from its four IDX files in `directory` (60000 train / 10000 test, 28×28).
 
-    See `load_idx_dataset` for the accepted file names and the returned arrays.
+    Without `directory`, from the cache that `rrae-fast data fetch fashion-mnist` fills, each
+    file's SHA-256 checked first. See `load_idx_dataset` for the accepted file names and the
+    returned arrays.
     """
-    return load_idx_dataset(directory, "fashion_mnist")
+    where = cached("fashion_mnist") if directory is None else directory
+    return load_idx_dataset(where, "fashion_mnist")

@@ -28,16 +28,15 @@ def load_dataset(name: str, directory: str | os.PathLike | None = None, **kwargs
     Args:
         name: "synthetic" (`synthetic_bumps`), "digits" (`load_digits`), "mnist" or
             "fashion_mnist" (`load_mnist` / `load_fashion_mnist`).
-        directory: the folder of the IDX files; required by "mnist" and "fashion_mnist", not
-            accepted by the others, which need no files.
+        directory: the folder of the IDX files of "mnist" and "fashion_mnist" (default: the
+            cache `rrae-fast data fetch` fills); not accepted by the others, which need no
+            files.
         **kwargs: passed to the loader (e.g. `train_size`, `test_mode` for "synthetic").
 
     Returns:
         The loader's `Dataset`.
     """
     if name in _FROM_FILES:
-        if directory is None:
-            raise ValueError(f"{name} is read from IDX files: pass the directory that holds them")
         return _FROM_FILES[name](directory, **kwargs)
     if name in _BUILT_IN:
         if directory is not None:
