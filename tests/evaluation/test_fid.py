@@ -1,0 +1,110 @@
+"""The Fréchet distance and FID-LeNet: the formula against SciPy, its behaviour, the network's
+gate and its frozen, hash-checked storage."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from rrae_fast.evaluation import (
+    fid,
+    frechet_distance,
+    lenet_features,
+    load_lenet,
+    save_lenet,
+    train_lenet,
+)
+from rrae_fast.evaluation._lenet import GateNotPassed, lenet_paths
+
+
+def _gaussian(rng, n, d, scale=1.0, shift=0.0):
+    mix = rng.standard_normal((d, d)) * scale
+    return rng.standard_normal((n, d)) @ mix + shift
+
+
+def test_agrees_with_scipys_sqrtm_on_random_gaussians(rng):
+    for d in (3, 16):
+        a, b = _gaussian(rng, 400, d), _gaussian(rng, 300, d, 1.5, 0.7)
+        mu = a.mean(0) - b.mean(0)
+        ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        root = scipy.linalg.sqrtm(ca @ cb).real
+        expected = mu @ mu + np.trace(ca + cb - 2 * root)
+        assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_set_against_itself_is_zero_and_noise_makes_it_grow(rng):
+    a = _gaussian(rng, 500, 10)
+    assert abs(frechet_distance(a, a)) < 1e-9 * np.trace(np.cov(a, rowvar=False))
+    noise = rng.standard_normal(a.shape)
+    distances = [frechet_distance(a, a + s * noise) for s in (0.0, 0.1, 0.3, 1.0, 3.0)]
+    assert distances[0] == pytest.approx(0, abs=1e-9)
+    assert all(x < y for x, y in itertools.pairwise(distances)), distances
+
+
+def test_singular_covariances_fewer_samples_than_features(rng):
+    """Rank-deficient covariances (n < d, dead features) give a real, finite distance."""
+    a = np.concatenate([rng.standard_normal((5, 8)), np.zeros((5, 4))], axis=1)
+    b = a + 0.5
+    assert frechet_distance(a, b) == pytest.approx(12 * 0.25 + 0, abs=1e-9)  # a shift only
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="same d"):
+        frechet_distance(np.zeros((3, 2)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(np.zeros((1, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        frechet_distance(np.full((3, 2), np.nan), np.zeros((3, 2)))
+
+
+def _squares(rng, per_class):
+    """28×28 images of a bright square whose place is the label, with noise."""
+    labels = np.repeat(np.arange(10), per_class)
+    x = 0.1 * rng.random((len(labels), 1, 28, 28)).astype(np.float32)
+    for i, c in enumerate(labels):
+        r, col = 2 + 10 * (c // 5), 1 + 5 * (c % 5)
+        x[i, 0, r : r + 6, col : col + 4] = 1.0
+    return x, labels
+
+
+@pytest.fixture(scope="module")
+def trained():
+    rng = np.random.default_rng(0)
+    x, y = _squares(rng, 12)
+    xt, yt = _squares(rng, 3)
+    return train_lenet(x, y, xt, yt, gate=0.9, epochs=4, batch_size=20, say=lambda s: None), xt
+
+
+def test_the_gate_is_enforced():
+    rng = np.random.default_rng(1)
+    x, y = _squares(rng, 2)
+    with pytest.raises(GateNotPassed, match=r"below the gate 1\.01"):
+        train_lenet(x, y, x, y, gate=1.01, epochs=1, batch_size=10, say=lambda s: None)
+
+
+def test_frozen_weights_round_trip_and_are_checked(trained, tmp_path):
+    net, images = trained
+    assert net.accuracy >= 0.9
+    path = save_lenet("mnist", net, {"epochs": 4}, root=tmp_path)
+    back = load_lenet("mnist", root=tmp_path)
+    assert back.sha256 == net.sha256 and back.accuracy == net.accuracy
+    np.testing.assert_array_equal(
+        lenet_features(back.net, images), lenet_features(net.net, images)
+    )
+    assert lenet_features(net.net, images).shape == (len(images), 256)
+    many, _ = _squares(np.random.default_rng(2), 30)  # more images than features: Σ full rank
+    spread = np.trace(np.cov(lenet_features(net.net, many), rowvar=False))
+    assert abs(fid(many, many, dataset="mnist", root=tmp_path)) < 1e-9 * spread
+    shifted = np.clip(many + 0.3, 0, 1)
+    assert fid(many, shifted, dataset="mnist", root=tmp_path) > 1e-3 * spread
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"not the network its record.*data lenet mnist"):
+        load_lenet("mnist", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="`rrae-fast data lenet fashion-mnist`"):
+        load_lenet("fashion_mnist", root=tmp_path)
+    assert lenet_paths("fashion-mnist", tmp_path)[0].name == "fashion_mnist.eqx"
