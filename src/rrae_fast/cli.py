@@ -2,8 +2,13 @@
 
 Commands: ``train`` (default: an aRRAE on the built-in synthetic set, printing the bottleneck it
 found and the Table-1 metrics), ``evaluate`` (a trained run's directory), ``table1`` (the paper's
-Table 1, optionally its ablation), ``rollback`` (resume a run from its previous checkpoint after
-the latest was damaged), ``demo`` (the truncated-SVD op alone).
+Table 1, optionally its ablation), ``budgets`` (aRRAE and RRAE against the step budget),
+``data`` (fetch MNIST / Fashion-MNIST, train their FID-LeNet), ``rollback`` (resume a run from
+its previous checkpoint after the latest was damaged), ``demo`` (the truncated-SVD op alone).
+
+Exit codes: 0 success; 1 an error the message explains in one line (bad option values, a
+missing or damaged file, a refused run directory, a failed download); 2 a malformed command
+line (argparse's usage message); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -63,7 +68,13 @@ def _tracker_overrides(items: list[str]) -> dict:
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--tracker expects NAME=VALUE, got {item!r}")
-        out[name] = json.loads(value)
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"--tracker {item!r}: the value must be JSON: a number, true, false, null "
+                "or a quoted string (in a shell: --tracker rules='\"paper\"')"
+            ) from None
     return out
 
 
@@ -241,7 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr = sub.add_parser("train", help="train a model (default: aRRAE on the synthetic set)")
     tr.add_argument("--model", default="arrae", choices=KINDS, help="model family")
     tr.add_argument(
-        "--dataset", default="synthetic", help="synthetic, digits, mnist, fashion_mnist"
+        "--dataset",
+        default="synthetic",
+        choices=["synthetic", "digits", "mnist", "fashion_mnist"],
+        help="data set",
     )
     tr.add_argument(
         "--data-dir",
@@ -249,19 +263,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="directory of the IDX files (MNIST sets; default: the cache `data fetch` fills)",
     )
     tr.add_argument(
-        "--test-mode", default="independent", help="synthetic test set: independent or authors"
+        "--test-mode",
+        default="independent",
+        choices=["independent", "authors"],
+        help="synthetic test set: random centres, or the authors' diagonal ones",
     )
     tr.add_argument("--train-size", type=int, default=400, help="synthetic training samples")
     tr.add_argument("--test-size", type=int, default=10000, help="synthetic test samples")
     tr.add_argument("--steps", type=int, default=2500, help="forward passes, fine-tuning included")
-    tr.add_argument("--finetune-steps", type=int, default=None, help="default: steps // 5")
-    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument(
+        "--finetune-steps", type=int, default=None, help="of which fine-tuning (None: steps // 5)"
+    )
+    tr.add_argument("--batch-size", type=int, default=64, help="samples per step")
     tr.add_argument("--latent-size", type=int, default=200, help="latent length L")
     tr.add_argument(
-        "--k", type=int, default=None, help="bottleneck (aRRAE: initial k, default 64)"
+        "--k", type=int, default=None, help="bottleneck (None: 64 for aRRAE, 1 pars-RRAE, else 2)"
     )
     tr.add_argument("--lr", type=float, default=1e-3, help="learning rate of the main stage")
-    tr.add_argument("--finetune-lr", type=float, default=1e-4)
+    tr.add_argument(
+        "--finetune-lr", type=float, default=1e-4, help="learning rate of the fine-tuning"
+    )
     tr.add_argument(
         "--tracker",
         action="append",
@@ -276,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="aRRAE tracker: the authors' current example (authors) or their tracker and "
         "rules of the paper's time, ending its first phase at a 1 %% loss (paper)",
     )
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="initialisation, batches, evaluation")
     tr.add_argument("--out", default="rrae-run", help="output directory")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument(
@@ -288,12 +309,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="evaluate a trained run directory")
     ev.add_argument("run_dir", help="directory written by `rrae-fast train`")
     ev.add_argument("--out", default=None, help="where to draw figures (default: run_dir)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation's draws")
     ev.set_defaults(run=_evaluate)
 
     t1 = sub.add_parser("table1", help="the paper's Table 1 on the synthetic set")
     t1.add_argument("--steps", type=int, default=2500, help="forward passes per model")
-    t1.add_argument("--models", nargs="+", default=None, help="labels to run (default: all)")
+    t1.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="models by family (rrae, diabolo, ...) or label ('RRAE (fixed)'); None: all",
+    )
     t1.add_argument("--ablation", action="store_true", help="add Appendix B's ablation models")
     t1.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per model and seed")
     t1.add_argument("--out", default="rrae-table1", help="output directory (resumable)")
@@ -350,16 +376,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--n", type=int, default=64, help="columns (batch size)")
     demo.add_argument("--rank", type=int, default=5, help="planted rank")
     demo.add_argument("--k", type=int, default=None, help="triplets to keep (default: rank)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the matrix")
     demo.set_defaults(run=_demo)
+    for p in (*sub.choices.values(), *data_sub.choices.values()):
+        p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     args = parser.parse_args(argv)
     if args.command in ("table1", "budgets") and argv is not None:
         args.command_line = list(argv)
+    from .data import FetchError
     from .training import CheckpointError, NonFiniteLoss, RunDirectoryBusy
 
     try:
         return args.run(args)
-    except (CheckpointError, RunDirectoryBusy, FileExistsError, NonFiniteLoss) as e:
-        # The message names the file and what to do: no traceback needed.
-        print(f"rrae-fast {args.command}: {e}", file=sys.stderr)
+    except (
+        CheckpointError,
+        RunDirectoryBusy,
+        NonFiniteLoss,
+        FetchError,
+        OSError,  # missing, unreadable or unwritable files and directories
+        ValueError,  # option values the library refuses (its messages name them)
+    ) as e:
+        # The message names the file or option and what to do: no traceback needed.
+        print(f"rrae-fast {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        hint = ""
+        if args.command == "train":
+            hint = f"; the last checkpoint in {args.out} is kept: continue with --resume"
+        print(f"rrae-fast {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130

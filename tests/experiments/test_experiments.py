@@ -262,3 +262,58 @@ def test_budget_study_records_each_run_and_resumes(tmp_path, monkeypatch):
         _budgets.budget_study(tmp_path, variants=["VAE"], **kwargs)
     with pytest.raises(ValueError, match="must exceed"):
         _budgets.budget_study(tmp_path, **{**kwargs, "steps": [2]})
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--steps", "-5"], "rrae-fast train: error: steps and batch_size must be ≥ 1"),
+        (
+            ["train", "--tracker", "foo=1"],
+            "rrae-fast train: error: unknown adaptive tracker parameter 'foo'; known: k_init,",
+        ),
+        (
+            ["train", "--tracker", "rules=paper"],
+            "rrae-fast train: error: --tracker 'rules=paper': the value must be JSON",
+        ),
+        (["evaluate", "nowhere"], "rrae-fast evaluate: error: no training run found in nowhere"),
+        (["table1", "--models", "vae"], "rrae-fast table1: error: unknown models ['vae']"),
+    ],
+)
+def test_cli_errors_are_one_line_before_any_work(args, message, tmp_path, capsys, monkeypatch):
+    """Bad values end in one line naming the option or file, with exit code 1, before any data
+    is loaded or anything compiled."""
+    from rrae_fast.experiments import _run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_run, "load_data", lambda config: pytest.fail("data were loaded"))
+    assert cli.main([*args, "--no-progress"] if args[0] == "train" else args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_cli_usage_errors_and_interrupts(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--dataset", "cifar"])
+    assert e.value.code == 2 and "invalid choice: 'cifar'" in capsys.readouterr().err
+    file = tmp_path / "a-file"
+    file.write_text("")
+    assert cli.main(["train", "--out", str(file), "--steps", "5", "--no-progress"]) == 1
+    assert "is not a directory" in capsys.readouterr().err
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_train", interrupted)
+    assert cli.main(["train", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err == (
+        f"rrae-fast train: interrupted; the last checkpoint in {tmp_path / 'run'} is kept: "
+        "continue with --resume\n"
+    )
+
+
+def test_cli_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 2500)" in out and "(default: arrae)" in out and "(default: 64)" in out

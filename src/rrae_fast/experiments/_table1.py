@@ -127,7 +127,8 @@ def table1(
             `table1.json` (per model, per seed: every metric, the budget, the wall time, the
             command).
         steps: forward passes per model (the paper: 2500, of which 500 fine-tuning for RRAEs).
-        models: labels to run (default: all of Table 1, plus the ablation if `ablation`).
+        models: model families (`"rrae"`, `"diabolo"`, ...) or labels (`"RRAE (fixed)"`) to
+            run (default: all of Table 1, plus the ablation if `ablation`).
         ablation: include Appendix B's Weak, Fix-b, Learn-b and pars-RRAE.
         seeds: initialisation, batch order, test set and evaluation draws, one run each.
         progress: show progress bars.
@@ -140,10 +141,14 @@ def table1(
         ValueError: unknown model labels, or an `out_dir` that holds a table of another budget.
     """
     catalogue = TABLE1 | (ABLATION if ablation else {})
-    labels = list(catalogue) if models is None else models
+    by_kind = {config.kind: label for label, config in (TABLE1 | ABLATION).items()}
+    labels = list(catalogue) if models is None else [by_kind.get(m, m) for m in models]
     unknown = [m for m in labels if m not in TABLE1 | ABLATION]
     if unknown:
-        raise ValueError(f"unknown models {unknown}; choose from {list(TABLE1 | ABLATION)}")
+        raise ValueError(
+            f"unknown models {unknown}; choose from {list(by_kind)} or their labels "
+            f"{list(TABLE1 | ABLATION)}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "table1.json"

@@ -26,6 +26,7 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from abc import ABC, abstractmethod
@@ -581,6 +582,13 @@ def make_tracker(kind: str, **params: Any) -> Tracker:
     """
     if kind not in _KINDS:
         raise ValueError(f"unknown tracker kind {kind!r}; expected one of {sorted(_KINDS)}")
+    known = inspect.signature(_KINDS[kind]).parameters
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown {kind} tracker parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
     return _KINDS[kind](**params)
 
 
