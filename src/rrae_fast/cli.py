@@ -332,12 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     bu.add_argument(
         "--steps", type=int, nargs="+", default=[2500, 5000, 10000, 20000], help="budgets"
     )
-    bu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    bu.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per variant and seed"
+    )
     bu.add_argument(
         "--variants",
         nargs="+",
         default=None,
-        help="labels: 'aRRAE (authors)', 'aRRAE (paper)', 'RRAE k=2' (default: all)",
+        help="labels: 'aRRAE (authors)', 'aRRAE (paper)', 'RRAE k=2'; None: all",
     )
     bu.add_argument("--out", default="rrae-budgets", help="output directory (resumable)")
     bu.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -202,6 +202,23 @@ def test_a_stage_that_runs_out_of_steps_applies_the_trackers_restore(tmp_path, i
         np.testing.assert_array_equal(a, b)
 
 
+def test_only_the_last_training_stage_spends_the_budget():
+    """A training stage followed by another (a new learning rate, say) does not end the search:
+    the tracker hears of the spent budget once, after the last one."""
+    model, x = _setup("arrae", 5)
+
+    calls = []
+
+    class Counting(OnTrialAtTheEnd):
+        def budget_spent(self):
+            calls.append(self.step)
+            return super().budget_spent()
+
+    stages = [Stage(4, 1e-2, 8), Stage(3, 1e-3, 8), Stage(2, 1e-3, 8, mode="infer")]
+    result = fit(model, x, stages, tracker=Counting(), progress=False)
+    assert calls == [7] and result.history.k == [5, 5, 5, 4, 4, 4, 4, 5, 5]
+
+
 def test_history_round_trip_keeps_nan():
     h = History([1.0, float("nan")], [3, 3], [0, 0], [(2, "a note")])
     back = History.from_dict(h.to_dict())

@@ -280,8 +280,9 @@ def fit(
             if checkpoint is not None and len(history.loss) % checkpoint_every == 0:
                 save(si, t + 1)
         else:
-            if stage.mode == "train" and stage.steps > 0:
-                last = tracker.budget_spent()  # the steps ran out before a stop
+            last_train = not any(s.mode == "train" for s in stages[si + 1 :])
+            if stage.mode == "train" and stage.steps > 0 and last_train:
+                last = tracker.budget_spent()  # the search's steps ran out before a stop
                 if last is not None:
                     k = last.k
                     if last.note:
