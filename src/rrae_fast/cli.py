@@ -116,6 +116,16 @@ def _train(args: argparse.Namespace) -> int:
         tracker_preset=args.tracker_preset,
         seed=args.seed,
     )
+    if args.resume:
+        from .training import CheckpointDir
+
+        ckpt = CheckpointDir(args.out)
+        if not ckpt.exists():
+            raise ValueError(
+                f"--resume: {args.out} holds no run to resume; leave out --resume to start one"
+            )
+        done = len(ckpt.read_state()["history"]["loss"])
+        print(f"resuming the run in {args.out} after step {done} of {config.steps}", flush=True)
     run = train(
         config,
         args.out,

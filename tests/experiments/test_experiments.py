@@ -277,6 +277,10 @@ def test_budget_study_records_each_run_and_resumes(tmp_path, monkeypatch):
             "rrae-fast train: error: --tracker 'rules=paper': the value must be JSON",
         ),
         (["evaluate", "nowhere"], "rrae-fast evaluate: error: no training run found in nowhere"),
+        (
+            ["train", "--resume", "--out", "empty"],
+            "rrae-fast train: error: --resume: empty holds no run to resume; leave out --resume",
+        ),
         (["table1", "--models", "vae"], "rrae-fast table1: error: unknown models ['vae']"),
     ],
 )
@@ -317,3 +321,13 @@ def test_cli_help_shows_defaults(capsys):
         cli.main(["train", "--help"])
     out = capsys.readouterr().out
     assert "(default: 2500)" in out and "(default: arrae)" in out and "(default: 64)" in out
+
+
+def test_cli_resume_says_where_it_resumes(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["train", "--model", "rrae", "--dataset", "digits", "--latent-size", "16"]
+    args += ["--k", "2", "--steps", "6", "--batch-size", "32", "--out", out, "--no-progress"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main([*args, "--resume"]) == 0
+    assert f"resuming the run in {out} after step 6 of 6" in capsys.readouterr().out
