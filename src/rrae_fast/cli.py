@@ -413,7 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         hint = ""
-        if args.command == "train":
-            hint = f"; the last checkpoint in {args.out} is kept: continue with --resume"
+        if args.command == "train" and Path(args.out, "state.json").is_file():
+            from .training import CheckpointDir
+
+            done = len(CheckpointDir(args.out).read_state()["history"]["loss"])
+            hint = f"; the run in {args.out} is saved after step {done}: continue with --resume"
         print(f"rrae-fast {args.command}: interrupted{hint}", file=sys.stderr)
         return 130

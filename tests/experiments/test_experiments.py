@@ -305,14 +305,24 @@ def test_cli_usage_errors_and_interrupts(tmp_path, capsys, monkeypatch):
     assert cli.main(["train", "--out", str(file), "--steps", "5", "--no-progress"]) == 1
     assert "is not a directory" in capsys.readouterr().err
 
-    def interrupted(args):
-        raise KeyboardInterrupt
+    from rrae_fast.experiments import _run
 
-    monkeypatch.setattr(cli, "_train", interrupted)
-    assert cli.main(["train", "--out", str(tmp_path / "run")]) == 130
+    real_fit = _run.fit
+
+    def fit_until_ctrl_c(*args, **kwargs):
+        def ctrl_c(step, loss, k):
+            if step == 3:
+                raise KeyboardInterrupt
+
+        return real_fit(*args, **kwargs, callback=ctrl_c)
+
+    monkeypatch.setattr(_run, "fit", fit_until_ctrl_c)
+    out = tmp_path / "run"
+    args = ["train", "--model", "rrae", "--dataset", "digits", "--latent-size", "16", "--k", "2"]
+    assert cli.main([*args, "--steps", "6", "--out", str(out), "--no-progress"]) == 130
     assert capsys.readouterr().err == (
-        f"rrae-fast train: interrupted; the last checkpoint in {tmp_path / 'run'} is kept: "
-        "continue with --resume\n"
+        f"rrae-fast train: interrupted; the run in {out} is saved after step 2: continue with "
+        "--resume\n"
     )
 
 

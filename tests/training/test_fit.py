@@ -219,6 +219,59 @@ def test_only_the_last_training_stage_spends_the_budget():
     assert calls == [7] and result.history.k == [5, 5, 5, 4, 4, 4, 4, 5, 5]
 
 
+@pytest.mark.parametrize("where", ["callback", "tracker"])
+def test_ctrl_c_saves_the_last_whole_step_and_resume_replays_it_exactly(tmp_path, where):
+    """A KeyboardInterrupt anywhere in step 5 (here: in the callback, or in the tracker after
+    the update and the history's entry) saves the run as it stood after step 4, long before
+    the first periodic checkpoint, and the resumed run is the uninterrupted one."""
+    model, x = _setup("arrae", 5)
+
+    def tracker():
+        return AdaptiveTracker(k_init=5, perf_loss=1e9, patience_not_right=2, window=4)
+
+    full = fit(model, x, STAGES, tracker=tracker(), progress=False)
+    ckpt = CheckpointDir(tmp_path / "run")
+    first, kwargs = tracker(), {}
+    if where == "callback":
+
+        def ctrl_c(step, loss, k):
+            if step == 5:
+                raise KeyboardInterrupt
+
+        kwargs["callback"] = ctrl_c
+    else:
+        real_update, calls = first.update, []
+
+        def update(loss):
+            calls.append(loss)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            return real_update(loss)
+
+        first.update = update
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            model,
+            x,
+            STAGES,
+            tracker=first,
+            checkpoint=ckpt,
+            checkpoint_every=100,
+            progress=False,
+            **kwargs,
+        )
+    state = ckpt.read_state()
+    assert len(state["history"]["loss"]) == 4 and state["step"] == 4
+    assert state["tracker"]["stage_step"] == 4
+    resumed = fit(
+        model, x, STAGES, tracker=tracker(), checkpoint=ckpt, resume=True, progress=False
+    )
+    np.testing.assert_array_equal(resumed.history.loss, full.history.loss)
+    assert resumed.history.k == full.history.k
+    for a, b in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(full.model)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_history_round_trip_keeps_nan():
     h = History([1.0, float("nan")], [3, 3], [0, 0], [(2, "a note")])
     back = History.from_dict(h.to_dict())

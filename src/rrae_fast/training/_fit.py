@@ -87,6 +87,10 @@ class History:
         self.k.append(k)
         self.stage.append(stage)
 
+    def truncate(self, steps: int, notes: int) -> None:
+        """Keeps the first `steps` steps and `notes` notes."""
+        del self.loss[steps:], self.k[steps:], self.stage[steps:], self.notes[notes:]
+
     def to_dict(self) -> dict[str, list]:
         # NaN losses are stored as None so that the JSON stays standard.
         return {
@@ -111,6 +115,25 @@ class FitResult:
     history: History
     tracker: Tracker
     k: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Consistent:
+    """The run as it stood at the end of step `step` of a stage, every part of it in step."""
+
+    step: int
+    model: Any
+    opt_state: Any
+    k: int
+    tracker: dict[str, Any]
+    steps: int
+    notes: int
+
+    @classmethod
+    def now(cls, step, model, opt_state, k, tracker, history) -> _Consistent:
+        return cls(
+            step, model, opt_state, k, tracker.state_dict(), len(history.loss), len(history.notes)
+        )
 
 
 def batch_indices(n: int, batch_size: int, seed: int, stage: int, step: int) -> np.ndarray:
@@ -188,8 +211,9 @@ def fit(
             tracker's reset (default AdaBelief, as in the paper).
         basis_batch_size: batch size of the final-basis pass before an `"infer"` stage
             (default: the last stage's batch size, as in the authors' code).
-        checkpoint: where to save (every `checkpoint_every` steps, at tracker events and at the
-            end of each stage); None saves nothing.
+        checkpoint: where to save (every `checkpoint_every` steps, at tracker events, at the
+            end of each stage, and on Ctrl-C: the last step carried out in full, before the
+            KeyboardInterrupt goes on); None saves nothing.
         checkpoint_every: steps between periodic checkpoints.
         resume: continue from the checkpoint in `checkpoint` if one exists.
         progress: show a tqdm progress bar with the loss and the current `k`.
@@ -224,9 +248,13 @@ def fit(
     total = sum(s.steps for s in stages)
     bar = tqdm(total=total, initial=len(history.loss), disable=not progress, unit="step")
 
+    saved_steps = len(history.loss)  # steps in the newest checkpoint (or those resumed from)
+
     def save(stage_index: int, step: int) -> None:
+        nonlocal saved_steps
         if checkpoint is None:
             return
+        saved_steps = len(history.loss)
         basis = stored_basis(model)
         state = {
             "stage": stage_index,
@@ -249,45 +277,60 @@ def fit(
             tracker.start_stage()
         if opt_state is None:
             opt_state = init_optimizer(opt, model, stage.mode)
-        for t in range(start_step, stage.steps):
-            xb = jnp.asarray(x[batch_indices(len(x), stage.batch_size, seed, si, t)])
-            model, opt_state, loss = step_fn(model, opt_state, xb, as_k(k))
-            loss = float(loss)
-            history.append(loss, k, si)
-            if not math.isfinite(loss):
-                bar.close()
-                saved = checkpoint.read_state() if checkpoint and checkpoint.exists() else None
-                steps_saved = len(saved["history"]["loss"]) if saved else None
-                raise NonFiniteLoss(len(history.loss), loss, history, steps_saved)
-            stop = False
-            if stage.mode == "train":
-                decision = tracker.update(loss)
-                k, stop = decision.k, decision.stop
-                if decision.note:
-                    history.notes.append((len(history.loss), decision.note))
-                if not stop:  # the tracker's order: restore, reset, save
-                    model, opt_state = _apply(
-                        decision, model, opt_state, opt, stage, tags, checkpoint
-                    )
-            bar.update(1)
-            if progress and (t % 10 == 0 or stop):
-                bar.set_postfix(loss=f"{loss:.3g}", k=k, stage=si)
-            if callback is not None:
-                callback(len(history.loss), loss, k)
-            if stop:
-                bar.update(stage.steps - t - 1)  # the stage ends early
-                break
-            if checkpoint is not None and len(history.loss) % checkpoint_every == 0:
-                save(si, t + 1)
-        else:
-            last_train = not any(s.mode == "train" for s in stages[si + 1 :])
-            if stage.mode == "train" and stage.steps > 0 and last_train:
-                last = tracker.budget_spent()  # the search's steps ran out before a stop
-                if last is not None:
-                    k = last.k
-                    if last.note:
-                        history.notes.append((len(history.loss), last.note))
-                    model, opt_state = _apply(last, model, opt_state, opt, stage, tags, checkpoint)
+        safe = _Consistent.now(start_step, model, opt_state, k, tracker, history)
+        try:
+            for t in range(start_step, stage.steps):
+                xb = jnp.asarray(x[batch_indices(len(x), stage.batch_size, seed, si, t)])
+                model, opt_state, loss = step_fn(model, opt_state, xb, as_k(k))
+                loss = float(loss)
+                history.append(loss, k, si)
+                if not math.isfinite(loss):
+                    bar.close()
+                    saved = checkpoint.read_state() if checkpoint and checkpoint.exists() else None
+                    steps_saved = len(saved["history"]["loss"]) if saved else None
+                    raise NonFiniteLoss(len(history.loss), loss, history, steps_saved)
+                stop = False
+                if stage.mode == "train":
+                    decision = tracker.update(loss)
+                    k, stop = decision.k, decision.stop
+                    if decision.note:
+                        history.notes.append((len(history.loss), decision.note))
+                    if not stop:  # the tracker's order: restore, reset, save
+                        model, opt_state = _apply(
+                            decision, model, opt_state, opt, stage, tags, checkpoint
+                        )
+                bar.update(1)
+                if progress and (t % 10 == 0 or stop):
+                    bar.set_postfix(loss=f"{loss:.3g}", k=k, stage=si)
+                if callback is not None:
+                    callback(len(history.loss), loss, k)
+                if stop:
+                    bar.update(stage.steps - t - 1)  # the stage ends early
+                    break
+                if checkpoint is not None and len(history.loss) % checkpoint_every == 0:
+                    save(si, t + 1)
+                safe = _Consistent.now(t + 1, model, opt_state, k, tracker, history)
+            else:
+                last_train = not any(s.mode == "train" for s in stages[si + 1 :])
+                if stage.mode == "train" and stage.steps > 0 and last_train:
+                    last = tracker.budget_spent()  # the search's steps ran out before a stop
+                    if last is not None:
+                        k = last.k
+                        if last.note:
+                            history.notes.append((len(history.loss), last.note))
+                        model, opt_state = _apply(
+                            last, model, opt_state, opt, stage, tags, checkpoint
+                        )
+        except KeyboardInterrupt:
+            # Back to the end of the last step carried out in full, saved if it is newer than
+            # the last checkpoint, so that --resume goes on from there.
+            bar.close()
+            model, opt_state, k = safe.model, safe.opt_state, safe.k
+            tracker.load_state_dict(safe.tracker)
+            history.truncate(safe.steps, safe.notes)
+            if checkpoint is not None and safe.steps > saved_steps:
+                save(si, safe.step)
+            raise
         start_step, opt_state = 0, None
         save(si + 1, 0)
     bar.close()
