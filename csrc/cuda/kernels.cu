@@ -81,10 +81,14 @@ __global__ void ResidualTestKernel(int64_t m, int64_t kw, const T* av, const T* 
   if (threadIdx.x == 0 && (bad || !(worst <= tol * top))) *flag |= kFlagUnconverged;
 }
 
+// Grid-stride: Blocks() caps the grid at 4096 blocks, fewer threads than a large batch has
+// members.
 __global__ void InfoToFlagsKernel(int64_t count, const int* dev_info, int32_t bit,
                                   int32_t* flags) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i < count && dev_info[i] != 0) flags[i] |= bit;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    if (dev_info[i] != 0) flags[i] |= bit;
+  }
 }
 
 template <typename T>
