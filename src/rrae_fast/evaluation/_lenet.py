@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from ..data._fetch import cache_root, canonical_name
+from ..data._fetch import _write_atomic, cache_root, canonical_name
 from ._batching import map_batches
 from ._fid import frechet_distance
 
@@ -70,6 +70,7 @@ class TrainedLeNet:
     net: LeNet
     accuracy: float
     sha256: str
+    settings: dict = dataclasses.field(default_factory=dict)  # how it was trained
 
 
 class GateNotPassed(RuntimeError):
@@ -138,7 +139,13 @@ def train_lenet(
     accuracy = _accuracy(net, x_test, y_test)
     if accuracy < gate:
         raise GateNotPassed(f"test accuracy {accuracy:.4f} is below the gate {gate}")
-    return TrainedLeNet(net, accuracy, _sha256(_weights_bytes(net)))
+    settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+    }
+    return TrainedLeNet(net, accuracy, _sha256(_weights_bytes(net)), settings)
 
 
 def _weights_bytes(net: LeNet) -> bytes:
@@ -161,8 +168,9 @@ def lenet_paths(name: str, root: str | os.PathLike | None = None) -> tuple[Path,
 def save_lenet(
     name: str, trained: TrainedLeNet, settings: dict, root: str | os.PathLike | None = None
 ) -> Path:
-    """Stores the weights, then the record that names their hash (the record last: a weights
-    file without its record is never loaded)."""
+    """Stores the weights, then the record that names their hash, the accuracy, the training
+    settings and the caller's `settings` (the record last: a weights file without its record is
+    never loaded)."""
     weights, record = lenet_paths(name, root)
     weights.parent.mkdir(parents=True, exist_ok=True)
     for path, data in (
@@ -170,14 +178,17 @@ def save_lenet(
         (
             record,
             json.dumps(
-                {"sha256": trained.sha256, "test_accuracy": trained.accuracy, **settings},
+                {
+                    "sha256": trained.sha256,
+                    "test_accuracy": trained.accuracy,
+                    **trained.settings,
+                    **settings,
+                },
                 indent=1,
             ).encode(),
         ),
     ):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        _write_atomic(path, data)
     return weights
 
 
