@@ -2,7 +2,8 @@
 
 Commands: ``train`` (default: an aRRAE on the built-in synthetic set, printing the bottleneck it
 found and the Table-1 metrics), ``evaluate`` (a trained run's directory), ``table1`` (the paper's
-Table 1, optionally its ablation), ``budgets`` (aRRAE and RRAE against the step budget),
+Table 1, optionally its ablation), ``table2`` (the paper's Table 2 on MNIST or Fashion-MNIST,
+scored by FID-LeNet), ``budgets`` (aRRAE and RRAE against the step budget),
 ``data`` (fetch MNIST / Fashion-MNIST, train their FID-LeNet), ``rollback`` (resume a run from
 its previous checkpoint after the latest was damaged), ``demo`` (the truncated-SVD op alone).
 
@@ -167,6 +168,23 @@ def _table1(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table2(args: argparse.Namespace) -> int:
+    from .experiments import table2
+
+    argv = sys.argv[1:] if args.command_line is None else args.command_line
+    table2(
+        args.out,
+        dataset=args.data,
+        steps=args.steps,
+        models=args.models,
+        seeds=args.seeds,
+        progress=not args.no_progress,
+        command="rrae-fast " + " ".join(argv),
+    )
+    print(Path(args.out, "table2.md").read_text())
+    return 0
+
+
 def _budgets(args: argparse.Namespace) -> int:
     from .experiments import budget_study
 
@@ -327,6 +345,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
     t1.set_defaults(run=_table1, command_line=None)
 
+    t2 = sub.add_parser(
+        "table2",
+        help="the paper's Table 2 on MNIST or Fashion-MNIST, scored by FID-LeNet (a substitute "
+        "for the paper's FID: compare rankings, not values)",
+    )
+    t2.add_argument("--data", choices=["mnist", "fashion-mnist"], default="mnist")
+    t2.add_argument(
+        "--steps", type=int, default=None, help="forward passes per model (None: App. C's 20000)"
+    )
+    t2.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="models by family (rrae, diabolo, ...) or label ('RRAE (fixed)'); None: all",
+    )
+    t2.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per model and seed")
+    t2.add_argument("--out", default="rrae-table2", help="output directory (resumable)")
+    t2.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t2.set_defaults(run=_table2, command_line=None)
+
     bu = sub.add_parser(
         "budgets", help="synthetic errors of aRRAE (both tracker presets) and RRAE by budget"
     )
@@ -384,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in (*sub.choices.values(), *data_sub.choices.values()):
         p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     args = parser.parse_args(argv)
-    if args.command in ("table1", "budgets") and argv is not None:
+    if args.command in ("table1", "table2", "budgets") and argv is not None:
         args.command_line = list(argv)
     from .data import FetchError
     from .training import CheckpointError, NonFiniteLoss, RunDirectoryBusy

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("matplotlib")
 from matplotlib.image import imread
 
-from rrae_fast.evaluation import plot_spectrum, plot_strip
+from rrae_fast.evaluation import plot_spectra, plot_spectrum, plot_strip
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -33,6 +33,18 @@ def test_plot_spectrum_bad_input(tmp_path):
     for spectrum in (np.array([]), np.zeros(3)):
         with pytest.raises(ValueError, match="positive"):
             plot_spectrum(spectrum, tmp_path / "s.png")
+
+
+def test_plot_spectra_draws_one_labelled_curve_each(tmp_path):
+    spectra = {"RRAE": [1.0, 1e-2, 1e-6], "Long": np.linspace(1.0, 0.1, 50)}
+    image = _read_png(plot_spectra(spectra, tmp_path / "all.png", max_index=20))
+    assert image.shape[:2] == (400, 1000)
+    one = _read_png(plot_spectra({"RRAE": spectra["RRAE"]}, tmp_path / "one.png"))
+    assert not np.array_equal(image, one)  # the second curve and the legend change it
+    with pytest.raises(ValueError, match="no spectrum"):
+        plot_spectra({}, tmp_path / "none.png")
+    with pytest.raises(ValueError, match="'Long' needs at least one positive"):
+        plot_spectra({"RRAE": [1.0], "Long": [0.0]}, tmp_path / "bad.png")
 
 
 def _cell_centre(image, rows, cols, r, c):

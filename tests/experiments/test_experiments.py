@@ -197,7 +197,7 @@ def _fake_metrics():
 
 
 def test_cli_help_for_every_command(capsys):
-    for command in ("train", "evaluate", "table1", "budgets", "data", "demo"):
+    for command in ("train", "evaluate", "table1", "table2", "budgets", "data", "demo"):
         with pytest.raises(SystemExit) as e:
             cli.main([command, "--help"])
         assert e.value.code == 0

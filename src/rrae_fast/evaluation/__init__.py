@@ -25,6 +25,7 @@ from ._lenet import lenet_features as lenet_features
 from ._lenet import load_lenet as load_lenet
 from ._lenet import save_lenet as save_lenet
 from ._lenet import train_lenet as train_lenet
+from ._plots import plot_spectra as plot_spectra
 from ._plots import plot_spectrum as plot_spectrum
 from ._plots import plot_strip as plot_strip
 from ._spectrum import effective_rank as effective_rank
@@ -47,6 +48,7 @@ __all__ = [
     "map_batches",
     "mean_std",
     "normalized_spectrum",
+    "plot_spectra",
     "plot_spectrum",
     "plot_strip",
     "random_samples",

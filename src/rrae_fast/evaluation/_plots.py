@@ -6,6 +6,7 @@ matplotlib is imported when a figure is drawn, so the rest of the package does n
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,25 +42,56 @@ def plot_spectrum(
     Returns:
         `path` as a `Path`.
     """
+    return plot_spectra({"": spectrum}, path, title=title)
+
+
+def plot_spectra(
+    spectra: Mapping[str, ArrayLike],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    max_index: int | None = None,
+) -> Path:
+    """Plots several normalised spectra `σ_i/σ_1` against `i` in one figure, linear and log
+    axes, one labelled curve each (the paper's comparison of the models' latent spaces).
+
+    Args:
+        spectra: label → `[r]` values (lengths may differ); an empty label draws no legend.
+        path: the PNG file to write (parent folders are created).
+        title: optional figure title.
+        max_index: show only `i ≤ max_index` (default: all).
+
+    Returns:
+        `path` as a `Path`.
+
+    Raises:
+        ValueError: no spectrum, or one without a positive value.
+    """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    s = np.asarray(spectrum, dtype=np.float64).reshape(-1)
-    if s.size == 0 or not np.any(s > 0):
-        raise ValueError("the spectrum needs at least one positive value")
-    index = np.arange(1, s.size + 1)
+    if not spectra:
+        raise ValueError("no spectrum to plot")
     fig = Figure(figsize=(10, 4))
     lin, log = fig.subplots(1, 2)
-    lin.plot(index, s, marker=".")
+    for label, spectrum in spectra.items():
+        s = np.asarray(spectrum, dtype=np.float64).reshape(-1)[:max_index]
+        if s.size == 0 or not np.any(s > 0):
+            raise ValueError(f"the spectrum {label!r} needs at least one positive value")
+        index = np.arange(1, s.size + 1)
+        style = {"marker": "." if len(spectra) == 1 else None, "label": label or None}
+        lin.plot(index, s, **style)
+        positive = s > 0  # zeros have no place on a log axis
+        log.semilogy(index[positive], s[positive], **style)
     lin.set_title("linear scale")
-    positive = s > 0  # zeros have no place on a log axis
-    log.semilogy(index[positive], s[positive], marker=".")
     log.set_title("log scale")
     for ax in (lin, log):
         ax.set_xlabel("index i")
         ax.set_ylabel(r"$\sigma_i / \sigma_1$")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
+    if any(spectra):
+        log.legend(fontsize="small")
     if title is not None:
         fig.suptitle(title)
     fig.tight_layout()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -127,27 +129,49 @@ def training_record(run: Run) -> dict:
     return record
 
 
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """A trained run's maps on the data set's own scale (the normaliser applied and undone).
+
+    Attributes:
+        reconstruct: samples `[b, ...]` → reconstructions `[b, ...]` (RRAEs: by projection on
+            the final basis).
+        encode: samples `[b, ...]` → codes `[b, d]` (the code space generation works in).
+        decode: codes `[b, d]` → samples `[b, ...]`.
+        latent: samples `[b, ...]` → the encoder's output `[b, L]`, before the bottleneck.
+    """
+
+    reconstruct: Callable[[Any], Any]
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+    latent: Callable[[Any], Any]
+
+
+def codec(run: Run) -> Codec:
+    """The maps of `run`'s model between the data set's scale and its code space."""
+    model, norm = run.model, run.normalizer
+    dtype = jnp.float32
+
+    def to_model(x):
+        return jnp.asarray(norm.apply(np.asarray(x)), dtype)
+
+    return Codec(
+        reconstruct=lambda x: norm.invert(_apply(model, "reconstruct", to_model(x))),
+        encode=lambda x: _apply(model, "compress", to_model(x)),
+        decode=lambda a: norm.invert(_apply(model, "decompress", jnp.asarray(a, dtype))),
+        latent=lambda x: _apply(model, "encode", to_model(x)),
+    )
+
+
 def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 0) -> Metrics:
     """Evaluate a trained run; with `out_dir`, also draw its figures there.
 
     Figures: `spectrum.png` (normalised singular values of the training latent, linear and log
     scale), `interpolation.png` (one row per pair, endpoints included) and `samples.png`.
     """
-    model, norm, data = run.model, run.normalizer, run.data
-    dtype = jnp.float32
-
-    def to_model(x):
-        return jnp.asarray(norm.apply(np.asarray(x)), dtype)
-
-    def reconstruct(x):
-        return norm.invert(_apply(model, "reconstruct", to_model(x)))
-
-    def encode(x):
-        return _apply(model, "compress", to_model(x))
-
-    def decode(a):
-        return norm.invert(_apply(model, "decompress", jnp.asarray(a, dtype)))
-
+    model, data = run.model, run.data
+    maps = codec(run)
+    reconstruct, encode, decode = maps.reconstruct, maps.encode, maps.decode
     train_error = reconstruction_error(reconstruct, data.x_train)
     test_error = reconstruction_error(reconstruct, data.x_test)
     key_pairs, key_samples = jax.random.split(jax.random.key(seed))
@@ -160,14 +184,14 @@ def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 
     codes = np.asarray(map_batches(encode, data.x_train))
     mean, cov = latent_gaussian(codes)
     samples = np.asarray(
-        random_samples(decode, mean, cov, NUM_SAMPLES, key=key_samples, dtype=dtype)
+        random_samples(decode, mean, cov, NUM_SAMPLES, key=key_samples, dtype=jnp.float32)
     )
     interp_score = random_score = None
     if data.name == "synthetic":
         scale = data.scale["train"]
         interp_score = mean_std(fit_bumps(inner, scale.offset, scale.factor).errors)
         random_score = mean_std(fit_bumps(samples, scale.offset, scale.factor).errors)
-    latent = np.asarray(map_batches(lambda x: _apply(model, "encode", to_model(x)), data.x_train))
+    latent = np.asarray(map_batches(maps.latent, data.x_train))
     spectrum = normalized_spectrum(latent)
     projected = np.asarray(map_batches(lambda a: _from_codes(model, jnp.asarray(a)), codes))
     metrics = Metrics(
