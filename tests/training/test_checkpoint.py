@@ -269,4 +269,9 @@ def test_a_crash_at_every_step_of_a_stage_end_save_leaves_a_resumable_run(
         _same_run(_fit(model, x, CheckpointDir(run), resume=True), full)
         if calls["n"] < i:  # the save ended before step i: each of its steps has been cut
             break
-    assert i > 12  # two files and the state, each written, flushed, renamed, its folder flushed
+    # The model file and the state (a stage's end holds no optimizer state), each written,
+    # flushed, renamed, its folder flushed.
+    assert i > 8
+    final = CheckpointDir(run).read_state()
+    assert set(final["files"]) == {"model"}
+

@@ -306,11 +306,10 @@ class CheckpointDir:
             for name in previous.get("files", {}).values():
                 self._member(name)  # refuse a state naming files outside the directory
         saves = int(previous.get("saves", 0)) + 1 if previous else 1
-        files = {"model": f"model-{int(step)}-{saves}.eqx", "opt": f"opt-{int(step)}-{saves}.eqx"}
-        checksums = {
-            files["model"]: save_tree(self.path / files["model"], model),
-            files["opt"]: save_tree(self.path / files["opt"], opt_state),
-        }
+        # At a stage boundary (and after the last stage) there is no optimizer state: no file.
+        trees = {"model": model} if opt_state is None else {"model": model, "opt": opt_state}
+        files = {role: f"{role}-{int(step)}-{saves}.eqx" for role in trees}
+        checksums = {files[role]: save_tree(self.path / files[role], t) for role, t in trees.items()}
         if previous is not None:
             previous.pop("previous", None)  # keep one checkpoint back, not the whole chain
         committed = {
@@ -343,7 +342,8 @@ class CheckpointDir:
         return "no earlier checkpoint is kept; start the run again"
 
     def load(self, model_like, opt_like):
-        """The latest model and optimizer state, read into the given skeletons.
+        """The latest model and optimizer state, read into the given skeletons (the state is None
+        for a checkpoint saved at a stage boundary, which holds none; `opt_like` must be None).
 
         Raises:
             CheckpointError: a file is missing or damaged (the message says what to do).
@@ -351,11 +351,17 @@ class CheckpointDir:
         state = self.read_state()
         files, sums = state["files"], state.get("checksums", {})
         remedy = self._remedy(state)
-        model_path, opt_path = self._member(files.get("model")), self._member(files.get("opt"))
-        return (
-            load_tree(model_path, model_like, sums.get(model_path.name), remedy),
-            load_tree(opt_path, opt_like, sums.get(opt_path.name), remedy),
-        )
+        model_path = self._member(files.get("model"))
+        model = load_tree(model_path, model_like, sums.get(model_path.name), remedy)
+        if "opt" not in files:  # saved at a stage boundary: no optimizer state
+            if opt_like is not None:
+                raise CheckpointError(
+                    self.path / STATE_FILE,
+                    f"{self.path / STATE_FILE} names no optimizer state; {remedy}",
+                )
+            return model, None
+        opt_path = self._member(files["opt"])
+        return model, load_tree(opt_path, opt_like, sums.get(opt_path.name), remedy)
 
     def verify(self) -> None:
         """Checks every file of the latest checkpoint against its checksums (no skeleton needed).
