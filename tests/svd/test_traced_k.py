@@ -91,12 +91,29 @@ def test_xla_fallback_masks_beyond_k(rng):
         np.testing.assert_allclose(x, y, atol=1e-12)
 
 
-def test_traced_k_out_of_range_raises_at_run_time():
-    """A traced k outside [1, max_k] raises when the computation runs."""
-    f = jax.jit(lambda x, k: rrae_fast.rank_reduce(x, k, max_k=3))
-    f(jnp.ones((6, 4)), 3)
-    with pytest.raises(Exception, match=r"k must lie in \[1, max_k=3\]"):
-        jax.block_until_ready(f(jnp.ones((6, 4)), 4))
+@pytest.mark.parametrize("method", ["dense", "iterative"])
+def test_traced_k_out_of_range_gives_nan_without_a_host_callback(rng, method):
+    """A traced k outside [1, max_k] gives NaN outputs and derivatives (as a non-finite input
+    does): checking it would stop every call for the host. In range, nothing changes."""
+    a = jnp.asarray(rng.standard_normal((2, 9, 6)))
+
+    def f(x, k):
+        return rrae_fast.truncated_svd(x, k, max_k=3, method=method)
+
+    def grad(x, k):
+        return jax.grad(lambda y: rrae_fast.rank_reduce(y, k, max_k=3, method=method).sum())(x)
+
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, k: f(x, k)[1].sum()))(a, jnp.int32(2)))
+    assert "callback" not in jaxpr
+    for k in (-1, 0, 4, 100):
+        for out in (*jax.jit(f)(a, k), jax.jit(grad)(a, k)):
+            assert np.isnan(np.asarray(out)).all(), k
+    for k in (1, 3):
+        np.testing.assert_allclose(jax.jit(f)(a, k)[1][:, :k], rrae_fast.truncated_svd(a, k)[1])
+    # Per member under vmap: only the members whose k is out of range.
+    s = jax.vmap(lambda k: f(a[0], k)[1])(jnp.array([1, 5, 0, 3], jnp.int32))
+    assert np.isnan(s[1]).all() and np.isnan(s[2]).all()
+    assert np.isfinite(s[0]).all() and np.isfinite(s[3]).all()
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,8 @@ def check_rank(k, max_k, shape: tuple[int, ...], fn: str) -> tuple[int | Array, 
 
     Without ``max_k``, ``k`` must be a concrete int in ``[1, min(m, n)]`` and ``max_k = k``.
     With ``max_k`` (a concrete int in ``[1, min(m, n)]``), ``k`` may also be a traced integer
-    scalar; it must lie in ``[1, max_k]``, checked at run time when traced.
+    scalar; it should lie in ``[1, max_k]``: a traced one cannot be checked without stopping
+    the computation for the host, so it is not checked here (see :func:`clamp_traced_rank`).
     """
     r = min(shape[-2:])
     if max_k is None:
@@ -76,12 +77,18 @@ def check_rank(k, max_k, shape: tuple[int, ...], fn: str) -> tuple[int | Array, 
     if isinstance(k, jax.core.Tracer):
         if k.shape != () or not jnp.issubdtype(k.dtype, jnp.integer):
             raise TypeError(f"{fn}: a traced k must be an integer scalar, got {k.aval}")
-        k = eqx.error_if(k, (k < 1) | (k > max_k), f"{fn}: k must lie in [1, max_k={max_k}]")
         return k, max_k
     k = _static_int(k, "k", fn)
     if not 1 <= k <= max_k:
         raise ValueError(f"{fn}: k must satisfy 1 <= k <= max_k = {max_k}, got k={k}")
     return k, max_k
+
+
+def clamp_traced_rank(k: Array, max_k: int) -> tuple[Array, Array]:
+    """A traced rank brought into ``[1, max_k]`` for the kernels, and whether it was outside
+    (the op then gives NaN). No host synchronisation, unlike a run-time error."""
+    bad = (k < 1) | (k > max_k)
+    return jnp.clip(k, 1, max_k), bad
 
 
 def check_gradient(gradient: str, fn: str) -> str:

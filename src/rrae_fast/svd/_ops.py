@@ -109,8 +109,9 @@ def truncated_svd(
             ``max_k``) a traced integer scalar.
         ValueError: ``a.ndim < 2``, an axis of ``a`` is empty, ``k`` or ``max_k`` is out of
             range, an unknown ``gradient`` or ``method``, a malformed ``init``, or
-            (``check_finite=True``) a non-finite entry. A traced ``k`` outside ``[1, max_k]``
-            raises when the computation runs.
+            (``check_finite=True``) a non-finite entry. A traced ``k`` cannot be checked
+            without stopping the computation for the host: outside ``[1, max_k]`` it is
+            treated as a non-finite input, NaN in every output and derivative, not an error.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -244,4 +245,9 @@ def _prepare(
     if check_finite:
         a = _checks.check_finite(a, fn)
     static = {"max_k": max_k, "method": method, "gradient": gradient}
+    if isinstance(k, jax.core.Tracer):
+        # Out of range: the kernels get a rank they can use and a NaN matrix, which gives NaN
+        # outputs and derivatives as any non-finite input does.
+        k, bad = _checks.clamp_traced_rank(k.astype(jnp.int32), max_k)
+        a = a + jnp.where(bad, jnp.nan, 0.0).astype(a.dtype)  # adds a NaN derivative too
     return a, jnp.asarray(k, jnp.int32), init, dtype, static
