@@ -90,7 +90,9 @@ def _report(run, metrics, out_dir) -> None:
         print(f"after step {step}: {note}")
     print(metrics.summary())
     if out_dir is not None:
-        print(f"checkpoint, metrics.json and figures in {out_dir}")
+        files = [p for p in Path(out_dir).rglob("*") if p.is_file()]
+        size = sum(p.stat().st_size for p in files) / 1e6
+        print(f"checkpoint, metrics.json and figures in {out_dir} ({size:.1f} MB)")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -341,3 +342,41 @@ def test_cli_resume_says_where_it_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main([*args, "--resume"]) == 0
     assert f"resuming the run in {out} after step 6 of 6" in capsys.readouterr().out
+
+
+def test_cli_damaged_config_and_unwritable_out_are_one_line(tmp_path, capsys):
+    """A run directory whose config.json is not JSON, or JSON that is not a run's, and an
+    output directory that cannot be written: one line naming the file, exit code 1."""
+    out = tmp_path / "run"
+    args = ["train", "--model", "rrae", "--dataset", "digits", "--latent-size", "16"]
+    args += ["--k", "2", "--steps", "6", "--batch-size", "32", "--no-progress"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    assert "MB)" in capsys.readouterr().out  # the run directory's disk use
+    config = out / "config.json"
+    for text, why in (("{bad", "not valid JSON"), ('{"run": {}}', "it does not describe a run")):
+        config.write_text(text)
+        for command in (["evaluate", str(out)], [*args, "--out", str(out), "--resume"]):
+            assert cli.main(command) == 1
+            err = capsys.readouterr().err
+            assert f"error: {config} is damaged: {why}" in err and err.count("\n") == 1, err
+
+    under_a_file = tmp_path / "a-file"
+    under_a_file.write_text("")
+    assert cli.main([*args, "--out", str(under_a_file / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rrae-fast train: error: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_cli_read_only_out_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        args = ["train", "--model", "rrae", "--dataset", "digits", "--latent-size", "16"]
+        args += ["--k", "2", "--steps", "6", "--no-progress", "--out", str(locked / "run")]
+        assert cli.main(args) == 1
+        err = capsys.readouterr().err
+        assert "Permission denied" in err and err.count("\n") == 1, err
+    finally:
+        locked.chmod(0o700)

@@ -274,4 +274,3 @@ def test_a_crash_at_every_step_of_a_stage_end_save_leaves_a_resumable_run(
     assert i > 8
     final = CheckpointDir(run).read_state()
     assert set(final["files"]) == {"model"}
-

@@ -10,7 +10,7 @@ import jax
 
 from ..data import Dataset, Normalizer, load_dataset
 from ..models import Autoencoder, build_model
-from ..training import CheckpointDir, History, fit, with_placeholder_basis
+from ..training import CheckpointDir, CheckpointError, History, fit, with_placeholder_basis
 from ._config import RunConfig
 
 
@@ -114,7 +114,7 @@ def train(
                 f"{path} holds a training run; resume it (--resume), replace it (--overwrite) "
                 "or choose another output directory"
             )
-        if resume and ckpt.exists() and _as_now(ckpt.read_config()) != saved:
+        if resume and ckpt.exists() and _as_now(ckpt) != saved:
             raise ValueError(f"{path} holds a run with another config; cannot resume it")
         if overwrite:
             ckpt.clear()
@@ -126,9 +126,26 @@ def train(
         return run
 
 
-def _as_now(saved: dict) -> dict:
+def _read_saved(ckpt: CheckpointDir) -> tuple[RunConfig, Normalizer]:
+    """The run config and normaliser saved in a run directory's `config.json`.
+
+    Raises:
+        CheckpointError: the file is missing, not JSON, or not a run's config.
+    """
+    saved = ckpt.read_config()
+    try:
+        return RunConfig.from_dict(saved["run"]), Normalizer.from_dict(saved["normalizer"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        path = ckpt.path / "config.json"
+        raise CheckpointError(
+            path, f"{path} is damaged: it does not describe a run ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _as_now(ckpt: CheckpointDir) -> dict:
     """A run directory's saved config with the fields added since it was written filled in."""
-    return {**saved, "run": RunConfig.from_dict(saved["run"]).to_dict()}
+    config, normalizer = _read_saved(ckpt)
+    return {"run": config.to_dict(), "normalizer": normalizer.to_dict()}
 
 
 def _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress) -> Run:
@@ -161,8 +178,7 @@ def load_run(out_dir: str | os.PathLike, data: Dataset | None = None) -> Run:
     ckpt = CheckpointDir(out_dir) if Path(out_dir).is_dir() else None
     if ckpt is None or not ckpt.exists():
         raise FileNotFoundError(f"no training run found in {out_dir} (expected state.json)")
-    saved = ckpt.read_config()
-    config = RunConfig.from_dict(saved["run"])
+    config, normalizer = _read_saved(ckpt)
     data = load_data(config) if data is None else data
     model = _skeleton(config, data)
     state = ckpt.read_state()
@@ -175,7 +191,7 @@ def load_run(out_dir: str | os.PathLike, data: Dataset | None = None) -> Run:
     return Run(
         config,
         model,
-        Normalizer.from_dict(saved["normalizer"]),
+        normalizer,
         data,
         history,
         int(model.bottleneck.code_size),

@@ -309,7 +309,9 @@ class CheckpointDir:
         # At a stage boundary (and after the last stage) there is no optimizer state: no file.
         trees = {"model": model} if opt_state is None else {"model": model, "opt": opt_state}
         files = {role: f"{role}-{int(step)}-{saves}.eqx" for role in trees}
-        checksums = {files[role]: save_tree(self.path / files[role], t) for role, t in trees.items()}
+        checksums = {
+            files[role]: save_tree(self.path / files[role], t) for role, t in trees.items()
+        }
         if previous is not None:
             previous.pop("previous", None)  # keep one checkpoint back, not the whole chain
         committed = {
