@@ -48,5 +48,5 @@ def test_fraction_must_leave_both_splits_non_empty(fraction):
 
 def test_missing_scikit_learn_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match="pip install scikit-learn"):
+    with pytest.raises(ImportError, match=r"pip install 'rrae_fast\[digits\]'"):
         load_digits()

@@ -28,7 +28,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
         from sklearn.datasets import load_digits as sklearn_load_digits
     except ImportError as err:
         raise ImportError(
-            "the digits data set ships with scikit-learn: pip install scikit-learn"
+            "the digits data set ships with scikit-learn, which rrae_fast installs only with "
+            "its `digits` extra: pip install 'rrae_fast[digits]' (or scikit-learn itself)"
         ) from err
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
