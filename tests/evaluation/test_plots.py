@@ -100,3 +100,15 @@ def test_plot_strip_constant_and_non_finite(tmp_path):
 def test_plot_strip_bad_input(tmp_path, shape, rows, cols, match):
     with pytest.raises(ValueError, match=match):
         plot_strip(np.zeros(shape), tmp_path / "x.png", rows, cols)
+
+
+def test_plot_strip_column_labels(tmp_path):
+    images = np.zeros((6, 1, 8, 8))
+    plain = _read_png(plot_strip(images, tmp_path / "plain.png", rows=2, cols=3))
+    labelled = _read_png(
+        plot_strip(images, tmp_path / "l.png", rows=2, cols=3, col_labels=["a", "t = 1/2", "b"])
+    )
+    assert labelled.shape[0] == plain.shape[0] + 30  # a 0.3-inch band at 100 dpi
+    assert labelled[:30, :, :3].min() < 0.5  # the labels are drawn in it
+    with pytest.raises(ValueError, match="2 column labels for 3 columns"):
+        plot_strip(images, tmp_path / "x.png", rows=2, cols=3, col_labels=["a", "b"])

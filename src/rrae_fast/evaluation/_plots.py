@@ -6,7 +6,7 @@ matplotlib is imported when a figure is drawn, so the rest of the package does n
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from jax.typing import ArrayLike
 _DPI = 100
 _CELL_INCHES = 1.0  # one image of a grid is drawn 100×100 pixels at _DPI
 _TITLE_INCHES = 0.4  # room above a grid for its title
+_LABEL_INCHES = 0.3  # room above a grid for its column labels
 _GAP = 1  # pixels of white between the images of a grid (in image pixels)
 
 
@@ -124,6 +125,8 @@ def plot_strip(
     rows: int,
     cols: int,
     title: str | None = None,
+    *,
+    col_labels: Sequence[str] | None = None,
 ) -> Path:
     """Draws `rows × cols` images as one grid, filled row by row.
 
@@ -137,12 +140,15 @@ def plot_strip(
         rows: number of rows.
         cols: number of columns.
         title: optional title above the grid.
+        col_labels: optional label above each column (e.g. the interpolation weights).
 
     Returns:
         `path` as a `Path`.
     """
     from matplotlib.figure import Figure
 
+    if col_labels is not None and len(col_labels) != cols:
+        raise ValueError(f"{len(col_labels)} column labels for {cols} columns")
     a = np.asarray(images, dtype=np.float64)
     if a.ndim != 4 or a.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape [n, c, h, w] with c = 1 or 3, got {a.shape}")
@@ -150,7 +156,8 @@ def plot_strip(
         raise ValueError(f"{a.shape[0]} images do not fill a {rows}×{cols} grid")
     picture = _mosaic(_to_unit_range(a).transpose(0, 2, 3, 1), rows, cols)
     title_inches = _TITLE_INCHES if title is not None else 0.0
-    height = rows * _CELL_INCHES + title_inches
+    label_inches = _LABEL_INCHES if col_labels is not None else 0.0
+    height = rows * _CELL_INCHES + label_inches + title_inches
     fig = Figure(figsize=(cols * _CELL_INCHES, height))
     ax = fig.add_axes((0.0, 0.0, 1.0, rows * _CELL_INCHES / height))
     # Fill the axes, no smoothing.
@@ -160,6 +167,9 @@ def plot_strip(
     else:
         ax.imshow(picture, **style)
     ax.set_axis_off()
+    for q, label in enumerate(col_labels or ()):
+        y = (rows * _CELL_INCHES + 0.5 * label_inches) / height
+        fig.text((q + 0.5) / cols, y, label, ha="center", va="center", fontsize="small")
     if title is not None:
         fig.suptitle(title, y=1.0 - 0.5 * title_inches / height, va="center")
     return _save(fig, path)

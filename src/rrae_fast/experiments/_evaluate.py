@@ -166,8 +166,12 @@ def codec(run: Run) -> Codec:
 def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 0) -> Metrics:
     """Evaluate a trained run; with `out_dir`, also draw its figures there.
 
-    Figures: `spectrum.png` (normalised singular values of the training latent, linear and log
-    scale), `interpolation.png` (one row per pair, endpoints included) and `samples.png`.
+    Figures, each titled with the model, its code size and the seed: `spectrum.png`
+    (normalised singular values of the training latent, linear and log scale),
+    `interpolation.png` (a row per training pair: the two samples at the ends, between them
+    the decoded path from one code to the other, its ends their reconstructions),
+    `samples.png` (64 random samples) and `reconstructions.png` (test samples above their
+    reconstructions).
     """
     model, data = run.model, run.data
     maps = codec(run)
@@ -206,15 +210,48 @@ def evaluate(run: Run, out_dir: str | os.PathLike | None = None, *, seed: int = 
         training=training_record(run),
     )
     if out_dir is not None:
-        out = Path(out_dir)
-        kind = run.config.model.kind
-        plot_spectrum(spectrum, out / "spectrum.png", title=f"{kind}: training latent")
-        plot_strip(
-            strips[: 10 * (NUM_POINTS + 2)],
-            out / "interpolation.png",
-            10,
-            NUM_POINTS + 2,
-            title=f"{kind}: interpolation",
-        )
-        plot_strip(samples[:64], out / "samples.png", 8, 8, title=f"{kind}: random samples")
+        _figures(run, Path(out_dir), seed, spectrum, strips, pairs, samples, reconstruct)
     return metrics
+
+
+ROWS = 10  # pairs in the interpolation figure
+
+
+def _figures(run, out, seed, spectrum, strips, pairs, samples, reconstruct) -> None:
+    """`spectrum.png`, `interpolation.png`, `samples.png` and `reconstructions.png`, each
+    titled with the model, its code size and the seed."""
+    data = run.data
+    who = f"{run.config.model.kind}, k = {run.k}, seed {seed}"
+    plot_spectrum(spectrum, out / "spectrum.png", title=f"{who}: training latent")
+    # Each row: the first training sample, the decoded path from its code (t = 0, its
+    # reconstruction) to the second's (t = 1), the second sample.
+    width = NUM_POINTS + 2
+    rows = min(ROWS, len(pairs))
+    decoded = np.asarray(strips[: rows * width]).reshape(rows, width, *strips.shape[1:])
+    ends = np.asarray(data.x_train)[np.asarray(pairs[:rows])]  # [rows, 2, ...]
+    grid = np.concatenate([ends[:, :1], decoded, ends[:, 1:]], axis=1)
+    t = [f"{i}/{NUM_POINTS + 1}" for i in range(1, NUM_POINTS + 1)]
+    plot_strip(
+        grid.reshape(-1, *grid.shape[2:]),
+        out / "interpolation.png",
+        rows,
+        width + 2,
+        title=f"{who}: interpolation between the codes of training pairs",
+        col_labels=["sample A", "t = 0", *t, "t = 1", "sample B"],
+    )
+    plot_strip(
+        samples[:64],
+        out / "samples.png",
+        8,
+        8,
+        title=f"{who}: decoded draws of the Gaussian fitted to the training codes",
+    )
+    shown = min(8, len(data.x_test))
+    originals = np.asarray(data.x_test[:shown])
+    plot_strip(
+        np.concatenate([originals, np.asarray(reconstruct(originals))]),
+        out / "reconstructions.png",
+        2,
+        shown,
+        title=f"{who}: test samples (top) and their reconstructions (bottom)",
+    )

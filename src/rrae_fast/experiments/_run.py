@@ -54,7 +54,13 @@ def _skeleton(config: RunConfig, data: Dataset) -> Autoencoder:
 
 
 # Files a run directory holds besides the checkpoint's: written by `evaluate` and the CLI.
-RUN_OUTPUTS = ("metrics.json", "spectrum.png", "interpolation.png", "samples.png")
+RUN_OUTPUTS = (
+    "metrics.json",
+    "spectrum.png",
+    "interpolation.png",
+    "samples.png",
+    "reconstructions.png",
+)
 
 
 def train(
