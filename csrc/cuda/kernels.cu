@@ -65,20 +65,23 @@ __global__ void ResidualTestKernel(int64_t m, int64_t kw, const T* av, const T* 
   __shared__ double scratch[kThreads / 32];
   const int32_t kk = static_cast<int32_t>(*k < kw ? *k : kw);
   const double top = double(sig[0]);
+  // Residuals relative to σ_1, so that their squares neither underflow (tiny float64 inputs,
+  // where an unconverged member would pass) nor overflow (huge ones).
+  const double unit = top > 0 ? top : 1.0;
   double worst = 0;
   bool bad = !isfinite(top);
   for (int32_t j = 0; j < kk && !bad; ++j) {
     double acc = 0;
     const double sj = double(sig[j]);
     for (int64_t i = threadIdx.x; i < m; i += blockDim.x) {
-      const double e = double(av[i + j * m]) - double(u[i + j * m]) * sj;
+      const double e = (double(av[i + j * m]) - double(u[i + j * m]) * sj) / unit;
       acc += e * e;
     }
     acc = BlockSum(acc, scratch);  // every thread gets the sum
     worst = fmax(worst, sqrt(acc));
     bad = !isfinite(acc);
   }
-  if (threadIdx.x == 0 && (bad || !(worst <= tol * top))) *flag |= kFlagUnconverged;
+  if (threadIdx.x == 0 && (bad || !(worst <= tol))) *flag |= kFlagUnconverged;
 }
 
 // Grid-stride: Blocks() caps the grid at 4096 blocks, fewer threads than a large batch has

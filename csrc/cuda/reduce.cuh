@@ -22,6 +22,21 @@ __device__ inline double BlockSum(double v, double* scratch) {
   return total;
 }
 
+// The largest v over the block, returned to every thread; `scratch` and synchronisation as for
+// BlockSum.
+__device__ inline double BlockMax(double v, double* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  for (int offset = 16; offset > 0; offset /= 2) {
+    v = fmax(v, __shfl_down_sync(0xffffffffu, v, offset));
+  }
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  double top = 0;
+  for (int w = 0; w < warps; ++w) top = fmax(top, scratch[w]);
+  return top;
+}
+
 }  // namespace rrae_fast::cuda
 
 #endif  // RRAE_FAST_CUDA_REDUCE_CUH_

@@ -16,6 +16,7 @@
 
 #include "cuda/check.h"
 #include "cuda/kernels.h"
+#include "cuda/reduce.cuh"
 #include "cuda/small_svd.h"
 
 namespace rrae_fast::cuda {
@@ -101,13 +102,24 @@ __global__ void __launch_bounds__(kThreads)
   int* good = order + c;  // 1: the column of W is a finished orthonormal vector
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 
+  // The matrix is decomposed scaled by 2^-e, its largest entry in [1/2, 1): the sums of squares
+  // below neither overflow nor underflow in double whatever the input's scale (float64 near
+  // 1e±200 included), and scaling by a power of two is exact. σ is scaled back on output.
+  __shared__ double scratch[kWarps];
   const T* ab = a + b * m * n;
+  double local = 0;
+  for (int64_t t = threadIdx.x; t < m * n; t += blockDim.x) {
+    local = fmax(local, fabs(double(ab[t])));
+  }
+  int e = 0;
+  frexp(BlockMax(local, scratch), &e);  // e = 0 for a zero matrix
   for (int64_t t = threadIdx.x; t < m * n; t += blockDim.x) {
     const int64_t i = t / n, j = t % n;  // A[i, j]
+    const T x = T(ldexp(double(ab[t]), -e));
     if (tall) {
-      W[i + j * r] = ab[t];
+      W[i + j * r] = x;
     } else {
-      W[t] = ab[t];  // Aᵀ column-major = A row-major
+      W[t] = x;  // Aᵀ column-major = A row-major
     }
   }
   for (int t = threadIdx.x; t < c * c; t += blockDim.x) V[t] = T(t % c == t / c ? 1 : 0);
@@ -142,7 +154,10 @@ __global__ void __launch_bounds__(kThreads)
         gamma = WarpAllSum(gamma);
         if (!(fabs(gamma) > tol * sqrt(alpha * beta)) || gamma == 0) continue;
         const double zeta = (beta - alpha) / (2 * gamma);
-        const double t = (zeta >= 0 ? 1.0 : -1.0) / (fabs(zeta) + sqrt(1 + zeta * zeta));
+        // For |ζ| > 1e150, ζ² would overflow: t = 1/(2ζ) is then exact to rounding.
+        const double t = fabs(zeta) > 1e150
+                             ? 0.5 / zeta
+                             : (zeta >= 0 ? 1.0 : -1.0) / (fabs(zeta) + sqrt(1 + zeta * zeta));
         const double cs = 1 / sqrt(1 + t * t), sn = cs * t;
         for (int i = lane; i < r; i += 32) {
           const double x = double(wp[i]), y = double(wq[i]);
@@ -206,7 +221,7 @@ __global__ void __launch_bounds__(kThreads)
   T* ub = u + b * m * kw;
   T* sb = s + b * kw;
   T* vb = vt + b * kw * n;
-  for (int t = threadIdx.x; t < kw; t += blockDim.x) sb[t] = sig[order[t]];
+  for (int t = threadIdx.x; t < kw; t += blockDim.x) sb[t] = T(ldexp(double(sig[order[t]]), e));
   for (int64_t e = threadIdx.x; e < m * kw; e += blockDim.x) {
     const int64_t q = e / kw, t = e % kw;
     const int j = order[t];

@@ -126,6 +126,46 @@ def test_non_finite_member_is_nan_and_others_are_exact():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e160, 1e200])
+@pytest.mark.parametrize("shape", [(40, 25), (25, 40)], ids=str)
+def test_jacobi_meets_the_contract_at_extreme_float64_scales(shape, scale):
+    """The Jacobi kernel decomposes the matrix scaled by a power of two: sums of squares at
+    1e±200 neither overflow (σ = inf reported as converged) nor underflow (σ = 0)."""
+    a = make_matrix(np.random.default_rng(7), shape, "decaying") * scale
+    assert _path(a, 7)[()] == "jacobi"
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 7)
+    assert np.all(np.isfinite(np.asarray(s))) and np.asarray(s)[0] > 0
+    assert_contract(a, u, s, vt, 7)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_residual_test_is_relative_at_extreme_float64_scales(scale):
+    """Residuals are measured in units of σ_1: one power iteration on a flat 1024² spectrum
+    cannot meet float64's tolerance, and at 1e-200 the unconverged result must be flagged (its
+    squared residuals underflowed to zero and passed) and redone."""
+    a = np.random.default_rng(3).standard_normal((1024, 1024)) * scale
+    assert _path(a, 64, "iterative")[()] == "unconverged"
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 64, method="iterative")
+    assert_contract(a, u, s, vt, 64)
+
+
+@pytest.mark.gpu
+def test_only_paths_that_can_flag_a_member_carry_a_condition():
+    """XLA waits on the host for a condition; the dense path never flags a member, so its
+    forward pass has none (the iterative path keeps the one that redoes flagged members)."""
+    x = _on_gpu(np.ones((700, 300), np.float32))
+
+    def conditions(method):
+        f = jax.jit(lambda a: rrae_fast.truncated_svd(a, 20, method=method))
+        text = f.lower(x).as_text()
+        return text.count("stablehlo.case") + text.count("stablehlo.if")
+
+    assert conditions("dense") == 0
+    assert conditions("iterative") >= 1
+
+
+@pytest.mark.gpu
 def test_unconverged_iteration_is_redone_on_the_dense_path():
     """A flat spectrum defeats the fixed iteration schedule; the op still meets the contract."""
     a = np.random.default_rng(3).standard_normal((1024, 1024)).astype(np.float32)

@@ -83,13 +83,18 @@ def _cuda_factors(max_k: int, method: str):
     The kernel never synchronises with the host, so its iteration runs a fixed schedule and
     only flags the members whose residual test fails; the redo is a ``lax.cond`` on that flag.
     A ``custom_vmap`` keeps the condition one scalar for the whole batch under ``vmap`` (a
-    batched condition would turn into a select that always runs the dense path).
+    batched condition would turn into a select that always runs the dense path). XLA copies a
+    condition to the host and waits for it, so where the kernel's path cannot flag a member
+    (its dense path: ``method="dense"``, or the shapes the kernel gives it) there is no
+    condition, and no synchronisation.
     """
     unconverged = PATHS.index("unconverged")
 
     @jax.custom_batching.custom_vmap
     def run(a, k, init):
         u, s, vt, info = ffi_call(a, k, max_k, init, method)
+        if _native.cuda_path(*a.shape[-2:], max_k, a.dtype, method) == "dense":
+            return u, s, vt  # pragma: no cover - needs a CUDA build
         redo = info[..., 0] == unconverged
 
         def dense(_):

@@ -95,13 +95,19 @@ else:  # pragma: no cover - needs a CUDA build
         _CUDA_STATUS = f"CUDA module loaded; {_devices} CUDA device(s) visible"
 
 
-def cuda_iterates(m: int, n: int, max_k: int, dtype, method: str) -> bool:
-    """Whether the CUDA kernel takes its iterative path for this shape, dtype and method on the
-    current device (its own policy, ``ChoosePath``); False without the CUDA module."""
+def cuda_path(m: int, n: int, max_k: int, dtype, method: str) -> str | None:
+    """The path the CUDA kernel takes for this shape, dtype and method on the current device
+    (its own policy, ``ChoosePath``): "jacobi", "dense" or "iterative"; None without the CUDA
+    module."""
     if _cuda is None:
-        return False
+        return None
     code = _cuda.choose_path(m, n, max_k, np.dtype(dtype).itemsize, METHOD_CODES[method])
-    return PATHS[code] == "iterative"  # pragma: no cover - needs a CUDA build
+    return PATHS[code]  # pragma: no cover - needs a CUDA build
+
+
+def cuda_iterates(m: int, n: int, max_k: int, dtype, method: str) -> bool:
+    """Whether the CUDA kernel takes its iterative path (see `cuda_path`)."""
+    return cuda_path(m, n, max_k, dtype, method) == "iterative"
 
 
 def cuda_available() -> bool:
