@@ -38,8 +38,8 @@ def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike) -> float:
     features, dead features), where the eigenvalues of the product would lose half the digits.
 
     Args:
-        feats_a, feats_b: `[n_a, d]` and `[n_b, d]`, `n ≥ 2` each (the covariances are the
-            unbiased ones).
+        feats_a: `[n_a, d]`, `n_a ≥ 2` (the covariances are the unbiased ones).
+        feats_b: `[n_b, d]`, `n_b ≥ 2`.
 
     Returns:
         The distance, ≥ 0 up to rounding (0 for a set against itself).

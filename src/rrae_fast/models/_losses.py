@@ -6,12 +6,17 @@ per-sample errors), with the extra terms of the sparse, contractive and weak-RRA
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import equinox as eqx
 import jax.numpy as jnp
 from jax import Array
 from jaxtyping import Float, Int
 
 from ..svd import rank_reduce
+
+if TYPE_CHECKING:  # the autoencoder module imports this one
+    from ._autoencoder import Autoencoder
 
 _KL_EPS = 1e-8  # keeps log(ρ/ρ̂) finite when the mean activation reaches 0 or 1
 
@@ -78,7 +83,7 @@ class WeakRankPenalty(Penalty):
 
 
 def reconstruction_loss(
-    model, x: Float[Array, "batch ..."], k: Int[Array, ""] | int, mode: str = "train"
+    model: Autoencoder, x: Float[Array, "batch ..."], k: Int[Array, ""] | int, mode: str = "train"
 ) -> Float[Array, ""]:
     """The training objective of `model` on the batch `x` with bottleneck `k`.
 

@@ -9,6 +9,8 @@ and the final basis is the first `k` left singular vectors of `M`: `[L, k]`, ort
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -35,7 +37,7 @@ def _encode(model, x):
 
 
 def final_basis(
-    model, x: Float[Array, "n ..."] | np.ndarray, k: int, batch_size: int
+    model: Any, x: Float[Array, "n ..."] | np.ndarray, k: int, batch_size: int
 ) -> Float[Array, "L k"]:
     """The common final basis of `model`'s latent space over the data `x`.
 

@@ -182,7 +182,7 @@ def _apply(decision, model, opt_state, opt, stage, tags, checkpoint):
 
 
 def fit(
-    model,
+    model: Any,
     x: np.ndarray,
     stages: list[Stage],
     *,
