@@ -42,6 +42,55 @@ def test_cuda_status_is_reported():
     assert ("loaded" in status) == _native.cuda_available()
 
 
+def _runtime_conditions(jaxpr) -> int:
+    """The conditions of a jaxpr, nested ones included, that XLA decides at run time: all but
+    the platform switches of `lax.platform_dependent` (their index is a `platform_index`,
+    fixed when the program is compiled for one platform). XLA:GPU runs each such condition by
+    copying its predicate to the host and waiting for it."""
+    from jax.extend import core as jcore
+
+    count, producers = 0, {}
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "cond" and producers.get(id(eqn.invars[0])) != "platform_index":
+            count += 1
+        for v in eqn.outvars:
+            producers[id(v)] = eqn.primitive.name
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else [param]:
+                if isinstance(sub, jcore.ClosedJaxpr):
+                    count += _runtime_conditions(sub.jaxpr)
+                elif isinstance(sub, jcore.Jaxpr):
+                    count += _runtime_conditions(sub)
+    return count
+
+
+@pytest.mark.skipif(not _native.cuda_available(), reason="built without the CUDA module")
+def test_the_dense_path_holds_no_run_time_condition():
+    """With the CUDA module loaded (a GPU is not needed to trace), the op's program holds the
+    CUDA branch: its dense path, forward and derivative, has no condition that would make XLA
+    synchronise with the host; the iterative path keeps the redo of flagged members."""
+    x = jnp.ones((700, 300), jnp.float32)
+
+    def count(f):
+        return _runtime_conditions(jax.make_jaxpr(f)(x).jaxpr)
+
+    assert count(lambda a: rrae_fast.truncated_svd(a, 20, method="dense")) == 0
+    assert count(jax.grad(lambda a: rrae_fast.rank_reduce(a, 20, method="dense").sum())) == 0
+    assert count(lambda a: rrae_fast.truncated_svd(a, 20, method="iterative")) >= 1
+
+
+def test_the_condition_counter_sees_nested_conditions_and_skips_platform_switches():
+    def f(a):
+        inner = jax.lax.cond(a[0] > 0, lambda b: b, lambda b: -b, a)
+        return jax.lax.platform_dependent(inner, cpu=lambda b: b * 2, default=lambda b: b)
+
+    assert _runtime_conditions(jax.make_jaxpr(f)(jnp.ones(3)).jaxpr) == 1
+    # The exact rule's fallback to the full SVD is a condition inside the op's derivative.
+    x = jnp.ones((700, 300), jnp.float32)
+    grad = jax.grad(lambda a: rrae_fast.rank_reduce(a, 20, method="iterative").sum())
+    assert _runtime_conditions(jax.make_jaxpr(grad)(x).jaxpr) >= 1
+
+
 # ---------------------------------------------------------------------------------------------
 # On a GPU
 # ---------------------------------------------------------------------------------------------
