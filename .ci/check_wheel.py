@@ -20,9 +20,9 @@ REQUIRED = [
     r"rrae_fast/svd/_cpu\.pyi",
 ]
 ALLOWED = re.compile(
-    r"(rrae_fast/([\w/]+\.(py|pyi|so)|py\.typed)"
-    r"|rrae_fast\.libs/[\w.+-]+\.so[\w.]*"
-    r"|rrae_fast-[\w.]+\.dist-info/[\w./-]+)$"
+    r"(rrae_fast/(([\w/]+/)?|[\w/]+(\.cpython-[\w-]+)?\.(py|pyi|so)|py\.typed)"
+    r"|rrae_fast\.libs/([\w.+-]+\.so[\w.]*)?"
+    r"|rrae_fast-[\w.]+\.dist-info/([\w./-]+)?)"
 )
 
 

@@ -68,3 +68,40 @@ def test_nothing_in_the_package_loads_the_test_module():
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             assert not any("_cpu_testing" in n for n in names), path
+
+
+def test_the_wheel_check_refuses_stray_and_missing_files(tmp_path):
+    """.ci/check_wheel.py, which CI runs on the built wheel: a clean wheel passes; a source
+    file, a missing compiled module or a non-manylinux tag fails."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    good = [
+        "rrae_fast/",
+        "rrae_fast/__init__.py",
+        "rrae_fast/py.typed",
+        "rrae_fast/svd/_cpu.cpython-311-x86_64-linux-gnu.so",
+        "rrae_fast/svd/_cpu_testing.cpython-311-x86_64-linux-gnu.so",
+        "rrae_fast/svd/librrae_fast_cpu_core.so",
+        "rrae_fast/svd/_cpu.pyi",
+        "rrae_fast-0.2.0.dist-info/RECORD",
+    ]
+
+    def check(names, tag="manylinux_2_35_x86_64"):
+        wheel = tmp_path / f"rrae_fast-0.2.0-cp311-cp311-{tag}.whl"
+        with zipfile.ZipFile(wheel, "w") as z:
+            for n in names:
+                z.writestr(n, "")
+        done = subprocess.run(
+            [sys.executable, str(root / ".ci" / "check_wheel.py"), str(wheel)],
+            capture_output=True,
+            text=True,
+        )
+        return done.returncode, done.stderr
+
+    assert check(good) == (0, "")
+    assert "stray file rrae_fast/svd/kernel.cc" in check([*good, "rrae_fast/svd/kernel.cc"])[1]
+    assert "missing" in check([n for n in good if "librrae" not in n])[1]
+    assert "not a manylinux tag" in check(good, tag="linux_x86_64")[1]
