@@ -380,3 +380,61 @@ def test_cli_read_only_out_is_one_line(tmp_path, capsys):
         assert "Permission denied" in err and err.count("\n") == 1, err
     finally:
         locked.chmod(0o700)
+
+
+def _interrupt_when(command, steps_at_least, timeout=300):
+    """Runs `command`, sends SIGINT (what Ctrl-C sends) once its progress bar shows at least
+    `steps_at_least` steps, and returns (exit code, stdout, stderr)."""
+    import re
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    with subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        seen: list[str] = []
+        reader = threading.Thread(
+            target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), ""))
+        )
+        reader.start()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                shown = [int(n) for n in re.findall(r"\b(\d+)/100000\b", "".join(seen))]
+                if shown and max(shown) >= steps_at_least:
+                    break
+                assert proc.poll() is None, "".join(seen)[-2000:]
+                assert time.monotonic() < deadline, f"no step {steps_at_least} in {timeout} s"
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+            reader.join(timeout=10)
+        return code, proc.stdout.read(), "".join(seen)
+
+
+def test_ctrl_c_sent_to_a_training_process_saves_the_run_and_resume_goes_on(tmp_path):
+    """SIGINT, as Ctrl-C sends it, to `rrae-fast train` in its own process once some steps
+    have run: exit code 130, the run saved after the last complete step, and the message says
+    so; `--resume` says it goes on from that step, and does."""
+    import re
+    import sys
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "rrae_fast", "train", "--model", "rrae"]
+    command += ["--dataset", "digits", "--latent-size", "16", "--k", "2", "--batch-size", "32"]
+    command += ["--steps", "100000", "--out", str(out)]
+
+    code, _, err = _interrupt_when(command, 20)
+    saved = re.search(r"interrupted; the run in .* is saved after step (\d+): continue", err)
+    assert code == 130 and saved, err[-2000:]
+    first = int(saved.group(1))
+    assert len(json.loads((out / "state.json").read_text())["history"]["loss"]) == first >= 20
+
+    code, stdout, err = _interrupt_when([*command, "--resume"], first + 10)
+    assert f"resuming the run in {out} after step {first} of 100000" in stdout
+    saved = re.search(r"is saved after step (\d+): continue", err)
+    assert code == 130 and saved and int(saved.group(1)) >= first + 10, err[-2000:]

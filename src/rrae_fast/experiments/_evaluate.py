@@ -40,6 +40,20 @@ NUM_PAIRS, NUM_POINTS, NUM_SAMPLES = 50, 5, 250  # the paper's 250 generated ima
 RANK_TOL = 1e-3  # singular values below 1e-3·σ1 are not counted as significant
 
 
+#: What each number of `Metrics` means (written beside them in `metrics.json`).
+UNITS = {
+    "k": "code size: the final bottleneck of rank-reducing models, else the latent length",
+    "train_error": "percent: 100·‖X̂ − X‖_F/‖X‖_F over the training set, on the data's scale",
+    "test_error": "percent: the same over the test set",
+    "interpolation": "percent: mean and std of the bump-fit misfit of 250 interpolated images",
+    "random": "percent: mean and std of the bump-fit misfit of 250 random samples",
+    "latent_rank": f"count of singular values of the training latent above {RANK_TOL:g}·σ_1",
+    "spectrum": "σ_i/σ_1 of the training latent (the encoder's output)",
+    "spectrum_projected": "σ_i/σ_1 after the bottleneck's inference-time operation",
+    "training": "seed, steps (fine-tuning included), tracker preset, when k took its final value",
+}
+
+
 @dataclasses.dataclass
 class Metrics:
     """Table-1 numbers of one run (errors in percent; `None` where not defined).
@@ -87,7 +101,8 @@ class Metrics:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, and under `"units"` what each number means."""
+        return dataclasses.asdict(self) | {"units": UNITS}
 
 
 @eqx.filter_jit
