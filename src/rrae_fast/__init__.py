@@ -3,6 +3,12 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .svd import (
+    Gradient as Gradient,
+)
+from .svd import (
+    Method as Method,
+)
+from .svd import (
     cuda_status as cuda_status,
 )
 from .svd import (
@@ -24,6 +30,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 __all__ = [
+    "Gradient",
+    "Method",
     "__version__",
     "cuda_status",
     "diagnose",

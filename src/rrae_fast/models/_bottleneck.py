@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import Array
 from jaxtyping import Float, Int, PRNGKeyArray
 
-from ..svd import rank_reduce
+from ..svd import Method, rank_reduce
 
 Latent = Float[Array, "batch L"]
 
@@ -71,10 +71,10 @@ class RankReduction(eqx.Module):
     basis: Float[Array, "L k"] | None
     latent_size: int = eqx.field(static=True)
     max_k: int = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: Method = eqx.field(static=True)
 
     def __init__(
-        self, latent_size: int, max_k: int, basis: Array | None = None, method: str = "auto"
+        self, latent_size: int, max_k: int, basis: Array | None = None, method: Method = "auto"
     ):
         """Args:
         latent_size: `L`.

@@ -11,8 +11,18 @@ coupling with the discarded spectrum by solves), ``_plan`` (which route a deriva
 
 from ._native import cuda_status as cuda_status
 from ._native import release_workspace as release_workspace
+from ._ops import Gradient as Gradient
+from ._ops import Method as Method
 from ._ops import diagnose as diagnose
 from ._ops import rank_reduce as rank_reduce
 from ._ops import truncated_svd as truncated_svd
 
-__all__ = ["cuda_status", "diagnose", "rank_reduce", "release_workspace", "truncated_svd"]
+__all__ = [
+    "Gradient",
+    "Method",
+    "cuda_status",
+    "diagnose",
+    "rank_reduce",
+    "release_workspace",
+    "truncated_svd",
+]

@@ -11,7 +11,7 @@ the package was built with it, and XLA's own SVD on every other platform
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,11 @@ from jax import Array
 from jaxtyping import ArrayLike, Float, Int
 
 from . import _checks, _forward, _rules
+
+#: The forward pass's path choice (see `truncated_svd`).
+Method = Literal["auto", "dense", "iterative", "gram"]
+#: The derivative rule (see `truncated_svd`).
+Gradient = Literal["exact", "tangent"]
 
 _STATIC = ("max_k", "method", "gradient")
 
@@ -46,9 +51,9 @@ def truncated_svd(
     k: int | Int[Array, ""],
     *,
     max_k: int | None = None,
-    method: str = "auto",
+    method: Method = "auto",
     init: Float[ArrayLike, "*batch m c"] | None = None,
-    gradient: str = "exact",
+    gradient: Gradient = "exact",
     check_finite: bool = False,
 ) -> tuple[Float[Array, "*batch m k"], Float[Array, "*batch k"], Float[Array, "*batch k n"]]:
     """The ``k`` largest singular triplets of a (batch of) matrices.
@@ -133,9 +138,9 @@ def rank_reduce(
     k: int | Int[Array, ""],
     *,
     max_k: int | None = None,
-    method: str = "auto",
+    method: Method = "auto",
     init: Float[ArrayLike, "*batch m c"] | None = None,
-    gradient: str = "exact",
+    gradient: Gradient = "exact",
     check_finite: bool = False,
 ) -> Float[Array, "*batch m n"]:
     """The best rank-``k`` approximation ``A_k = U diag(s) Vt`` of a (batch of) matrices.
@@ -181,10 +186,10 @@ def diagnose(
     a: Float[ArrayLike, "*batch m n"],
     k: int,
     *,
-    method: str = "auto",
+    method: Method = "auto",
     init: Float[ArrayLike, "*batch m c"] | None = None,
-    gradient: str = "exact",
-    op: str = "rank_reduce",
+    gradient: Gradient = "exact",
+    op: Literal["rank_reduce", "truncated_svd"] = "rank_reduce",
 ) -> dict[str, np.ndarray]:
     """Which path the CPU kernel takes for each matrix, how many products with A it used, and
     which route the derivative takes.
