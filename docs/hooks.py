@@ -18,7 +18,8 @@ def _cli_help() -> str:
     out = []
     parser_help = _capture(cli.main, ["--help"])
     out.append("## rrae-fast\n\n```text\n" + parser_help + "```\n")
-    commands = ["train", "evaluate", "table1", "table2", "budgets", "rollback", "demo"]
+    commands = ["train", "evaluate", "table1", "table2", "budgets", "sweep-contractive"]
+    commands += ["rollback", "demo"]
     commands += ["data fetch", "data lenet", "data list"]
     for command in commands:
         text = _capture(cli.main, [*command.split(), "--help"])
@@ -40,9 +41,6 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
         # Its figures and files live beside it in benchmarks/, outside the site: named, with
         # their path in the repository, instead of linked.
-        results = re.sub(
-            r"!?\[([^\]]*)\]\((?!https?:)([^)]+)\)", r"\1 (`benchmarks/\2`)", results
-        )
+        results = re.sub(r"!?\[([^\]]*)\]\((?!https?:)([^)]+)\)", r"\1 (`benchmarks/\2`)", results)
         markdown = markdown.replace("<!-- results -->", results)
     return markdown
-

@@ -4,8 +4,9 @@ Commands: ``train`` (default: an aRRAE on the built-in synthetic set, printing t
 found and the Table-1 metrics), ``evaluate`` (a trained run's directory), ``table1`` (the paper's
 Table 1, optionally its ablation), ``table2`` (the paper's Table 2 on MNIST or Fashion-MNIST,
 scored by FID-LeNet), ``budgets`` (aRRAE and RRAE against the step budget),
-``data`` (fetch MNIST / Fashion-MNIST, train their FID-LeNet), ``rollback`` (resume a run from
-its previous checkpoint after the latest was damaged), ``demo`` (the truncated-SVD op alone).
+``sweep-contractive`` (Table 1's contractive weight on a held-out split), ``data`` (fetch
+MNIST / Fashion-MNIST, train their FID-LeNet), ``rollback`` (resume a run from its previous
+checkpoint after the latest was damaged), ``demo`` (the truncated-SVD op alone).
 
 Exit codes: 0 success; 1 an error the message explains in one line (bad option values, a
 missing or damaged file, a refused run directory, a failed download); 2 a malformed command
@@ -184,6 +185,22 @@ def _table2(args: argparse.Namespace) -> int:
         command="rrae-fast " + " ".join(argv),
     )
     print(Path(args.out, "table2.md").read_text())
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .experiments import contractive_sweep
+
+    argv = sys.argv[1:] if args.command_line is None else args.command_line
+    contractive_sweep(
+        args.out,
+        betas=args.betas,
+        steps=args.steps,
+        seed=args.seed,
+        progress=not args.no_progress,
+        command="rrae-fast " + " ".join(argv),
+    )
+    print(Path(args.out, "sweep.md").read_text())
     return 0
 
 
@@ -367,6 +384,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     t2.add_argument("--no-progress", action="store_true", help="no progress bars")
     t2.set_defaults(run=_table2, command_line=None)
 
+    sw = sub.add_parser(
+        "sweep-contractive",
+        help="Table 1's contractive weight, chosen on a held-out split of the training set",
+    )
+    sw.add_argument("--betas", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0])
+    sw.add_argument("--steps", type=int, default=2500, help="forward passes per weight")
+    sw.add_argument("--seed", type=int, default=0, help="initialisation and held-out draw")
+    sw.add_argument("--out", default="rrae-sweep", help="output directory (resumable)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sw.set_defaults(run=_sweep, command_line=None)
+
     bu = sub.add_parser(
         "budgets", help="synthetic errors of aRRAE (both tracker presets) and RRAE by budget"
     )
@@ -424,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in (*sub.choices.values(), *data_sub.choices.values()):
         p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     args = parser.parse_args(argv)
-    if args.command in ("table1", "table2", "budgets") and argv is not None:
+    if args.command in ("table1", "table2", "budgets", "sweep-contractive") and argv is not None:
         args.command_line = list(argv)
     from .data import FetchError
     from .training import CheckpointError, NonFiniteLoss, RunDirectoryBusy

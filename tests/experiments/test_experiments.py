@@ -198,7 +198,8 @@ def _fake_metrics():
 
 
 def test_cli_help_for_every_command(capsys):
-    for command in ("train", "evaluate", "table1", "table2", "budgets", "data", "demo"):
+    commands = ["train", "evaluate", "table1", "table2", "budgets", "sweep-contractive"]
+    for command in (*commands, "data", "demo"):
         with pytest.raises(SystemExit) as e:
             cli.main([command, "--help"])
         assert e.value.code == 0
@@ -438,3 +439,45 @@ def test_ctrl_c_sent_to_a_training_process_saves_the_run_and_resume_goes_on(tmp_
     assert f"resuming the run in {out} after step {first} of 100000" in stdout
     saved = re.search(r"is saved after step (\d+): continue", err)
     assert code == 130 and saved and int(saved.group(1)) >= first + 10, err[-2000:]
+
+
+def test_contractive_sweep_scores_on_a_held_out_split_and_resumes(tmp_path, monkeypatch):
+    """Each weight is trained without the held-out bumps and scored without the test set;
+    finished weights are read back; the lowest score is chosen."""
+    from rrae_fast.data import synthetic_bumps
+    from rrae_fast.experiments import _sweep
+
+    data = synthetic_bumps(train_size=100, test_size=8)
+    monkeypatch.setattr(_sweep, "load_data", lambda config: data)
+    split = _sweep.held_out_split(data, 16, seed=3)
+    assert (len(split.x_train), len(split.x_test)) == (84, 16)
+    rows = {tuple(np.round(p, 6)) for p in data.p_train}
+    assert {tuple(np.round(p, 6)) for p in split.p_test} <= rows  # training bumps, not test
+    assert not {tuple(p) for p in split.p_test} & {tuple(p) for p in split.p_train}
+    assert split.scale["test"] == data.scale["train"]
+    with pytest.raises(ValueError, match="held_out"):
+        _sweep.held_out_split(data, 100)
+
+    records = _sweep.contractive_sweep(
+        tmp_path, betas=[0.0, 1.0], steps=4, held_out=16, progress=False
+    )
+    assert [r["beta"] for r in records] == [0.0, 1.0]
+    for r in records:
+        assert r["score"] == pytest.approx(
+            (r["test_error"] + r["interpolation"][0] + r["random"][0]) / 3
+        )
+    text = (tmp_path / "sweep.md").read_text()
+    assert f"Chosen: β = {_sweep.best(records):g}." in text
+    trained = []
+    real_train = _sweep.train
+    monkeypatch.setattr(
+        _sweep,
+        "train",
+        lambda c, *a, **kw: trained.append(c.model.beta) or real_train(c, *a, **kw),
+    )
+    again = _sweep.contractive_sweep(
+        tmp_path, betas=[0.0, 1.0, 10.0], steps=4, held_out=16, progress=False
+    )
+    assert trained == [10.0] and len(again) == 3
+    with pytest.raises(ValueError, match="other settings"):
+        _sweep.contractive_sweep(tmp_path, betas=[1.0], steps=5, held_out=16, progress=False)

@@ -14,6 +14,7 @@ from ._run import Run as Run
 from ._run import load_data as load_data
 from ._run import load_run as load_run
 from ._run import train as train
+from ._sweep import contractive_sweep as contractive_sweep
 from ._table1 import ABLATION as ABLATION
 from ._table1 import PAPER as PAPER
 from ._table1 import TABLE1 as TABLE1
@@ -32,6 +33,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "budget_study",
+    "contractive_sweep",
     "evaluate",
     "fid_scores",
     "load_data",
