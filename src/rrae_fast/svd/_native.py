@@ -8,6 +8,7 @@ platform. Importing it needs no GPU.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from types import ModuleType
 
@@ -91,8 +92,9 @@ else:  # pragma: no cover - needs a CUDA build
         _cuda = _cuda_module
         for _name, _capsule in _cuda_module.registrations().items():
             jax.ffi.register_ffi_target(_name, _capsule, platform="CUDA")
-        _devices = _cuda_module.device_count()
-        _CUDA_STATUS = f"CUDA module loaded; {_devices} CUDA device(s) visible"
+        # The devices are counted when first asked (cuda_status), not here: counting
+        # initialises CUDA, which a process forked after the import could then not use.
+        _CUDA_STATUS = "CUDA module loaded"
 
 
 def cuda_path(m: int, n: int, max_k: int, dtype, method: str) -> str | None:
@@ -115,6 +117,9 @@ def cuda_available() -> bool:
     return _cuda is not None
 
 
+@functools.cache
 def cuda_status() -> str:
     """One line on the CUDA module: loaded (and the devices it sees), or why not."""
-    return _CUDA_STATUS
+    if _cuda is None:
+        return _CUDA_STATUS
+    return f"{_CUDA_STATUS}; {_cuda.device_count()} CUDA device(s) visible"  # pragma: no cover
