@@ -369,7 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the paper's Table 2 on MNIST or Fashion-MNIST, scored by FID-LeNet (a substitute "
         "for the paper's FID: compare rankings, not values)",
     )
-    t2.add_argument("--data", choices=["mnist", "fashion-mnist"], default="mnist")
+    t2.add_argument(
+        "--data",
+        choices=["mnist", "fashion-mnist"],
+        default="mnist",
+        help="the data set (fetched first: rrae-fast data fetch NAME)",
+    )
     t2.add_argument(
         "--steps", type=int, default=None, help="forward passes per model (None: App. C's 20000)"
     )
@@ -388,7 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep-contractive",
         help="Table 1's contractive weight, chosen on a held-out split of the training set",
     )
-    sw.add_argument("--betas", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0])
+    sw.add_argument(
+        "--betas",
+        type=float,
+        nargs="+",
+        default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0],
+        help="the contractive weights to try",
+    )
     sw.add_argument("--steps", type=int, default=2500, help="forward passes per weight")
     sw.add_argument("--seed", type=int, default=0, help="initialisation and held-out draw")
     sw.add_argument("--out", default="rrae-sweep", help="output directory (resumable)")
@@ -419,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fe = data_sub.add_parser(
         "fetch", help="download, verify (SHA-256) and unpack a data set; does nothing if present"
     )
-    fe.add_argument("name", choices=["mnist", "fashion-mnist"])
+    fe.add_argument("name", choices=["mnist", "fashion-mnist"], help="the data set")
     fe.add_argument("--dir", default=None, help="target directory (default: the cache)")
     fe.add_argument(
         "--archive",
@@ -430,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     le = data_sub.add_parser(
         "lenet", help="train the FID-LeNet feature network of a data set (a few minutes)"
     )
-    le.add_argument("name", choices=["mnist", "fashion-mnist"])
+    le.add_argument("name", choices=["mnist", "fashion-mnist"], help="the data set")
     le.add_argument("--dir", default=None, help="the data set's directory (default: the cache)")
     le.set_defaults(run=_data_lenet)
     ls = data_sub.add_parser("list", help="which data sets are present and verified in the cache")

@@ -335,6 +335,33 @@ def test_cli_help_shows_defaults(capsys):
     assert "(default: 2500)" in out and "(default: arrae)" in out and "(default: 64)" in out
 
 
+def test_every_cli_option_has_help(monkeypatch):
+    """Every option and argument of every command says what it is in --help."""
+    import argparse
+
+    built = {}
+
+    def capture(parser, *args, **kwargs):
+        built["parser"] = parser
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        cli.main(["train"])
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{' '.join(path)} {action.option_strings or action.dest}")
+
+    walk(built["parser"], ["rrae-fast"])
+    assert len(built["parser"]._actions) > 1 and not missing, missing
+
+
 def test_cli_resume_says_where_it_resumes(tmp_path, capsys):
     out = str(tmp_path / "run")
     args = ["train", "--model", "rrae", "--dataset", "digits", "--latent-size", "16"]
