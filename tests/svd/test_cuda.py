@@ -175,6 +175,41 @@ def test_non_finite_member_is_nan_and_others_are_exact():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("method", ["auto", "dense", "iterative"])
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_every_path_meets_the_contract_at_extreme_float64_scales(method, scale):
+    """float64 (40×25)·1e±200 on each path: Jacobi (auto), cuSOLVER, the iteration (redone on
+    the dense path where its residual test fails)."""
+    a = make_matrix(np.random.default_rng(11), (40, 25), "flat") * scale
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 7, method=method)
+    assert np.all(np.isfinite(np.asarray(s))) and np.asarray(s)[0] > 0
+    assert_contract(a, u, s, vt, 7)
+
+
+@pytest.mark.gpu
+def test_a_full_rank_truncation_of_a_tall_matrix():
+    """300×32 float32 with a decaying spectrum at k = 32 (every column kept): the Jacobi
+    kernel's negligible-column threshold must not discard the small singular values."""
+    a = make_matrix(np.random.default_rng(5), (300, 32), "decaying").astype(np.float32)
+    u, s, vt = rrae_fast.truncated_svd(_on_gpu(a), 32)
+    assert_contract(a, u, s, vt, 32)
+
+
+@pytest.mark.gpu
+def test_a_batch_of_a_million_tiny_matrices():
+    """2²⁰ matrices of 4×3 in one call: every member gets its flags and its factors (the
+    per-member kernels are grid-stride past 4096 blocks)."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((1 << 20, 4, 3)).astype(np.float32)
+    a[-1] = np.nan  # the last member's NaN must reach the last block's flags
+    u, s, vt = (np.asarray(x) for x in rrae_fast.truncated_svd(_on_gpu(a), 2))
+    assert np.isnan(s[-1]).all() and np.isnan(u[-1]).all() and np.isnan(vt[-1]).all()
+    assert np.isfinite(s[:-1]).all() and np.isfinite(u[:-1]).all()
+    ref = np.linalg.svd(a[-4096:-1].astype(np.float64), compute_uv=False)[:, :2]
+    np.testing.assert_allclose(s[-4096:-1], ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e160, 1e200])
 @pytest.mark.parametrize("shape", [(40, 25), (25, 40)], ids=str)
 def test_jacobi_meets_the_contract_at_extreme_float64_scales(shape, scale):
