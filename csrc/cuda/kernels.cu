@@ -1,5 +1,5 @@
-// Small kernels shared by the CUDA paths (see kernels.h). One thread block per member or column;
-// reductions in double whatever the element type.
+// Small kernels shared by the CUDA paths (see kernels.h). One thread block per column, or a grid
+// of (member, slice) blocks per member; reductions in double whatever the element type.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -23,13 +23,18 @@ __device__ inline double RandomAt(uint64_t seed, uint64_t i) {
   return static_cast<double>(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
 }
 
+// Grid (member, slice): blockIdx.y splits a large member across blocks, so that a single large
+// matrix is read by many SMs rather than one.
 template <typename T>
 __global__ void CheckFiniteKernel(int64_t per, const T* x, int32_t* flags) {
   const int64_t b = blockIdx.x;
   const T* xb = x + b * per;
   int bad = 0;
-  for (int64_t i = threadIdx.x; i < per; i += blockDim.x) bad |= !isfinite(xb[i]);
-  if (__syncthreads_or(bad) && threadIdx.x == 0) flags[b] |= kFlagNonFinite;
+  for (int64_t i = int64_t(blockIdx.y) * blockDim.x + threadIdx.x; i < per;
+       i += int64_t(gridDim.y) * blockDim.x) {
+    bad |= !isfinite(xb[i]);
+  }
+  if (__syncthreads_or(bad) && threadIdx.x == 0) atomicOr(&flags[b], int32_t(kFlagNonFinite));
 }
 
 template <typename T>
@@ -94,6 +99,9 @@ __global__ void InfoToFlagsKernel(int64_t count, const int* dev_info, int32_t bi
   }
 }
 
+// Grid (member, slice) as CheckFiniteKernel. Writes the path code, and NaN over every output of
+// a failed member or zeros beyond its k; a member with k = kw and no failure (the common case)
+// writes nothing else.
 template <typename T>
 __global__ void FinalizeKernel(int64_t m, int64_t n, int64_t kw, const int32_t* k,
                                const int32_t* flags, int32_t path, int32_t passes, T* u, T* s,
@@ -101,33 +109,7 @@ __global__ void FinalizeKernel(int64_t m, int64_t n, int64_t kw, const int32_t* 
   const int64_t b = blockIdx.x;
   const int32_t f = flags[b];
   const bool nan_out = (f & (kFlagNonFinite | kFlagSolverFailed)) != 0;
-  const int32_t kb = k[b];
-  const T nan = std::numeric_limits<T>::quiet_NaN();
-  T* ub = u + b * m * kw;
-  T* sb = s + b * kw;
-  T* vb = vt + b * kw * n;
-  for (int64_t i = threadIdx.x; i < m * kw; i += blockDim.x) {
-    if (nan_out) {
-      ub[i] = nan;
-    } else if (i % kw >= kb) {
-      ub[i] = T(0);
-    }
-  }
-  for (int64_t i = threadIdx.x; i < kw; i += blockDim.x) {
-    if (nan_out) {
-      sb[i] = nan;
-    } else if (i >= kb) {
-      sb[i] = T(0);
-    }
-  }
-  for (int64_t i = threadIdx.x; i < kw * n; i += blockDim.x) {
-    if (nan_out) {
-      vb[i] = nan;
-    } else if (i / n >= kb) {
-      vb[i] = T(0);
-    }
-  }
-  if (threadIdx.x == 0) {
+  if (blockIdx.y == 0 && threadIdx.x == 0) {
     int32_t code = path;
     if (f & kFlagNonFinite) {
       code = int32_t(Path::kNonFinite);
@@ -139,6 +121,20 @@ __global__ void FinalizeKernel(int64_t m, int64_t n, int64_t kw, const int32_t* 
     info[2 * b] = code;
     info[2 * b + 1] = passes;
   }
+  // Columns (of u; rows of vt) from `first` on are written.
+  const int64_t first = nan_out ? 0 : std::min<int64_t>(std::max<int32_t>(k[b], 0), kw);
+  if (first >= kw) return;
+  const T fill = nan_out ? std::numeric_limits<T>::quiet_NaN() : T(0);
+  const int64_t width = kw - first;
+  const int64_t start = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  const int64_t stride = int64_t(gridDim.y) * blockDim.x;
+  T* ub = u + b * m * kw;
+  for (int64_t e = start; e < m * width; e += stride) {
+    ub[(e / width) * kw + first + e % width] = fill;
+  }
+  for (int64_t c = first + start; c < kw; c += stride) s[b * kw + c] = fill;
+  T* vb = vt + b * kw * n + first * n;  // rows first..kw-1 of vt, contiguous
+  for (int64_t e = start; e < width * n; e += stride) vb[e] = fill;
 }
 
 // One block per (member, column): the first largest-magnitude entry of u_j decides its sign.
@@ -195,12 +191,22 @@ int Blocks(int64_t count) {
   return static_cast<int>(std::min<int64_t>((count + kThreads - 1) / kThreads, 4096));
 }
 
+// The per-member kernels' grid: a member per blockIdx.x, and enough slices of it along y for
+// about 16 elements per thread (at most 65535 slices, the y limit).
+dim3 MemberGrid(int64_t batch, int64_t per_member) {
+  const int64_t slices = (per_member + 16 * kThreads - 1) / (16 * kThreads);
+  return dim3(static_cast<unsigned>(batch),
+              static_cast<unsigned>(std::clamp<int64_t>(slices, 1, 65535)));
+}
+
 }  // namespace
 
 template <typename T>
 void LaunchCheckFinite(cudaStream_t stream, int64_t batch, int64_t per, const T* x,
                        int32_t* flags) {
-  if (batch > 0) CheckFiniteKernel<T><<<batch, kThreads, 0, stream>>>(per, x, flags);
+  if (batch > 0) {
+    CheckFiniteKernel<T><<<MemberGrid(batch, per), kThreads, 0, stream>>>(per, x, flags);
+  }
 }
 
 template <typename T>
@@ -247,8 +253,8 @@ void LaunchFinalize(cudaStream_t stream, int64_t batch, int64_t m, int64_t n, in
                     const int32_t* k, const int32_t* flags, int32_t path, int32_t passes, T* u,
                     T* s, T* vt, int32_t* info) {
   if (batch > 0) {
-    FinalizeKernel<T>
-        <<<batch, kThreads, 0, stream>>>(m, n, kw, k, flags, path, passes, u, s, vt, info);
+    FinalizeKernel<T><<<MemberGrid(batch, m * kw + kw * n), kThreads, 0, stream>>>(
+        m, n, kw, k, flags, path, passes, u, s, vt, info);
   }
 }
 
