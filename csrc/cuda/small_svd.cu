@@ -8,7 +8,7 @@
 // with the rotation that makes the two columns orthogonal; the same rotation is applied to
 // V (c x c, starting from I). When a sweep rotates nothing, W = U·Σ (columns orthogonal) and
 // A = U Σ Vᵀ (tall) or Aᵀ = U' Σ Vᵀ, i.e. A = V Σ U'ᵀ (wide). Columns whose norm is negligible
-// (σ_j <= r·ε·σ_max, rank deficiency) are replaced by an orthonormal completion, so that U and
+// (σ_j <= √r·ε·σ_max, rank deficiency) are replaced by an orthonormal completion, so that U and
 // V always have orthonormal columns.
 #include <algorithm>
 #include <cmath>
