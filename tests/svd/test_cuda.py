@@ -225,7 +225,7 @@ def test_jacobi_meets_the_contract_at_extreme_float64_scales(shape, scale):
 @pytest.mark.gpu
 @pytest.mark.parametrize("scale", [1e-200, 1e200])
 def test_residual_test_is_relative_at_extreme_float64_scales(scale):
-    """Residuals are measured in units of σ_1: one power iteration on a flat 1024² spectrum
+    """Residuals are measured in units of σ_1: the fixed power steps on a flat 1024² spectrum
     cannot meet float64's tolerance, and at 1e-200 the unconverged result must be flagged (its
     squared residuals underflowed to zero and passed) and redone."""
     a = np.random.default_rng(3).standard_normal((1024, 1024)) * scale
