@@ -152,12 +152,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded_command(args: argparse.Namespace) -> str:
+    """The command line that a resumable experiment records beside its results."""
+    argv = sys.argv[1:] if args.command_line is None else args.command_line
+    return "rrae-fast " + " ".join(argv)
+
+
 def _table1(args: argparse.Namespace) -> int:
     from .experiments import table1
 
-    command = "rrae-fast " + " ".join(
-        sys.argv[1:] if args.command_line is None else args.command_line
-    )
+    command = _recorded_command(args)
     table1(
         args.out,
         steps=args.steps,
@@ -174,7 +178,6 @@ def _table1(args: argparse.Namespace) -> int:
 def _table2(args: argparse.Namespace) -> int:
     from .experiments import table2
 
-    argv = sys.argv[1:] if args.command_line is None else args.command_line
     table2(
         args.out,
         dataset=args.data,
@@ -182,7 +185,7 @@ def _table2(args: argparse.Namespace) -> int:
         models=args.models,
         seeds=args.seeds,
         progress=not args.no_progress,
-        command="rrae-fast " + " ".join(argv),
+        command=_recorded_command(args),
     )
     print(Path(args.out, "table2.md").read_text())
     return 0
@@ -191,14 +194,13 @@ def _table2(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from .experiments import contractive_sweep
 
-    argv = sys.argv[1:] if args.command_line is None else args.command_line
     contractive_sweep(
         args.out,
         betas=args.betas,
         steps=args.steps,
         seed=args.seed,
         progress=not args.no_progress,
-        command="rrae-fast " + " ".join(argv),
+        command=_recorded_command(args),
     )
     print(Path(args.out, "sweep.md").read_text())
     return 0
@@ -207,13 +209,12 @@ def _sweep(args: argparse.Namespace) -> int:
 def _budgets(args: argparse.Namespace) -> int:
     from .experiments import budget_study
 
-    argv = sys.argv[1:] if args.command_line is None else args.command_line
     budget_study(
         args.out,
         steps=args.steps,
         seeds=args.seeds,
         variants=args.variants,
-        command="rrae-fast " + " ".join(argv),
+        command=_recorded_command(args),
         progress=not args.no_progress,
     )
     print(Path(args.out, "budgets.md").read_text())

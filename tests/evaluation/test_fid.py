@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from helpers import labelled_squares
 from rrae_fast.evaluation import (
     fid,
     frechet_distance,
@@ -60,27 +61,17 @@ def test_bad_input():
         frechet_distance(np.full((3, 2), np.nan), np.zeros((3, 2)))
 
 
-def _squares(rng, per_class):
-    """28×28 images of a bright square whose place is the label, with noise."""
-    labels = np.repeat(np.arange(10), per_class)
-    x = 0.1 * rng.random((len(labels), 1, 28, 28)).astype(np.float32)
-    for i, c in enumerate(labels):
-        r, col = 2 + 10 * (c // 5), 1 + 5 * (c % 5)
-        x[i, 0, r : r + 6, col : col + 4] = 1.0
-    return x, labels
-
-
 @pytest.fixture(scope="module")
 def trained():
     rng = np.random.default_rng(0)
-    x, y = _squares(rng, 12)
-    xt, yt = _squares(rng, 3)
+    x, y = labelled_squares(rng, 12)
+    xt, yt = labelled_squares(rng, 3)
     return train_lenet(x, y, xt, yt, gate=0.9, epochs=4, batch_size=20, say=lambda s: None), xt
 
 
 def test_the_gate_is_enforced():
     rng = np.random.default_rng(1)
-    x, y = _squares(rng, 2)
+    x, y = labelled_squares(rng, 2)
     with pytest.raises(GateNotPassed, match=r"below the gate 1\.01"):
         train_lenet(x, y, x, y, gate=1.01, epochs=1, batch_size=10, say=lambda s: None)
 
@@ -95,7 +86,8 @@ def test_frozen_weights_round_trip_and_are_checked(trained, tmp_path):
         lenet_features(back.net, images), lenet_features(net.net, images)
     )
     assert lenet_features(net.net, images).shape == (len(images), 256)
-    many, _ = _squares(np.random.default_rng(2), 30)  # more images than features: Σ full rank
+    # More images than features: Σ full rank.
+    many, _ = labelled_squares(np.random.default_rng(2), 30)
     spread = np.trace(np.cov(lenet_features(net.net, many), rowvar=False))
     assert abs(fid(many, many, dataset="mnist", root=tmp_path)) < 1e-9 * spread
     shifted = np.clip(many + 0.3, 0, 1)

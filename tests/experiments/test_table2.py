@@ -5,27 +5,18 @@ import json
 import numpy as np
 import pytest
 
+from helpers import labelled_squares
 from rrae_fast.data import Affine, Dataset
 from rrae_fast.evaluation import frechet_distance, lenet_features, save_lenet, train_lenet
 from rrae_fast.experiments import TABLE2, table2
 from rrae_fast.experiments import _table2 as t2
 
 
-def _squares(rng, per_class):
-    """28×28 images of a bright square whose place is the label, with noise, in [0, 1]."""
-    labels = np.repeat(np.arange(10), per_class)
-    x = 0.1 * rng.random((len(labels), 1, 28, 28)).astype(np.float32)
-    for i, c in enumerate(labels):
-        r, col = 2 + 10 * (c // 5), 1 + 5 * (c % 5)
-        x[i, 0, r : r + 6, col : col + 4] = 1.0
-    return x, labels.astype(np.int32)
-
-
 @pytest.fixture(scope="module")
 def squares():
     rng = np.random.default_rng(0)
-    x, y = _squares(rng, 8)
-    xt, yt = _squares(rng, 3)
+    x, y = labelled_squares(rng, 8)
+    xt, yt = labelled_squares(rng, 3)
     pixels = Affine(offset=0.0, factor=255.0)
     return Dataset(x, xt, y, yt, "mnist", {"train": pixels, "test": pixels})
 

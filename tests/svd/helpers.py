@@ -171,3 +171,15 @@ def injected_fault(name: str) -> Iterator[None]:
         yield
     finally:
         _cpu_testing.inject_fault(previous)
+
+
+def labelled_squares(rng, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """28×28 images in [0, 1] of a bright square whose place is the label (0–9), with noise:
+    an MNIST stand-in that a small classifier learns in a few steps. Returns float32 images
+    `[10·per_class, 1, 28, 28]` and int32 labels."""
+    labels = np.repeat(np.arange(10), per_class)
+    x = 0.1 * rng.random((len(labels), 1, 28, 28)).astype(np.float32)
+    for i, c in enumerate(labels):
+        r, col = 2 + 10 * (c // 5), 1 + 5 * (c % 5)
+        x[i, 0, r : r + 6, col : col + 4] = 1.0
+    return x, labels.astype(np.int32)
