@@ -236,20 +236,15 @@ def _data_fetch(args: argparse.Namespace) -> int:
 def _data_lenet(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .data._fetch import canonical_name
-    from .evaluation import ACCURACY_GATE, save_lenet, train_lenet
-    from .evaluation._lenet import GateNotPassed
+    from .evaluation import ACCURACY_GATE
+    from .evaluation._lenet import GateNotPassed, train_and_save_lenet
 
     name = canonical_name(args.name)
-    ds = load_dataset(name, args.dir)
-    assert ds.p_train is not None and ds.p_test is not None  # the labels
     try:  # the training settings of SPEC §8 are train_lenet's defaults
-        trained = train_lenet(
-            ds.x_train, ds.p_train, ds.x_test, ds.p_test, gate=ACCURACY_GATE[name]
-        )
+        trained, path = train_and_save_lenet(name, load_dataset(name, args.dir))
     except GateNotPassed as e:
         print(f"rrae-fast data lenet: {name}: {e}; nothing stored", file=sys.stderr)
         return 1
-    path = save_lenet(name, trained, {"dataset": name})
     print(f"{name}: FID-LeNet test accuracy {trained.accuracy:.4f} (gate {ACCURACY_GATE[name]})")
     print(f"weights {path}, SHA-256 {trained.sha256}")
     return 0
@@ -464,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in (*sub.choices.values(), *data_sub.choices.values()):
         p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     args = parser.parse_args(argv)
-    if args.command in ("table1", "table2", "budgets", "sweep-contractive") and argv is not None:
+    if "command_line" in vars(args) and argv is not None:  # commands that record their line
         args.command_line = list(argv)
     from .data import FetchError
     from .training import CheckpointError, NonFiniteLoss, RunDirectoryBusy

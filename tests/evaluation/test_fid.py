@@ -100,3 +100,25 @@ def test_frozen_weights_round_trip_and_are_checked(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="`rrae-fast data lenet fashion-mnist`"):
         load_lenet("fashion_mnist", root=tmp_path)
     assert lenet_paths("fashion-mnist", tmp_path)[0].name == "fashion_mnist.eqx"
+
+
+def test_train_and_save_lenet_stores_only_a_network_that_passes_its_gate(tmp_path, monkeypatch):
+    from rrae_fast.data import Affine, Dataset
+    from rrae_fast.evaluation import ACCURACY_GATE
+    from rrae_fast.evaluation._lenet import train_and_save_lenet
+
+    monkeypatch.setenv("RRAE_FAST_DATA", str(tmp_path))
+    rng = np.random.default_rng(4)
+    (x, y), (xt, yt) = labelled_squares(rng, 30), labelled_squares(rng, 3)
+    pixels = Affine(offset=0.0, factor=255.0)
+    data = Dataset(x, xt, y, yt, "mnist", {"train": pixels, "test": pixels})
+    monkeypatch.setitem(ACCURACY_GATE, "mnist", 1.01)
+    with pytest.raises(GateNotPassed):
+        train_and_save_lenet("mnist", data, say=lambda s: None)
+    assert not lenet_paths("mnist")[0].exists()
+    monkeypatch.setitem(ACCURACY_GATE, "mnist", 0.0)
+    trained, path = train_and_save_lenet("mnist", data, say=lambda s: None)
+    assert path == lenet_paths("mnist")[0] and load_lenet("mnist").sha256 == trained.sha256
+    unlabelled = Dataset(x, xt, None, None, "mnist", {"train": pixels, "test": pixels})
+    with pytest.raises(ValueError, match="needs the labels"):
+        train_and_save_lenet("mnist", unlabelled)

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 from jax import Array
 
+from ..data import Dataset
 from ..data._fetch import _write_atomic, cache_root, canonical_name
 from ._batching import map_batches
 from ._fid import frechet_distance
@@ -190,6 +191,24 @@ def save_lenet(
     ):
         _write_atomic(path, data)
     return weights
+
+
+def train_and_save_lenet(
+    name: str, data: Dataset, say: Callable[[str], None] = print
+) -> tuple[TrainedLeNet, Path]:
+    """Trains data set `name`'s network on `data` (its labelled splits, SPEC §8 settings) and
+    stores it with the record `load_lenet` checks; returns it and its weights file.
+
+    Raises:
+        GateNotPassed: the test accuracy is below the data set's gate (nothing is stored).
+    """
+    name = canonical_name(name)
+    if data.p_train is None or data.p_test is None:
+        raise ValueError(f"{name}: training the FID-LeNet needs the labels")
+    trained = train_lenet(
+        data.x_train, data.p_train, data.x_test, data.p_test, gate=ACCURACY_GATE[name], say=say
+    )
+    return trained, save_lenet(name, trained, {"dataset": name})
 
 
 def load_lenet(name: str, root: str | os.PathLike | None = None) -> TrainedLeNet:

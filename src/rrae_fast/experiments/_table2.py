@@ -36,7 +36,6 @@ import numpy as np
 from ..data import Dataset
 from ..data._fetch import canonical_name
 from ..evaluation import (
-    ACCURACY_GATE,
     frechet_distance,
     interpolate,
     interpolation_pairs,
@@ -46,10 +45,8 @@ from ..evaluation import (
     map_batches,
     plot_spectra,
     random_samples,
-    save_lenet,
-    train_lenet,
 )
-from ..evaluation._lenet import TrainedLeNet
+from ..evaluation._lenet import TrainedLeNet, train_and_save_lenet
 from ..models import ModelConfig
 from ..training._checkpoint import write_json
 from ._config import RunConfig
@@ -120,16 +117,7 @@ def lenet_for(dataset: str, data: Dataset, say: Callable[[str], None] = print) -
         return load_lenet(dataset)
     except FileNotFoundError:
         say(f"{dataset}: no FID-LeNet stored; training it (SPEC §8 settings)")
-    assert data.p_train is not None and data.p_test is not None  # the labels
-    trained = train_lenet(
-        data.x_train,
-        data.p_train,
-        data.x_test,
-        data.p_test,
-        gate=ACCURACY_GATE[dataset],
-        say=say,
-    )
-    save_lenet(dataset, trained, {"dataset": dataset})
+    trained, _ = train_and_save_lenet(dataset, data, say)
     say(f"{dataset}: FID-LeNet test accuracy {trained.accuracy:.4f}, SHA-256 {trained.sha256}")
     return trained
 
