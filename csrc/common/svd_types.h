@@ -13,7 +13,9 @@ namespace rrae_fast {
 // kGram: the CPU kernel's float64-Gram eigensolver path for small float32 matrices; the CUDA
 // kernel treats it as kAuto. kAutoNoFallback / kIterativeNoFallback (internal, for the
 // derivative rules): kAuto / kIterative, except that an iteration that does not converge is
-// reported kUnconverged instead of being followed by another path.
+// reported kUnconverged instead of being followed by another path. kDenseRedo (internal, CUDA
+// only, for the op's redo of members an iteration left unconverged): kDense for the members
+// whose k is >= 0 only; members with k < 0 are skipped and their outputs are unspecified.
 enum class Method : int64_t {
   kAuto = 0,
   kDense = 1,
@@ -21,12 +23,14 @@ enum class Method : int64_t {
   kGram = 3,
   kAutoNoFallback = 4,
   kIterativeNoFallback = 5,
+  kDenseRedo = 6,
 };
 
 // The method without its no-fallback flag.
 inline Method BaseMethod(Method method) {
   if (method == Method::kAutoNoFallback) return Method::kAuto;
   if (method == Method::kIterativeNoFallback) return Method::kIterative;
+  if (method == Method::kDenseRedo) return Method::kDense;
   return method;
 }
 

@@ -64,29 +64,28 @@ __global__ void CopyUpperKernel(int64_t b, const T* qr, int64_t rows, T* r) {
   }
 }
 
+// One block per column j < kw: column j's residual ‖A v_j − σ_j u_j‖ against tol, in units of
+// σ_1; a failing column sets the flag (atomicOr, as several may fail at once).
 template <typename T>
 __global__ void ResidualTestKernel(int64_t m, int64_t kw, const T* av, const T* u, const T* sig,
                                    const int32_t* k, double tol, int32_t* flag) {
   __shared__ double scratch[kThreads / 32];
-  const int32_t kk = static_cast<int32_t>(*k < kw ? *k : kw);
+  const int64_t j = blockIdx.x;
+  const int64_t kk = *k < kw ? *k : kw;
+  if (j >= kk) return;  // uniform across the block
   const double top = double(sig[0]);
   // Residuals relative to σ_1, so that their squares neither underflow (tiny float64 inputs,
   // where an unconverged member would pass) nor overflow (huge ones).
   const double unit = top > 0 ? top : 1.0;
-  double worst = 0;
-  bool bad = !isfinite(top);
-  for (int32_t j = 0; j < kk && !bad; ++j) {
-    double acc = 0;
-    const double sj = double(sig[j]);
-    for (int64_t i = threadIdx.x; i < m; i += blockDim.x) {
-      const double e = (double(av[i + j * m]) - double(u[i + j * m]) * sj) / unit;
-      acc += e * e;
-    }
-    acc = BlockSum(acc, scratch);  // every thread gets the sum
-    worst = fmax(worst, sqrt(acc));
-    bad = !isfinite(acc);
+  const double sj = double(sig[j]);
+  double acc = 0;
+  for (int64_t i = threadIdx.x; i < m; i += blockDim.x) {
+    const double e = (double(av[i + j * m]) - double(u[i + j * m]) * sj) / unit;
+    acc += e * e;
   }
-  if (threadIdx.x == 0 && (bad || !(worst <= tol))) *flag |= kFlagUnconverged;
+  acc = BlockSum(acc, scratch);  // every thread gets the sum
+  const bool bad = !isfinite(top) || !isfinite(acc) || !(sqrt(acc) <= tol);
+  if (threadIdx.x == 0 && bad) atomicOr(flag, int32_t(kFlagUnconverged));
 }
 
 // Grid-stride: Blocks() caps the grid at 4096 blocks, fewer threads than a large batch has
@@ -228,7 +227,10 @@ void LaunchCopyUpper(cudaStream_t stream, int64_t b, const T* qr, int64_t rows, 
 template <typename T>
 void LaunchResidualTest(cudaStream_t stream, int64_t m, int64_t kw, const T* av, const T* u,
                         const T* sig, const int32_t* k, double tol, int32_t* flag) {
-  ResidualTestKernel<T><<<1, kThreads, 0, stream>>>(m, kw, av, u, sig, k, tol, flag);
+  if (kw > 0) {
+    ResidualTestKernel<T>
+        <<<static_cast<unsigned>(kw), kThreads, 0, stream>>>(m, kw, av, u, sig, k, tol, flag);
+  }
 }
 
 template <typename T>

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "cuda/check.h"
 #include "cuda/dense_svd.h"
@@ -86,7 +87,19 @@ Status TruncatedSvd(const Context& ctx, const Allocator& allocate, int64_t batch
   if (path == Path::kJacobi) {
     RRAE_FAST_RETURN_IF_ERROR(JacobiSvd<T>(ctx.stream, batch, m, n, max_k, a, u, s, vt, flags));
   } else if (path == Path::kDense) {
+    // cuSOLVER's SVD is one call per member, issued from here. A redo (kDenseRedo) issues it for
+    // the members with k >= 0 only, the ones an iteration left unconverged, rather than for the
+    // whole batch: k is read on the host for that, a wait on the stream that only a redo pays
+    // (the op has already waited for the condition that sent it here).
+    std::vector<int32_t> redo_k;
+    if (method == Method::kDenseRedo) {
+      redo_k.resize(static_cast<size_t>(batch));
+      RRAE_FAST_CUDA_TRY(cudaMemcpyAsync(redo_k.data(), k, sizeof(int32_t) * batch,
+                                         cudaMemcpyDeviceToHost, ctx.stream));
+      RRAE_FAST_CUDA_TRY(cudaStreamSynchronize(ctx.stream));
+    }
     for (int64_t b = 0; b < batch; ++b) {
+      if (!redo_k.empty() && redo_k[static_cast<size_t>(b)] < 0) continue;
       RRAE_FAST_RETURN_IF_ERROR(DenseSvd<T>(ctx, m, n, max_k, a + b * m * n, u + b * m * max_k,
                                             s + b * max_k, vt + b * max_k * n, flags + b,
                                             infos + b, dense));

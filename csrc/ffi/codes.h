@@ -28,7 +28,8 @@ inline nanobind::dict SvdCodes() {
                                    {"iterative", Method::kIterative},
                                    {"gram", Method::kGram},
                                    {"auto_no_fallback", Method::kAutoNoFallback},
-                                   {"iterative_no_fallback", Method::kIterativeNoFallback}});
+                                   {"iterative_no_fallback", Method::kIterativeNoFallback},
+                                   {"dense_redo", Method::kDenseRedo}});
   d["path"] = CodeTable<Path>({{"dense", Path::kDense},
                                {"iterative", Path::kIterative},
                                {"iterative_then_dense", Path::kIterativeThenDense},

@@ -83,6 +83,11 @@ ffi::Error TruncatedSvdDispatch(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Any
                                        std::to_string(shape.n) +
                                        " is too large for 32-bit LAPACK");
   }
+  if (static_cast<cpu::Method>(method) == cpu::Method::kDenseRedo) {
+    // The redo of members left unconverged is the CUDA kernel's; the CPU kernel falls back by
+    // itself and never asks for one.
+    return ffi::Error::InvalidArgument("method code dense_redo is for the CUDA kernel only");
+  }
   cpu::SvdOptions options;
   options.method = static_cast<cpu::Method>(method);
   options.fault = cpu::InjectedFault();  // kNone outside tests

@@ -77,7 +77,7 @@ inline ffi::ErrorOr<SvdCall> CheckSvdCall(const ffi::AnyBuffer& a, const ffi::An
     return ffi::Unexpected(
         ffi::Error::InvalidArgument("k must be an int32 array of the batch shape of a"));
   }
-  if (method < 0 || method > 5) {
+  if (method < 0 || method > int64_t(Method::kDenseRedo)) {
     return ffi::Unexpected(ffi::Error::InvalidArgument("unknown method code"));
   }
   auto init_dims = init.dimensions();

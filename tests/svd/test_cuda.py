@@ -259,6 +259,32 @@ def test_unconverged_iteration_is_redone_on_the_dense_path():
 
 
 @pytest.mark.gpu
+def test_the_redo_factors_only_the_unconverged_members():
+    """Of a batch of two, the converged member keeps the iteration's factors bit for bit and
+    the unconverged one is redone; the redo call itself skips a member whose k is -1 (its
+    outputs are then zero, which the op never reads)."""
+    rng = np.random.default_rng(6)
+    good = planted(rng, 1024, 1024, np.linspace(10, 1, 32)) + 1e-3 * rng.standard_normal(
+        (1024, 1024)
+    ) / 40
+    flat = rng.standard_normal((1024, 1024))
+    a = np.stack([good, flat]).astype(np.float32)
+    assert list(_path(a, 32, "iterative")) == ["iterative", "unconverged"]
+    x = _on_gpu(a)
+    u, s, vt = rrae_fast.truncated_svd(x, 32, method="iterative")
+    for i in range(2):
+        assert_contract(a[i], u[i], s[i], vt[i], 32)
+    ks = jnp.full((2,), 32, jnp.int32)
+    first = jax.jit(lambda y, kk: _forward.ffi_call(y, kk, 32, None, "iterative")[:3])(x, ks)
+    for got, want in zip((u, s, vt), first):
+        np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    skip = jnp.array([-1, 32], jnp.int32)
+    ru, rs, rvt, _ = jax.jit(lambda y, kk: _forward.ffi_call(y, kk, 32, None, "dense_redo"))(x, skip)
+    assert not np.any(np.asarray(rs[0])) and not np.any(np.asarray(ru[0]))
+    assert_contract(a[1], ru[1], rs[1], rvt[1], 32)
+
+
+@pytest.mark.gpu
 def test_rank_k_plus_noise_converges_on_the_iterative_path():
     rng = np.random.default_rng(4)
     a = planted(rng, 2048, 1536, np.linspace(10, 1, 32))

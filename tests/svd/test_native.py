@@ -165,6 +165,15 @@ def test_kernel_rejects_bad_k_itself(k, max_k, message):
         jax.block_until_ready(_forward.ffi_call(a, ks, max_k, None, "auto"))
 
 
+def test_cpu_kernel_refuses_the_cuda_redo():
+    """"dense_redo" (the CUDA kernel's redo of members left unconverged) is no CPU method: the
+    CPU kernel falls back by itself."""
+    a = jax.numpy.ones((2, 4, 3))
+    ks = jax.numpy.full((2,), 2, jax.numpy.int32)
+    with pytest.raises(Exception, match="dense_redo is for the CUDA kernel only"):
+        jax.block_until_ready(_forward.ffi_call(a, ks, 2, None, "dense_redo"))
+
+
 def test_version():
     """__version__ comes from the installed metadata."""
     assert rrae_fast.__version__ != "0+unknown"

@@ -17,7 +17,8 @@ from . import _native
 from ._spectrum import keep_mask
 
 #: The public methods; the kernels also take "auto" / "iterative" without the fallback after an
-#: iteration that does not converge, for the derivative rules (see `attempt`).
+#: iteration that does not converge, for the derivative rules (see `attempt`), and the CUDA
+#: kernel "dense_redo", for its redo of unconverged members (see `_cuda_factors`).
 METHODS = ("auto", "dense", "iterative", "gram")
 #: Path names of the kernels' ``info`` output (csrc/common/svd_types.h, read from the module).
 #: "jacobi", "unconverged" and "solver_failed" come from the CUDA kernel only ("unconverged"
@@ -86,7 +87,8 @@ def _cuda_factors(max_k: int, method: str):
     batched condition would turn into a select that always runs the dense path). XLA copies a
     condition to the host and waits for it, so where the kernel's path cannot flag a member
     (its dense path: ``method="dense"``, or the shapes the kernel gives it) there is no
-    condition, and no synchronisation.
+    condition, and no synchronisation. The redo factors only the members it is for (the
+    kernel's "dense_redo" skips those whose k is -1), not the whole batch.
     """
     unconverged = PATHS.index("unconverged")
 
@@ -98,7 +100,7 @@ def _cuda_factors(max_k: int, method: str):
         redo = info[..., 0] == unconverged
 
         def dense(_):
-            du, ds, dvt, _ = ffi_call(a, k, max_k, None, "dense")
+            du, ds, dvt, _ = ffi_call(a, jnp.where(redo, k, -1), max_k, None, "dense_redo")
             return (
                 jnp.where(redo[..., None, None], du, u),
                 jnp.where(redo[..., None], ds, s),
