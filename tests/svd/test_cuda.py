@@ -264,9 +264,8 @@ def test_the_redo_factors_only_the_unconverged_members():
     the unconverged one is redone; the redo call itself skips a member whose k is -1 (its
     outputs are then zero, which the op never reads)."""
     rng = np.random.default_rng(6)
-    good = planted(rng, 1024, 1024, np.linspace(10, 1, 32)) + 1e-3 * rng.standard_normal(
-        (1024, 1024)
-    ) / 40
+    noise = 1e-3 * rng.standard_normal((1024, 1024)) / 40
+    good = planted(rng, 1024, 1024, np.linspace(10, 1, 32)) + noise
     flat = rng.standard_normal((1024, 1024))
     a = np.stack([good, flat]).astype(np.float32)
     assert list(_path(a, 32, "iterative")) == ["iterative", "unconverged"]
@@ -279,7 +278,8 @@ def test_the_redo_factors_only_the_unconverged_members():
     for got, want in zip((u, s, vt), first):
         np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
     skip = jnp.array([-1, 32], jnp.int32)
-    ru, rs, rvt, _ = jax.jit(lambda y, kk: _forward.ffi_call(y, kk, 32, None, "dense_redo"))(x, skip)
+    redo = jax.jit(lambda y, kk: _forward.ffi_call(y, kk, 32, None, "dense_redo"))
+    ru, rs, rvt, _ = redo(x, skip)
     assert not np.any(np.asarray(rs[0])) and not np.any(np.asarray(ru[0]))
     assert_contract(a[1], ru[1], rs[1], rvt[1], 32)
 
