@@ -166,8 +166,8 @@ def test_kernel_rejects_bad_k_itself(k, max_k, message):
 
 
 def test_cpu_kernel_refuses_the_cuda_redo():
-    """The method "dense_redo" (the CUDA kernel's redo of members left unconverged) is no CPU method: the
-    CPU kernel falls back by itself."""
+    """The method "dense_redo" (the CUDA kernel's redo of members left unconverged) is no CPU
+    method: the CPU kernel falls back by itself."""
     a = jax.numpy.ones((2, 4, 3))
     ks = jax.numpy.full((2,), 2, jax.numpy.int32)
     with pytest.raises(Exception, match="dense_redo is for the CUDA kernel only"):
