@@ -45,17 +45,23 @@ def test_cnn_layers_follow_the_paper(getkey):
     assert chans == [(32, 256), (256, 128), (128, 32), (32, 8)]
 
 
-def test_fast_and_equinox_decoders_are_the_same_map(getkey):
+@pytest.mark.parametrize(
+    ("shape", "kernel"), [((1, 12, 12), (5, 5)), ((2, 16, 16), (1, 1)), ((1, 14, 16), (3, 1))]
+)
+def test_fast_and_equinox_decoders_are_the_same_map(shape, kernel, getkey):
+    """The batched, channels-last decoder (fast transposed convolutions, the final convolution
+    on the batch: a channel product at a 1×1 kernel) is Equinox's layers vmapped."""
     key = getkey()
-    fast = CNNDecoder(10, (1, 12, 12), key=key)
-    slow = CNNDecoder(10, (1, 12, 12), fast_transpose=False, key=key)
+    fast = CNNDecoder(10, shape, key=key)
+    slow = CNNDecoder(10, shape, fast_transpose=False, key=key)
+    assert fast.final_conv.weight.shape[2:] == kernel
     assert all(isinstance(d, eqx.nn.ConvTranspose2d) for d in slow.deconvs)
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
         np.testing.assert_array_equal(a, b)  # identical initialisation
     z = jax.random.normal(getkey(), (5, 10))
     out = jax.jit(jax.vmap(fast))(z)
     np.testing.assert_allclose(out, jax.jit(jax.vmap(slow))(z), rtol=1e-10, atol=1e-12)
-    assert out.shape == (5, 1, 12, 12)
+    assert out.shape == (5, *shape)
     # The batched, channels-last path: same outputs and same parameter gradients.
     np.testing.assert_allclose(fast.decode_batch(z), out, rtol=1e-10, atol=1e-12)
     probe = jax.random.normal(getkey(), out.shape)

@@ -187,12 +187,39 @@ class CNNDecoder(eqx.Module):
             raise ValueError(f"expected latent vectors [batch, {self.latent_size}], got {z.shape}")
         x = jax.vmap(self.linear)(z).reshape(z.shape[0], *self.first_shape)
         fast = [d for d in self.deconvs if isinstance(d, ConvTranspose2d)]
-        if len(fast) == len(self.deconvs):
+        if len(fast) == len(self.deconvs) and _plain(self.final_conv):
             x = jnp.transpose(x, (0, 2, 3, 1))  # channels last through the whole stack
             for layer in fast:
                 x = jax.nn.relu(layer(x, channels_last=True))
-            x = jnp.transpose(x, (0, 3, 1, 2))
-        else:
-            for deconv in self.deconvs:
-                x = jax.nn.relu(jax.vmap(deconv)(x))
+            x = jnp.transpose(_final_conv_channels_last(self.final_conv, x), (0, 3, 1, 2))
+            return self.final_activation(x)
+        for deconv in self.deconvs:
+            x = jax.nn.relu(jax.vmap(deconv)(x))
         return jax.vmap(lambda xi: self.final_activation(self.final_conv(xi)))(x)
+
+
+def _plain(conv: eqx.nn.Conv2d) -> bool:
+    """Whether `conv` is a convolution as the decoder builds its final one: stride 1, no
+    padding or dilation, one group, zero padding mode."""
+    return (
+        tuple(conv.stride) == (1, 1)
+        and tuple(conv.dilation) == (1, 1)
+        and conv.groups == 1
+        and all(tuple(p) == (0, 0) for p in conv.padding)
+        and conv.padding_mode == "ZEROS"
+    )
+
+
+def _final_conv_channels_last(conv: eqx.nn.Conv2d, x: Float[Array, "n h w c"]) -> Array:
+    """The decoder's final convolution (stride 1, no padding, as built) of a channels-last
+    batch, `[n, h, w, c_in] → [n, h', w', c_out]`: Equinox's layer vmapped over the samples
+    would run it channels-first, one sample at a time; at the synthetic set's 1×1 kernel it is
+    a product with the channel matrix."""
+    w = conv.weight  # [c_out, c_in, kh, kw]
+    if w.shape[2:] == (1, 1):
+        y = jnp.einsum("nhwi,oi->nhwo", x, w[:, :, 0, 0])
+    else:
+        y = jax.lax.conv_general_dilated(
+            x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "OIHW", "NHWC")
+        )
+    return y if conv.bias is None else y + conv.bias.reshape(1, 1, 1, -1)
