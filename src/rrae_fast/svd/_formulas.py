@@ -40,6 +40,7 @@ is written through the kept subspace, so that differentiating it gives the Hessi
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +49,19 @@ from jax import Array
 from ._spectrum import inverse_gaps, mT, stable_parts
 
 
+def _same(x: Array) -> Array:
+    return x
+
+
 def truncated_svd_jvp(
-    u: Array, s: Array, vt: Array, da: Array, k: int, complement=None
+    u: Array,
+    s: Array,
+    vt: Array,
+    da: Array,
+    k: int,
+    complement=None,
+    row_sum: Callable[[Array], Array] = _same,
+    rows: int | None = None,
 ) -> tuple[Array, Array, Array]:
     """Tangent of the top-k factors from factors with ``c ≥ k`` columns.
 
@@ -63,14 +75,18 @@ def truncated_svd_jvp(
         vt: [..., c, n] right singular vectors (orthonormal rows).
         da: [..., m, n] tangent of the input.
         k: number of kept triplets, ``k ≤ c``.
+        row_sum: applied to every product that sums over the rows of ``da``; with ``u`` and
+            ``da`` one device's rows of matrices split by rows, a ``psum`` over the devices
+            (:mod:`rrae_fast.svd._sharded`). The identity by default.
+        rows: the number of rows of the whole matrix (default: ``da``'s).
 
     Returns:
         ``(du, ds, dvt)`` of shapes [..., m, k], [..., k], [..., k, n].
     """
-    m, n = da.shape[-2:]
+    m, n = rows or da.shape[-2], da.shape[-1]
     st, sq, tie, sinv = stable_parts(s, m, n)
     v = mT(vt)
-    omega = mT(u) @ da @ v if complement is None else complement[0]  # [..., c, c]
+    omega = row_sum(mT(u) @ da) @ v if complement is None else complement[0]  # [..., c, c]
     omega_k = omega[..., :, :k]  # Ω_jk: column i of Ω for i in K
     f = inverse_gaps(sq[..., :k], sq, tie)  # [..., i∈K, j] = 1/(σ_j² − σ_i²)
     ft = mT(f)  # [..., j, i]
@@ -83,7 +99,7 @@ def truncated_svd_jvp(
     u_k = u[..., :, :k]
     if complement is None:
         du = u @ rot_u + (da @ v_k - u @ omega_k) * sinv_k[..., None, :]
-        dv = v @ rot_v + (mT(da) @ u_k - v @ omega_t_k) * sinv_k[..., None, :]
+        dv = v @ rot_v + (mT(row_sum(mT(u_k) @ da)) - v @ omega_t_k) * sinv_k[..., None, :]
     else:
         du = u @ rot_u + complement[1]
         dv = v @ rot_v + complement[2]
@@ -92,7 +108,14 @@ def truncated_svd_jvp(
 
 
 def rank_reduce_jvp(
-    u: Array, s: Array, vt: Array, da: Array, keep: Array, width: int | None = None
+    u: Array,
+    s: Array,
+    vt: Array,
+    da: Array,
+    keep: Array,
+    width: int | None = None,
+    row_sum: Callable[[Array], Array] = _same,
+    rows: int | None = None,
 ) -> Array:
     """Tangent of ``A_k = U_K Σ_K V_Kᵀ`` from factors with ``c`` columns, K given by a mask.
 
@@ -112,11 +135,12 @@ def rank_reduce_jvp(
         da: [..., m, n] tangent (or, the map being self-adjoint, cotangent) of the input.
         keep: [..., c] bool, the kept set K (the first k columns); the other columns form D.
         width: static bound on k (default c): K lies in the first ``width`` columns.
+        row_sum, rows: as in :func:`truncated_svd_jvp` (rows split across devices).
 
     Returns:
         [..., m, n] tangent of the rank-k approximation.
     """
-    m, n = da.shape[-2:]
+    m, n = rows or da.shape[-2], da.shape[-1]
     w = s.shape[-1] if width is None else width
     st, sq, tie, _ = stable_parts(s, m, n)
     dtype = s.dtype
@@ -127,8 +151,8 @@ def rank_reduce_jvp(
     v_k = v[..., :w] * kept[..., None, :]
     s_k = st[..., :w]
     p = da @ v_k  # [..., m, w]
-    qt = mT(u_k) @ da  # [..., w, n]
-    omega_cw = mT(u) @ p  # [..., c, w]: Ω_ji, i ∈ K
+    qt = row_sum(mT(u_k) @ da)  # [..., w, n]
+    omega_cw = row_sum(mT(u) @ p)  # [..., c, w]: Ω_ji, i ∈ K
     omega_wc_t = mT(qt @ v)  # [..., c, w]: Ω_ij, i ∈ K
     # g[j, i] = σ_i / (σ_i² − σ_j²) for j ∈ D, i ∈ K (0 elsewhere); _inverse_gaps gives
     # [a, b] = 1 / (σ_b² − σ_a²).

@@ -19,7 +19,7 @@ import numpy as np
 from jax import Array
 from jaxtyping import ArrayLike, Float, Int
 
-from . import _checks, _forward, _rules
+from . import _checks, _forward, _rules, _sharded
 
 #: The forward pass's path choice (see `truncated_svd`).
 Method = Literal["auto", "dense", "iterative", "gram"]
@@ -55,6 +55,7 @@ def truncated_svd(
     init: Float[ArrayLike, "*batch m c"] | None = None,
     gradient: Gradient = "exact",
     check_finite: bool = False,
+    axis_name: str | None = None,
 ) -> tuple[Float[Array, "*batch m k"], Float[Array, "*batch k"], Float[Array, "*batch k n"]]:
     """The ``k`` largest singular triplets of a (batch of) matrices.
 
@@ -103,6 +104,14 @@ def truncated_svd(
         gradient: ``"exact"`` (default) or ``"tangent"``.
         check_finite: raise if ``a`` has NaN or Inf entries. By default a matrix with such
             entries gets NaN in all its outputs and the other batch members are unaffected.
+        axis_name: inside ``jax.shard_map``, the mesh axis over which the rows of one matrix
+            are split: ``a`` is this device's block of rows ``[m_d, n]`` (blocks in device
+            order), ``k`` is checked against the whole matrix, and the result is this
+            device's part of the whole matrix's: ``u`` [m_d, k] (its rows), ``s`` and ``vt``
+            the same on every device. Computed without gathering ``a`` (a QR of each block,
+            one all-gather of the ``[min(m_d, n), n]`` triangular factors), with the
+            one-device derivatives; ``method`` ``"auto"`` or ``"dense"`` only, no ``init``,
+            ``gradient="exact"``. See :mod:`rrae_fast.svd._sharded`.
 
     Returns:
         ``(u, s, vt)``: ``u`` [..., m, k] with orthonormal columns, ``s`` [..., k] descending
@@ -126,6 +135,12 @@ def truncated_svd(
         >>> u.shape, s.tolist(), vt.shape
         ((3, 1), [3.0], (1, 2))
     """
+    if axis_name is not None:
+        a, k, dtype, max_k, rows = _prepare_split(
+            "truncated_svd", a, k, max_k, method, init, gradient, check_finite, axis_name
+        )
+        u, s, vt = _sharded.truncated_svd(a, k, max_k, axis_name, rows)
+        return u.astype(dtype), s.astype(dtype), vt.astype(dtype)
     a, k, init, dtype, static = _prepare(
         "truncated_svd", a, k, max_k, method, init, gradient, check_finite
     )
@@ -142,6 +157,7 @@ def rank_reduce(
     init: Float[ArrayLike, "*batch m c"] | None = None,
     gradient: Gradient = "exact",
     check_finite: bool = False,
+    axis_name: str | None = None,
 ) -> Float[Array, "*batch m n"]:
     """The best rank-``k`` approximation ``A_k = U diag(s) Vt`` of a (batch of) matrices.
 
@@ -162,6 +178,9 @@ def rank_reduce(
             ``P_U G + G P_V − P_U G P_V``, exact only when ``rank(A) ≤ k``.
         check_finite: raise if ``a`` has NaN or Inf entries (default: NaN output for that
             matrix only).
+        axis_name: as in :func:`truncated_svd`: this device's rows ``[m_d, n]`` of a matrix
+            split by rows over that mesh axis (inside ``jax.shard_map``), and its rows of the
+            whole matrix's rank-``k`` approximation back.
 
     Returns:
         [..., m, n], the same shape and dtype as ``a``.
@@ -176,6 +195,11 @@ def rank_reduce(
         >>> rrae_fast.rank_reduce(a, 1).tolist()
         [[3.0, 0.0], [0.0, 0.0]]
     """
+    if axis_name is not None:
+        a, k, dtype, max_k, rows = _prepare_split(
+            "rank_reduce", a, k, max_k, method, init, gradient, check_finite, axis_name
+        )
+        return _sharded.rank_reduce(a, k, max_k, axis_name, rows).astype(dtype)
     a, k, init, dtype, static = _prepare(
         "rank_reduce", a, k, max_k, method, init, gradient, check_finite
     )
@@ -237,6 +261,25 @@ def diagnose(
         "passes": info[..., 1],
         "backward": np.full(info.shape[:-1], backward)[()],
     }
+
+
+def _prepare_split(
+    fn, a, k, max_k, method, init, gradient, check_finite, axis_name
+) -> tuple[Array, Array, jnp.dtype, int, int]:
+    """``_prepare`` for a matrix split by rows over the mesh axis ``axis_name`` (inside
+    ``shard_map``): the rank is checked against the whole matrix's shape."""
+    a, dtype = _checks.check_matrix(a, fn)
+    _checks.check_gradient(gradient, fn)
+    _checks.check_method(method, fn, a.dtype)
+    _sharded.check(a, method, init, gradient, fn)
+    rows = _sharded.global_rows(a, axis_name)
+    k, max_k = _checks.check_rank(k, max_k, (rows, a.shape[-1]), fn)
+    if check_finite:
+        a = _checks.check_finite(a, fn)
+    if isinstance(k, jax.core.Tracer):
+        k, bad = _checks.clamp_traced_rank(k.astype(jnp.int32), max_k)
+        a = a + jnp.where(bad, jnp.nan, 0.0).astype(a.dtype)
+    return a, jnp.asarray(k, jnp.int32), dtype, max_k, rows
 
 
 def _prepare(

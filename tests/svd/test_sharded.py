@@ -1,0 +1,256 @@
+"""The ops on a matrix split by rows across devices (``axis_name``, inside ``shard_map``), on 8
+simulated CPU devices: the accuracy contract for the whole matrix, the one-device results and
+derivatives, a traced rank, ``vmap``, no gather of the operand in the compiled program.
+
+The devices must exist before JAX starts, so in a process with fewer than 8 the tests below
+skip and `test_on_eight_simulated_devices` runs this file in a child process that has them
+(``--xla_force_host_platform_device_count=8``); a failure there fails it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import rrae_fast
+from helpers import assert_contract, make_matrix, planted
+
+DEVICES = 8
+here = jax.device_count() >= DEVICES
+needs_devices = pytest.mark.skipif(
+    not here, reason="run by test_on_eight_simulated_devices in a child process"
+)
+
+
+@pytest.mark.skipif(here, reason="the devices are here: the tests below run in this process")
+def test_on_eight_simulated_devices():
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
+    command = [sys.executable, "-m", "pytest", __file__, "-q", "--no-cov"]
+    command += ["-p", "no:cacheprovider", "-k", "not test_on_eight_simulated_devices"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, proc.stdout[-3000:]
+
+
+def _mesh():
+    return jax.make_mesh((DEVICES,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _split(x, mesh):
+    return jax.device_put(jnp.asarray(x), NamedSharding(mesh, P("data")))
+
+
+def _split_op(op, mesh, **kwargs):
+    """`op(a_d, ...)` on each device's rows, jitted; outputs gathered by their specs."""
+    if op == "rank_reduce":
+        out = P("data")
+    else:
+        out = (P("data"), P(), P())
+
+    def body(a, *rest):
+        fn = getattr(rrae_fast, op)
+        return fn(a, *rest, axis_name="data", **kwargs)
+
+    return body, out
+
+
+def _run(op, a, k, mesh, **kwargs):
+    body, out = _split_op(op, mesh, **kwargs)
+    fn = jax.shard_map(lambda x: body(x, k), mesh=mesh, in_specs=P("data"), out_specs=out)
+    return jax.jit(fn)(_split(a, mesh))
+
+
+# (global shape): rows split 8 ways; tall blocks, blocks shorter than n, square.
+SHAPES = [(256, 32), (64, 128), (48, 48), (8, 24), (1024, 48)]
+
+
+@functools.cache
+def _traced_rank_op(max_k: int):
+    """truncated_svd split 8 ways with a traced k up to max_k: one compilation per shape and
+    dtype for every k and spectrum."""
+    mesh = _mesh()
+    body, out = _split_op("truncated_svd", mesh, max_k=max_k)
+    return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P("data"), P()), out_specs=out))
+
+
+@needs_devices
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_contract_for_the_whole_matrix(shape, dtype):
+    rng = np.random.default_rng(0)
+    r = min(shape)
+    op = _traced_rank_op(r)
+    for spectrum in ["flat", "decaying", "repeated", "rank_deficient", "zero"]:
+        a = make_matrix(rng, shape, spectrum).astype(dtype)
+        for k in sorted({1, max(1, r // 3), r}):
+            u, s, vt = op(_split(a, _mesh()), jnp.int32(k))
+            assert u.shape == (shape[0], r) and s.shape == (r,) and vt.shape == (r, shape[1])
+            assert not np.any(np.asarray(s[k:])) and not np.any(np.asarray(u[:, k:]))
+            if spectrum == "zero":
+                assert not np.any(np.asarray(s))
+                continue
+            assert_contract(a, u[:, :k], s[:k], vt[:k], k)
+
+
+@needs_devices
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_same_as_one_device_where_the_cut_has_a_gap(shape, dtype):
+    """With a gap after σ_k the rank-k approximation is well determined: the split op and the
+    one-device op agree to rounding, and so do their factors (the same sign convention)."""
+    rng = np.random.default_rng(1)
+    r = min(shape)
+    k = max(1, r // 4)
+    sigma = np.concatenate([np.linspace(4.0, 2.0, k), np.linspace(1.0, 0.1, r - k)])
+    a = planted(rng, *shape, sigma).astype(dtype)
+    mesh = _mesh()
+    tol = 200 * np.finfo(dtype).eps * 4.0
+    want = rrae_fast.rank_reduce(jnp.asarray(a), k)
+    np.testing.assert_allclose(_run("rank_reduce", a, k, mesh), want, atol=tol, rtol=0)
+    for got, one in zip(_run("truncated_svd", a, k, mesh), rrae_fast.truncated_svd(a, k)):
+        np.testing.assert_allclose(got, one, atol=tol, rtol=0)
+
+
+@needs_devices
+@pytest.mark.parametrize("op", ["rank_reduce", "truncated_svd"])
+@pytest.mark.parametrize("shape", [(256, 32), (64, 128)], ids=str)
+def test_derivatives_are_the_one_device_derivatives(op, shape):
+    """grad (reverse) and jvp (forward) through the split op, float64, against the one-device
+    op's exact rule, with zeros in the discarded spectrum; for rank_reduce a tie inside the
+    kept set too (the factors of a tied pair are one frame of many, so truncated_svd's own
+    derivative there depends on the frame each op picks)."""
+    rng = np.random.default_rng(2)
+    r = min(shape)
+    k = 6
+    kept = [3.0, 3.0 if op == "rank_reduce" else 2.6, 2.0, 1.5, 1.2, 1.0]
+    sigma = np.concatenate([kept, np.linspace(0.5, 0.1, r // 2 - k)])
+    a = jnp.asarray(planted(rng, *shape, sigma))
+    probe = [jnp.asarray(rng.standard_normal(x.shape)) for x in _shapes(op, shape, k)]
+    da = jnp.asarray(rng.standard_normal(shape))
+    mesh = _mesh()
+    body, out = _split_op(op, mesh)
+    split = jax.jit(
+        jax.shard_map(lambda x: body(x, k), mesh=mesh, in_specs=P("data"), out_specs=out)
+    )
+    one = jax.jit(lambda x: getattr(rrae_fast, op)(x, k))
+
+    def scalar(fn):
+        return lambda x: sum(jnp.sum(o * p) for o, p in zip(_tuple(fn(x)), probe))
+
+    g_split = jax.grad(scalar(split))(_split(a, mesh))
+    g_one = jax.grad(scalar(one))(a)
+    np.testing.assert_allclose(g_split, g_one, atol=1e-11 * float(jnp.max(jnp.abs(g_one))))
+    _, t_split = jax.jvp(split, (_split(a, mesh),), (_split(da, mesh),))
+    _, t_one = jax.jvp(one, (a,), (da,))
+    for x, y in zip(_tuple(t_split), _tuple(t_one)):
+        np.testing.assert_allclose(x, y, atol=1e-11 * float(jnp.max(jnp.abs(y))))
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _shapes(op, shape, k):
+    m, n = shape
+    if op == "rank_reduce":
+        return [np.empty(shape)]
+    return [np.empty(s) for s in [(m, k), (k,), (k, n)]]
+
+
+@needs_devices
+def test_a_traced_rank_and_vmap():
+    """A traced k under one jit (zeros beyond k, no retrace), and vmap over a batch of split
+    matrices, against the one-device op member by member."""
+    rng = np.random.default_rng(3)
+    a = make_matrix(rng, (3, 128, 16), "decaying")
+    mesh = _mesh()
+    traces = []
+
+    def body(x, k):
+        traces.append(1)
+        return jax.vmap(lambda y: rrae_fast.rank_reduce(y, k, max_k=8, axis_name="data"))(x)
+
+    fn = jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=(P(None, "data"), P()), out_specs=P(None, "data"))
+    )
+    x = jax.device_put(jnp.asarray(a), NamedSharding(mesh, P(None, "data")))
+    for k in (2, 5, 8):
+        got = fn(x, jnp.int32(k))
+        want = rrae_fast.rank_reduce(jnp.asarray(a), k)
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    assert len(traces) == 1
+    assert np.all(np.isnan(np.asarray(fn(x, jnp.int32(9)))))  # out of range: NaN, no error
+
+
+@needs_devices
+@pytest.mark.parametrize("op", ["rank_reduce", "truncated_svd"])
+def test_no_gather_of_the_operand(op):
+    """The compiled program moves the small triangular factors (an all-reduce of D·n·n
+    numbers), never the operand: no all-gather or all-to-all."""
+    mesh = _mesh()
+    a = np.ones((4096, 64))
+    body, out = _split_op(op, mesh)
+
+    def forward_and_grad(x):
+        fn = jax.shard_map(lambda y: body(y, 16), mesh=mesh, in_specs=P("data"), out_specs=out)
+        return jax.grad(lambda y: sum(jnp.sum(o) for o in _tuple(fn(y))))(x)
+
+    text = jax.jit(forward_and_grad).lower(_split(a, mesh)).compile().as_text()
+    assert "all-gather" not in text and "all-to-all" not in text
+    reduced = [line for line in text.splitlines() if " all-reduce(" in line]
+    assert reduced, "no all-reduce: is the op split at all?"
+
+
+@needs_devices
+def test_limits_are_clear_errors():
+    mesh = _mesh()
+    a = np.ones((32, 24))  # 4 rows per device, k may still go to min(32, 24)
+
+    def call(**kwargs):
+        k = kwargs.pop("k", 3)
+        body, out = _split_op("truncated_svd", mesh, **kwargs)
+        fn = jax.shard_map(lambda y: body(y, k), mesh=mesh, in_specs=P("data"), out_specs=out)
+        return jax.jit(fn)(_split(a, mesh))
+
+    assert call(k=24)[0].shape == (32, 24)
+    with pytest.raises(ValueError, match=r"min\(m, n\) = 24"):
+        call(k=25)
+    with pytest.raises(ValueError, match="method must be 'auto' or 'dense'"):
+        call(method="iterative")
+    with pytest.raises(ValueError, match="gradient must be 'exact'"):
+        call(gradient="tangent")
+    with pytest.raises(ValueError, match="no warm start"):
+        call(init=np.ones((4, 2)))
+    fn = jax.shard_map(
+        lambda y: rrae_fast.rank_reduce(y, 2, axis_name="data"),
+        mesh=mesh,
+        in_specs=P(None, "data"),
+        out_specs=P(None, "data"),
+    )
+    with pytest.raises(ValueError, match="vmap the call for a batch"):
+        jax.jit(fn)(jnp.ones((2, 32, 24)))
+
+
+@needs_devices
+def test_the_documented_example_runs():
+    """docs/op.md's example, run as written: the whole matrix's rank-4 approximation."""
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "op.md").read_text()
+    section = text[text.index("## A matrix split by rows across devices") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
+    scope: dict = {}
+    exec(compile(code, "docs/op.md", "exec"), scope)
+    whole = jnp.asarray(np.asarray(scope["latent"]))
+    np.testing.assert_allclose(
+        scope["approx"], rrae_fast.rank_reduce(whole, 4), atol=1e-4 * float(jnp.max(whole))
+    )
