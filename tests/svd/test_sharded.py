@@ -232,6 +232,8 @@ def test_limits_are_clear_errors():
         call(gradient="tangent")
     with pytest.raises(ValueError, match="no warm start"):
         call(init=np.ones((4, 2)))
+    with pytest.raises(ValueError, match="check_finite is not available"):
+        call(check_finite=True)
     fn = jax.shard_map(
         lambda y: rrae_fast.rank_reduce(y, 2, axis_name="data"),
         mesh=mesh,
@@ -254,3 +256,18 @@ def test_the_documented_example_runs():
     np.testing.assert_allclose(
         scope["approx"], rrae_fast.rank_reduce(whole, 4), atol=1e-4 * float(jnp.max(whole))
     )
+
+
+@needs_devices
+def test_a_non_finite_entry_on_one_device_gives_nan_everywhere():
+    """As on one device a non-finite matrix gives NaN outputs: here the whole matrix is the
+    one with a NaN, so every device's part is NaN, derivatives included."""
+    a = np.random.default_rng(4).standard_normal((64, 8))
+    a[37, 2] = np.nan  # the fifth device's rows
+    mesh = _mesh()
+    u, s, vt = _run("truncated_svd", a, 3, mesh)
+    assert all(np.all(np.isnan(np.asarray(x))) for x in (u, s, vt))
+    body, out = _split_op("rank_reduce", mesh)
+    fn = jax.shard_map(lambda y: body(y, 3), mesh=mesh, in_specs=P("data"), out_specs=out)
+    grad = jax.grad(lambda y: jnp.sum(fn(y)))(_split(a, mesh))
+    assert np.all(np.isnan(np.asarray(grad)))

@@ -111,7 +111,8 @@ def truncated_svd(
             the same on every device. Computed without gathering ``a`` (a QR of each block,
             one all-gather of the ``[min(m_d, n), n]`` triangular factors), with the
             one-device derivatives; ``method`` ``"auto"`` or ``"dense"`` only, no ``init``,
-            ``gradient="exact"``. See :mod:`rrae_fast.svd._sharded`.
+            ``gradient="exact"``, no ``check_finite`` (a NaN or Inf in any device's rows
+            gives NaN outputs on every device). See :mod:`rrae_fast.svd._sharded`.
 
     Returns:
         ``(u, s, vt)``: ``u`` [..., m, k] with orthonormal columns, ``s`` [..., k] descending
@@ -271,11 +272,9 @@ def _prepare_split(
     a, dtype = _checks.check_matrix(a, fn)
     _checks.check_gradient(gradient, fn)
     _checks.check_method(method, fn, a.dtype)
-    _sharded.check(a, method, init, gradient, fn)
+    _sharded.check(a, method, init, gradient, check_finite, fn)
     rows = _sharded.global_rows(a, axis_name)
     k, max_k = _checks.check_rank(k, max_k, (rows, a.shape[-1]), fn)
-    if check_finite:
-        a = _checks.check_finite(a, fn)
     if isinstance(k, jax.core.Tracer):
         k, bad = _checks.clamp_traced_rank(k.astype(jnp.int32), max_k)
         a = a + jnp.where(bad, jnp.nan, 0.0).astype(a.dtype)

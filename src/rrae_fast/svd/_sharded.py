@@ -8,8 +8,8 @@ block of the global result, computed without gathering ``A``:
 
 1. TSQR: ``A_d = Q_d R_d`` on each device; the ``R_d`` (``[min(m_d, n), n]`` each) are
    gathered (a ``psum`` of zero-padded blocks) and factored again, ``[R_1; …; R_D] = Q' R``;
-   ``R`` (``[c, n]``, c = min(m, n)) has the singular values and right singular vectors of ``A``, and ``U_d = Q_d Q'_d U_R``
-   (``Q'_d`` the device's block of ``Q'``). Backward stable, as the one-device SVD is: the
+   ``R`` (``[c, n]``, c = min(m, n)) has the singular values and right singular vectors of
+   ``A``, and ``U_d = Q_d Q'_d U_R`` (``Q'_d`` the device's block of ``Q'``). Backward stable, as the one-device SVD is: the
    accuracy contract holds for the global matrix. Communication: one all-reduce of
    ``D · min(m_d, n) · n`` numbers, small where ``n`` (the latent length) is small against
    the rows each device holds.
@@ -128,7 +128,7 @@ def global_rows(a: Array, axis_name: str) -> int:
     return a.shape[-2] * jax.lax.axis_size(axis_name)
 
 
-def check(a: Array, method: str, init, gradient: str, fn: str) -> None:
+def check(a: Array, method: str, init, gradient: str, check_finite: bool, fn: str) -> None:
     """The limits of the row-split ops, as errors that name them."""
     if a.ndim != 2:
         raise ValueError(
@@ -141,3 +141,8 @@ def check(a: Array, method: str, init, gradient: str, fn: str) -> None:
         raise ValueError(f"{fn}: with axis_name, no warm start (init) is taken")
     if gradient != "exact":
         raise ValueError(f"{fn}: with axis_name, gradient must be 'exact', got {gradient!r}")
+    if check_finite:
+        raise ValueError(
+            f"{fn}: with axis_name, check_finite is not available: a NaN or Inf in any "
+            "device's rows gives NaN outputs on every device"
+        )
