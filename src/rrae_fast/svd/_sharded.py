@@ -9,10 +9,10 @@ block of the global result, computed without gathering ``A``:
 1. TSQR: ``A_d = Q_d R_d`` on each device; the ``R_d`` (``[min(m_d, n), n]`` each) are
    gathered (a ``psum`` of zero-padded blocks) and factored again, ``[R_1; …; R_D] = Q' R``;
    ``R`` (``[c, n]``, c = min(m, n)) has the singular values and right singular vectors of
-   ``A``, and ``U_d = Q_d Q'_d U_R`` (``Q'_d`` the device's block of ``Q'``). Backward stable, as the one-device SVD is: the
-   accuracy contract holds for the global matrix. Communication: one all-reduce of
-   ``D · min(m_d, n) · n`` numbers, small where ``n`` (the latent length) is small against
-   the rows each device holds.
+   ``A``, and ``U_d = Q_d Q'_d U_R`` (``Q'_d`` the device's block of ``Q'``). Backward
+   stable, as the one-device SVD is: the accuracy contract holds for the global matrix.
+   Communication: one all-reduce of ``D · min(m_d, n) · n`` numbers, small where ``n`` (the
+   latent length) is small against the rows each device holds.
 2. Derivatives: the one-device rules (:mod:`rrae_fast.svd._formulas`) on the global factors,
    with a ``psum`` over the devices on every product that sums over rows, so that ``jvp``,
    ``grad`` and ``vmap`` give the one-device derivatives.
