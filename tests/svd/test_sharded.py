@@ -52,7 +52,8 @@ def _split(x, mesh):
 
 
 def _split_op(op, mesh, **kwargs):
-    """`op(a_d, ...)` on each device's rows, jitted; outputs gathered by their specs."""
+    """The body `op(a_d, ..., axis_name="data")` on each device's rows, and the output specs
+    that gather its results."""
     if op == "rank_reduce":
         out = P("data")
     else:
@@ -65,10 +66,14 @@ def _split_op(op, mesh, **kwargs):
     return body, out
 
 
-def _run(op, a, k, mesh, **kwargs):
+def _split_fn(op, k, mesh, **kwargs):
+    """`op(·, k, axis_name="data")` of a matrix split by rows over `mesh` (not jitted)."""
     body, out = _split_op(op, mesh, **kwargs)
-    fn = jax.shard_map(lambda x: body(x, k), mesh=mesh, in_specs=P("data"), out_specs=out)
-    return jax.jit(fn)(_split(a, mesh))
+    return jax.shard_map(lambda x: body(x, k), mesh=mesh, in_specs=P("data"), out_specs=out)
+
+
+def _run(op, a, k, mesh, **kwargs):
+    return jax.jit(_split_fn(op, k, mesh, **kwargs))(_split(a, mesh))
 
 
 # (global shape): rows split 8 ways; tall blocks, blocks shorter than n, square.
@@ -139,10 +144,7 @@ def test_derivatives_are_the_one_device_derivatives(op, shape):
     probe = [jnp.asarray(rng.standard_normal(x.shape)) for x in _shapes(op, shape, k)]
     da = jnp.asarray(rng.standard_normal(shape))
     mesh = _mesh()
-    body, out = _split_op(op, mesh)
-    split = jax.jit(
-        jax.shard_map(lambda x: body(x, k), mesh=mesh, in_specs=P("data"), out_specs=out)
-    )
+    split = jax.jit(_split_fn(op, k, mesh))
     one = jax.jit(lambda x: getattr(rrae_fast, op)(x, k))
 
     def scalar(fn):
@@ -200,10 +202,9 @@ def test_no_gather_of_the_operand(op):
     numbers), never the operand: no all-gather or all-to-all."""
     mesh = _mesh()
     a = np.ones((4096, 64))
-    body, out = _split_op(op, mesh)
+    fn = _split_fn(op, 16, mesh)
 
     def forward_and_grad(x):
-        fn = jax.shard_map(lambda y: body(y, 16), mesh=mesh, in_specs=P("data"), out_specs=out)
         return jax.grad(lambda y: sum(jnp.sum(o) for o in _tuple(fn(y))))(x)
 
     text = jax.jit(forward_and_grad).lower(_split(a, mesh)).compile().as_text()
@@ -218,10 +219,7 @@ def test_limits_are_clear_errors():
     a = np.ones((32, 24))  # 4 rows per device, k may still go to min(32, 24)
 
     def call(**kwargs):
-        k = kwargs.pop("k", 3)
-        body, out = _split_op("truncated_svd", mesh, **kwargs)
-        fn = jax.shard_map(lambda y: body(y, k), mesh=mesh, in_specs=P("data"), out_specs=out)
-        return jax.jit(fn)(_split(a, mesh))
+        return _run("truncated_svd", a, kwargs.pop("k", 3), mesh, **kwargs)
 
     assert call(k=24)[0].shape == (32, 24)
     with pytest.raises(ValueError, match=r"min\(m, n\) = 24"):
@@ -267,7 +265,6 @@ def test_a_non_finite_entry_on_one_device_gives_nan_everywhere():
     mesh = _mesh()
     u, s, vt = _run("truncated_svd", a, 3, mesh)
     assert all(np.all(np.isnan(np.asarray(x))) for x in (u, s, vt))
-    body, out = _split_op("rank_reduce", mesh)
-    fn = jax.shard_map(lambda y: body(y, 3), mesh=mesh, in_specs=P("data"), out_specs=out)
+    fn = _split_fn("rank_reduce", 3, mesh)
     grad = jax.grad(lambda y: jnp.sum(fn(y)))(_split(a, mesh))
     assert np.all(np.isnan(np.asarray(grad)))

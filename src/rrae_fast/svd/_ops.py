@@ -275,10 +275,8 @@ def _prepare_split(
     _sharded.check(a, method, init, gradient, check_finite, fn)
     rows = _sharded.global_rows(a, axis_name)
     k, max_k = _checks.check_rank(k, max_k, (rows, a.shape[-1]), fn)
-    if isinstance(k, jax.core.Tracer):
-        k, bad = _checks.clamp_traced_rank(k.astype(jnp.int32), max_k)
-        a = a + jnp.where(bad, jnp.nan, 0.0).astype(a.dtype)
-    return a, jnp.asarray(k, jnp.int32), dtype, max_k, rows
+    a, k = _nan_if_out_of_range(a, k, max_k)
+    return a, k, dtype, max_k, rows
 
 
 def _prepare(
@@ -292,9 +290,15 @@ def _prepare(
     if check_finite:
         a = _checks.check_finite(a, fn)
     static = {"max_k": max_k, "method": method, "gradient": gradient}
+    a, k = _nan_if_out_of_range(a, k, max_k)
+    return a, k, init, dtype, static
+
+
+def _nan_if_out_of_range(a: Array, k, max_k: int) -> tuple[Array, Array]:
+    """``a`` and ``k`` as int32; a traced ``k`` outside ``[1, max_k]`` is brought into range
+    for the kernels and ``a`` made NaN, which gives NaN outputs and derivatives as any
+    non-finite input does."""
     if isinstance(k, jax.core.Tracer):
-        # Out of range: the kernels get a rank they can use and a NaN matrix, which gives NaN
-        # outputs and derivatives as any non-finite input does.
         k, bad = _checks.clamp_traced_rank(k.astype(jnp.int32), max_k)
         a = a + jnp.where(bad, jnp.nan, 0.0).astype(a.dtype)  # adds a NaN derivative too
-    return a, jnp.asarray(k, jnp.int32), init, dtype, static
+    return a, jnp.asarray(k, jnp.int32)

@@ -19,7 +19,7 @@ from jax import Array
 from jax.ad_checkpoint import checkpoint_name
 
 from . import _formulas, _forward, _plan, _solves
-from ._spectrum import keep_mask
+from ._spectrum import cut_to_rank, factor_product, keep_mask
 
 # ===========================================================================================
 # The ops, differentiable
@@ -32,14 +32,10 @@ def tsvd(a, k, init, max_k: int, method: str, gradient: str) -> tuple[Array, Arr
     return _forward.factors(a, k, max_k, init, method)
 
 
-def _product(u: Array, s: Array, vt: Array) -> Array:
-    return (u * s[..., None, :]) @ vt
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
 def rank_reduce(a, k, init, max_k: int, method: str, gradient: str) -> Array:
     """``U_K Σ_K V_Kᵀ``, differentiable by the rules below."""
-    return _product(*_forward.factors(a, k, max_k, init, method))
+    return factor_product(*_forward.factors(a, k, max_k, init, method))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
@@ -141,17 +137,6 @@ def _by_planned_route(routes, a, k, init, max_k, method, gradient, da):
 # ===========================================================================================
 
 
-def _cut(k, max_k, u, s, vt):
-    """The first max_k columns, zero beyond k."""
-    keep = keep_mask(k, max_k)
-    zero = jnp.zeros((), u.dtype)
-    return (
-        jnp.where(keep[..., None, :], u[..., :max_k], zero),
-        jnp.where(keep, s[..., :max_k], zero),
-        jnp.where(keep[..., :, None], vt[..., :max_k, :], zero),
-    )
-
-
 def _full_factors(a, method):
     """Every singular triplet, through ``tsvd`` itself, so that the rules can be differentiated
     again (Hessians, ``jacfwd`` of ``grad``). ``"auto"`` picks the Gram path or LAPACK at
@@ -170,14 +155,14 @@ def _tsvd_by_tangent_rule(a, k, init, max_k, method, da):
     """``"tangent"``: the factors of width max_k and the rule with the null space beyond."""
     u, s, vt = tsvd(a, k, init, max_k, method, "tangent")
     du, ds, dvt = _formulas.truncated_svd_jvp(u, s, vt, da, max_k)
-    return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
+    return cut_to_rank(k, max_k, u, s, vt), cut_to_rank(k, max_k, du, ds, dvt)
 
 
 def _tsvd_by_full_svd(a, k, max_k, method, da):
     """``"full_svd"``: every triplet, and the dense rule restricted to the kept columns."""
     u, s, vt = _saved_for_reverse(_full_factors(a, method))
     du, ds, dvt = _formulas.truncated_svd_jvp(u, s, vt, da, max_k)
-    return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
+    return cut_to_rank(k, max_k, u, s, vt), cut_to_rank(k, max_k, du, ds, dvt)
 
 
 def _solve_route_forward(op, a, k, init, max_k, method, chosen):
@@ -188,7 +173,7 @@ def _solve_route_forward(op, a, k, init, max_k, method, chosen):
     k_fwd = jnp.minimum(k + 1, width) if chosen == "gram" else k
     u, s, vt, converged = _attempt(a, k_fwd, init, width, method, chosen)
     go_on = _plan.accept(chosen, op, a, u, s, vt, k, converged)
-    return _cut(k, max_k, u, s, vt), go_on
+    return cut_to_rank(k, max_k, u, s, vt), go_on
 
 
 def _tsvd_by_solves(a, k, init, max_k, method, da, chosen):
@@ -209,7 +194,7 @@ def _tsvd_tangent_by_solves(a, k, width, u, s, vt, da, full, chosen, gap_checked
     """The tangent of factors of ``width`` columns (zero beyond k) from the solves."""
     omega, x, y = _solves.coupling(a, u, s, vt, k, da, full, chosen, gap_checked)
     blocks = (omega, jnp.swapaxes(x, -1, -2), jnp.swapaxes(y, -1, -2))
-    return _cut(k, width, *_formulas.truncated_svd_jvp(u, s, vt, da, width, blocks))
+    return cut_to_rank(k, width, *_formulas.truncated_svd_jvp(u, s, vt, da, width, blocks))
 
 
 @tsvd.defjvp
@@ -243,7 +228,7 @@ def _rank_reduce_by_tangent_rule(a, k, init, max_k, method, da):
     """``"tangent"``: the projection ``P_U G + G P_V − P_U G P_V`` on the top-k factors."""
     u, s, vt = tsvd(a, k, init, max_k, method, "tangent")
     keep = keep_mask(k, max_k)
-    return _product(u, s, vt), _formulas.rank_reduce_jvp(u, s, vt, da, keep, max_k)
+    return factor_product(u, s, vt), _formulas.rank_reduce_jvp(u, s, vt, da, keep, max_k)
 
 
 def _rank_reduce_by_full_svd(a, k, max_k, method, da):
@@ -255,7 +240,7 @@ def _rank_reduce_by_full_svd(a, k, max_k, method, da):
     keep = keep_mask(k, s.shape[-1])
     still = jax.lax.stop_gradient
     u_k = u[..., :max_k] * keep[..., None, :max_k].astype(u.dtype)
-    primal = _product(still(u_k), still(s[..., :max_k]), still(vt[..., :max_k, :]))
+    primal = factor_product(still(u_k), still(s[..., :max_k]), still(vt[..., :max_k, :]))
     projected = lambda a, u_k: u_k @ (jnp.swapaxes(u_k, -1, -2) @ a)
     primal = primal + _formulas.change(projected, a, u_k)
     return primal, _formulas.rank_reduce_jvp_by_subspace(a, u, s, vt, da, keep, max_k)
@@ -273,7 +258,7 @@ def _rank_reduce_by_solves(a, k, init, max_k, method, da, chosen):
             tangent = _solves.rank_reduce_tangent_by_gram(a, u, s, vt, k, da, full)
         else:
             tangent = _solves.rank_reduce_tangent_by_cg(a, u, s, vt, k, da, full)
-        return _product(u, s, vt), tangent
+        return factor_product(u, s, vt), tangent
 
     by_full_svd = lambda: _lean_rank_reduce_by_full_svd(a, k, max_k, method, da)
     return jax.lax.cond(go_on, by_solves, by_full_svd)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from . import _formulas
-from ._spectrum import keep_mask
+from ._spectrum import cut_to_rank, factor_product, keep_mask
 
 
 def _row_sum(axis_name: str):
@@ -74,21 +74,11 @@ def _sign_convention(u: Array, vt: Array, axis_name: str) -> tuple[Array, Array]
     return u * sign[None, :], vt * sign[:, None]
 
 
-def _cut(k: Array, max_k: int, u: Array, s: Array, vt: Array):
-    keep = keep_mask(k, max_k)
-    zero = jnp.zeros((), u.dtype)
-    return (
-        jnp.where(keep[None, :], u[:, :max_k], zero),
-        jnp.where(keep, s[:max_k], zero),
-        jnp.where(keep[:, None], vt[:max_k], zero),
-    )
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def truncated_svd(a: Array, k: Array, max_k: int, axis_name: str, rows: int):
     """This device's part of the global top-k factors: ``(u_d, s, vt)``, [m_d, max_k],
     [max_k], [max_k, n], zero beyond ``k`` (an int32 scalar, possibly traced)."""
-    return _cut(k, max_k, *global_factors(a, axis_name))
+    return cut_to_rank(k, max_k, *global_factors(a, axis_name))
 
 
 @truncated_svd.defjvp
@@ -99,14 +89,13 @@ def _truncated_svd_jvp(max_k, axis_name, rows, primals, tangents):
     du, ds, dvt = _formulas.truncated_svd_jvp(
         u, s, vt, da, max_k, row_sum=_row_sum(axis_name), rows=rows
     )
-    return _cut(k, max_k, u, s, vt), _cut(k, max_k, du, ds, dvt)
+    return cut_to_rank(k, max_k, u, s, vt), cut_to_rank(k, max_k, du, ds, dvt)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def rank_reduce(a: Array, k: Array, max_k: int, axis_name: str, rows: int) -> Array:
     """This device's rows of the global rank-k approximation, [m_d, n]."""
-    u, s, vt = _cut(k, max_k, *global_factors(a, axis_name))
-    return (u * s[None, :]) @ vt
+    return factor_product(*cut_to_rank(k, max_k, *global_factors(a, axis_name)))
 
 
 @rank_reduce.defjvp
@@ -115,7 +104,7 @@ def _rank_reduce_jvp(max_k, axis_name, rows, primals, tangents):
     da, _ = tangents
     u, s, vt = global_factors(a, axis_name)
     keep = keep_mask(k, s.shape[-1])
-    primal = (u[:, :max_k] * jnp.where(keep[:max_k], s[:max_k], 0)[None, :]) @ vt[:max_k]
+    primal = factor_product(*cut_to_rank(k, max_k, u, s, vt))
     tangent = _formulas.rank_reduce_jvp(
         u, s, vt, da, keep, max_k, row_sum=_row_sum(axis_name), rows=rows
     )

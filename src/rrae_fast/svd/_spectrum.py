@@ -65,6 +65,23 @@ def keep_mask(k: Array, width: int) -> Array:
     return columns < k[..., None]
 
 
+def cut_to_rank(k: Array, max_k: int, u: Array, s: Array, vt: Array):
+    """The first max_k columns of factors ``u`` [..., m, c], ``s`` [..., c], ``vt`` [..., c, n],
+    zero beyond ``k`` ([...] int32)."""
+    keep = keep_mask(k, max_k)
+    zero = jnp.zeros((), u.dtype)
+    return (
+        jnp.where(keep[..., None, :], u[..., :max_k], zero),
+        jnp.where(keep, s[..., :max_k], zero),
+        jnp.where(keep[..., :, None], vt[..., :max_k, :], zero),
+    )
+
+
+def factor_product(u: Array, s: Array, vt: Array) -> Array:
+    """``U diag(s) Vt`` of factors [..., m, c], [..., c], [..., c, n]."""
+    return (u * s[..., None, :]) @ vt
+
+
 def all_kept_nonzero(s: Array, k: Array, m: int, n: int) -> Array:
     """[...] whether every kept σ is above the zero threshold (else a kept system of the solves
     is singular)."""
