@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -96,6 +97,26 @@ def _report(run, metrics, out_dir) -> None:
         print(f"checkpoint, metrics.json and figures in {out_dir} ({size:.1f} MB)")
 
 
+def _simulate_cpu_devices(n: int) -> None:
+    """Lets the CPU platform offer `n` devices (read by XLA when JAX's backends start)."""
+    flag = "--xla_force_host_platform_device_count"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}={n}".strip()
+
+
+def _mesh(devices: int | None):
+    """The data-parallel mesh of `--devices` (None: one device, no mesh)."""
+    if devices is None:
+        return None
+    from .training import data_mesh
+
+    mesh = data_mesh(devices)
+    kinds = sorted({d.device_kind for d in mesh.devices.flat})
+    print(f"training on {mesh.size} devices ({', '.join(kinds)}), batches split by samples")
+    return mesh
+
+
 def _train(args: argparse.Namespace) -> int:
     from .experiments import RunConfig, evaluate, train
     from .models import ModelConfig
@@ -103,6 +124,15 @@ def _train(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise SystemExit("rrae-fast train: --out must name a directory")
+    if args.devices is not None:
+        if args.devices < 1:
+            raise ValueError(f"--devices must be ≥ 1, got {args.devices}")
+        if args.batch_size % args.devices:
+            raise ValueError(
+                f"--batch-size {args.batch_size} does not split over {args.devices} devices; "
+                f"use a multiple of {args.devices}"
+            )
+        _simulate_cpu_devices(args.devices)
     k = args.k if args.k is not None else _DEFAULT_K.get(args.model, 2)
     config = RunConfig(
         model=ModelConfig(kind=args.model, latent_size=args.latent_size, k=k),
@@ -136,6 +166,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        mesh=_mesh(args.devices),
     )
     metrics = evaluate(run, args.out, seed=args.seed)
     write_json(Path(args.out, "metrics.json"), metrics.to_dict())
@@ -338,6 +369,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--overwrite", action="store_true", help="replace a run found in --out (else refused)"
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train data-parallel on the first N devices (on CPU, N simulated devices "
+        "sharing its cores); the same model as on one device",
+    )
     tr.set_defaults(run=_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained run directory")

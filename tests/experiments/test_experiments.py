@@ -284,6 +284,11 @@ def test_budget_study_records_each_run_and_resumes(tmp_path, monkeypatch):
             "rrae-fast train: error: --resume: empty holds no run to resume; leave out --resume",
         ),
         (["table1", "--models", "vae"], "rrae-fast table1: error: unknown models ['vae']"),
+        (
+            ["train", "--devices", "3"],
+            "rrae-fast train: error: --batch-size 64 does not split over 3 devices; use a",
+        ),
+        (["train", "--devices", "0"], "rrae-fast train: error: --devices must be ≥ 1, got 0"),
     ],
 )
 def test_cli_errors_are_one_line_before_any_work(args, message, tmp_path, capsys, monkeypatch):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import jax
+from jax.sharding import Mesh
 
 from ..data import Dataset, Normalizer, load_dataset
 from ..models import Autoencoder, build_model
@@ -71,6 +72,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     data: Dataset | None = None,
+    mesh: Mesh | None = None,
 ) -> Run:
     """Train the model of `config` on its data set.
 
@@ -87,6 +89,9 @@ def train(
             figures are removed first). Without it, or `resume`, such a directory is refused.
         progress: show a progress bar.
         data: the data set, if already loaded (must be the one `config` names).
+        mesh: train data-parallel over these devices (:func:`rrae_fast.training.fit`); the
+            batch size must be a multiple of their count. One process only: under
+            :func:`jax.distributed.initialize`, call :func:`rrae_fast.training.fit`.
 
     Returns:
         The trained :class:`Run`.
@@ -98,6 +103,11 @@ def train(
     """
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other")
+    if jax.process_count() > 1:
+        raise ValueError(
+            "train() writes its run directory from one process; with several processes "
+            "(jax.distributed), call rrae_fast.training.fit, which writes from process 0 only"
+        )
     stages = config.stages()
     tracker = config.make_tracker()
     data = load_data(config) if data is None else data
@@ -109,7 +119,7 @@ def train(
     normalizer = Normalizer.fit(config.normalization, data.x_train)
     saved = {"run": config.to_dict(), "normalizer": normalizer.to_dict()}
     if out_dir is None:
-        return _fit_run(config, data, normalizer, stages, tracker, None, resume, progress)
+        return _fit_run(config, data, normalizer, stages, tracker, None, resume, progress, mesh)
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a directory")
@@ -127,7 +137,7 @@ def train(
             for name in RUN_OUTPUTS:
                 (path / name).unlink(missing_ok=True)
         ckpt.write_config(saved)
-        run = _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress)
+        run = _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress, mesh)
         ckpt.remove_tags()  # the finished run no longer needs the tracker's restore points
         return run
 
@@ -154,7 +164,7 @@ def _as_now(ckpt: CheckpointDir) -> dict:
     return {"run": config.to_dict(), "normalizer": normalizer.to_dict()}
 
 
-def _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress) -> Run:
+def _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress, mesh) -> Run:
     result = fit(
         _skeleton(config, data),
         normalizer.apply(data.x_train),
@@ -164,6 +174,7 @@ def _fit_run(config, data, normalizer, stages, tracker, ckpt, resume, progress) 
         checkpoint=ckpt,
         resume=resume,
         progress=progress,
+        mesh=mesh,
     )
     return Run(
         config,

@@ -14,6 +14,7 @@ from ._fit import NonFiniteLoss as NonFiniteLoss
 from ._fit import Stage as Stage
 from ._fit import fit as fit
 from ._fit import with_placeholder_basis as with_placeholder_basis
+from ._mesh import data_mesh as data_mesh
 from ._step import make_step as make_step
 from ._trackers import AdaptiveTracker as AdaptiveTracker
 from ._trackers import Decision as Decision
@@ -37,6 +38,7 @@ __all__ = [
     "RunDirectoryBusy",
     "Stage",
     "Tracker",
+    "data_mesh",
     "final_basis",
     "fit",
     "make_step",

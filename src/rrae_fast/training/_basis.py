@@ -15,9 +15,11 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.sharding import Mesh
 from jaxtyping import Float
 
 from ..svd import truncated_svd
+from ._mesh import as_auto, place_batch, place_replicated
 from ._step import param_dtype
 
 BASIS_SEED = 0  # the permutation of the basis pass is fixed, as in the authors' code
@@ -37,7 +39,12 @@ def _encode(model, x):
 
 
 def final_basis(
-    model: Any, x: Float[Array, "n ..."] | np.ndarray, k: int, batch_size: int
+    model: Any,
+    x: Float[Array, "n ..."] | np.ndarray,
+    k: int,
+    batch_size: int,
+    *,
+    mesh: Mesh | None = None,
 ) -> Float[Array, "L k"]:
     """The common final basis of `model`'s latent space over the data `x`.
 
@@ -47,15 +54,28 @@ def final_basis(
             (cast to the model's parameter dtype).
         k: the final bottleneck.
         batch_size: size of the encoding batches (the authors use the last training batch size).
+        mesh: encode each batch split by samples over these devices (a batch whose size does
+            not split evenly, such as the remainder, is encoded whole on every device); the
+            SVDs see whole latent matrices, so the basis is the one-device basis.
 
     Returns:
-        `[L, k]` with orthonormal columns.
+        `[L, k]` with orthonormal columns (replicated on the mesh, if one is given).
     """
     if not 1 <= k <= model.bottleneck.latent_size:
         raise ValueError(f"k must be in [1, {model.bottleneck.latent_size}], got {k}")
     blocks, dtype = [], param_dtype(model)
+    if mesh is not None:
+        mesh = as_auto(mesh)
+        model = place_replicated(model, mesh)
     for idx in batch_indices(len(x), batch_size):
-        z = _encode(model, jnp.asarray(x[idx], dtype))  # [b, L]; the paper's Y_j is zᵀ
+        xb: Array
+        if mesh is None:
+            xb = jnp.asarray(x[idx], dtype)
+        elif len(idx) % mesh.size:
+            xb = place_replicated(np.asarray(x[idx], dtype), mesh)
+        else:
+            xb = place_batch(np.asarray(x[idx], dtype), mesh)
+        z = _encode(model, xb)  # [b, L]; the paper's Y_j is zᵀ
         kj = min(k, *z.shape)  # a small remainder batch has fewer directions
         _, _, vt = truncated_svd(z, kj)  # right singular vectors of z = left ones of Y_j
         blocks.append(vt.T)

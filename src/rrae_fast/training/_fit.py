@@ -19,10 +19,12 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from ._basis import final_basis
 from ._checkpoint import CheckpointDir
+from ._mesh import as_auto, check_batch_size, place_batch, place_replicated, writes_files
 from ._step import MODES, as_k, init_optimizer, make_step, param_dtype, stored_basis
 from ._trackers import FixedTracker, Tracker
 
@@ -165,18 +167,18 @@ def with_placeholder_basis(model, k: int):
     )
 
 
-def _apply(decision, model, opt_state, opt, stage, tags, checkpoint):
+def _apply(decision, model, opt_state, opt, stage, tags, checkpoint, mesh):
     """Carry out a tracker's restore / optimizer reset / save decision."""
     if decision.load is not None:
         if decision.load in tags:
             model = tags[decision.load]
         else:  # a resumed run: the tagged model is on disk
-            model = checkpoint.load_tag(decision.load, model)
+            model = place_replicated(checkpoint.load_tag(decision.load, model), mesh)
     if decision.reset_optimizer:
-        opt_state = init_optimizer(opt, model, stage.mode)
+        opt_state = place_replicated(init_optimizer(opt, model, stage.mode), mesh)
     if decision.save is not None:
         tags[decision.save] = model
-        if checkpoint is not None:
+        if checkpoint is not None and writes_files():
             checkpoint.save_tag(decision.save, model)
     return model, opt_state
 
@@ -195,6 +197,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, float, int], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Train `model` on `x` through `stages`.
 
@@ -218,12 +221,23 @@ def fit(
         resume: continue from the checkpoint in `checkpoint` if one exists.
         progress: show a tqdm progress bar with the loss and the current `k`.
         callback: called as `callback(global_step, loss, k)` after every step.
+        mesh: train data-parallel over these devices (see :func:`make_step`): every batch is
+            split by samples over the mesh (each stage's `batch_size` must be a multiple of
+            its device count), the model and optimizer state are replicated, and the run is
+            the one a single device would give for the same seed, up to float rounding. It
+            works alike with one process per host under :func:`jax.distributed.initialize`:
+            every process passes the same `x` and arguments; process 0 alone writes the
+            checkpoints, which every process must be able to read to resume.
 
     Returns:
         A :class:`FitResult`.
     """
     if not stages:
         raise ValueError("at least one stage is needed")
+    if mesh is not None:
+        mesh = as_auto(mesh)
+        for stage in stages:
+            check_batch_size(stage.batch_size, mesh)
     x = np.asarray(x, param_dtype(model))
     if tracker is None:
         tracker = FixedTracker(getattr(model.bottleneck, "max_k", 1))
@@ -244,6 +258,8 @@ def fit(
             stage = stages[start_stage]
             opt_like = init_optimizer(optimizer(stage.learning_rate), model, stage.mode)
         model, opt_state = checkpoint.load(model, opt_like)
+        opt_state = place_replicated(opt_state, mesh)
+    model = place_replicated(model, mesh)
 
     total = sum(s.steps for s in stages)
     bar = tqdm(total=total, initial=len(history.loss), disable=not progress, unit="step")
@@ -252,7 +268,7 @@ def fit(
 
     def save(stage_index: int, step: int) -> None:
         nonlocal saved_steps
-        if checkpoint is None:
+        if checkpoint is None or not writes_files():
             return
         saved_steps = len(history.loss)
         basis = stored_basis(model)
@@ -269,19 +285,23 @@ def fit(
     for si in range(start_stage, len(stages)):
         stage = stages[si]
         if stage.mode == "infer" and _needs_basis(model):
-            basis = final_basis(model, x, k, basis_batch_size)
+            basis = final_basis(model, x, k, basis_batch_size, mesh=mesh)
             model = eqx.tree_at(lambda m: m.bottleneck, model, model.bottleneck.with_basis(basis))
         opt = optimizer(stage.learning_rate)
-        step_fn = make_step(opt, stage.mode)
+        step_fn = make_step(opt, stage.mode, mesh=mesh)
         if start_step == 0 and stage.mode == "train":
             tracker.start_stage()
         if opt_state is None:
-            opt_state = init_optimizer(opt, model, stage.mode)
+            opt_state = place_replicated(init_optimizer(opt, model, stage.mode), mesh)
         safe = _Consistent.now(start_step, model, opt_state, k, tracker, history)
         try:
             for t in range(start_step, stage.steps):
-                xb = jnp.asarray(x[batch_indices(len(x), stage.batch_size, seed, si, t)])
-                model, opt_state, loss = step_fn(model, opt_state, xb, as_k(k))
+                xb = x[batch_indices(len(x), stage.batch_size, seed, si, t)]
+                xb = jnp.asarray(xb) if mesh is None else place_batch(xb, mesh)
+                k_arg = (
+                    as_k(k) if mesh is None else place_replicated(np.asarray(k, np.int32), mesh)
+                )
+                model, opt_state, loss = step_fn(model, opt_state, xb, k_arg)
                 loss = float(loss)
                 history.append(loss, k, si)
                 if not math.isfinite(loss):
@@ -297,7 +317,7 @@ def fit(
                         history.notes.append((len(history.loss), decision.note))
                     if not stop:  # the tracker's order: restore, reset, save
                         model, opt_state = _apply(
-                            decision, model, opt_state, opt, stage, tags, checkpoint
+                            decision, model, opt_state, opt, stage, tags, checkpoint, mesh
                         )
                 bar.update(1)
                 if progress and (t % 10 == 0 or stop):
@@ -319,7 +339,7 @@ def fit(
                         if last.note:
                             history.notes.append((len(history.loss), last.note))
                         model, opt_state = _apply(
-                            last, model, opt_state, opt, stage, tags, checkpoint
+                            last, model, opt_state, opt, stage, tags, checkpoint, mesh
                         )
         except KeyboardInterrupt:
             # Back to the end of the last step carried out in full, saved if it is newer than

@@ -15,6 +15,9 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import optax
 from jax import Array
+from jax.sharding import Mesh
+
+from ._mesh import as_auto, batch_sharding, constrain, replicated
 
 MODES = ("train", "infer")  # main stage (bottleneck.train) / fine-tuning (bottleneck.infer)
 
@@ -56,7 +59,10 @@ def init_optimizer(optimizer: optax.GradientTransformation, model, mode: str):
 
 
 def make_step(
-    optimizer: optax.GradientTransformation, mode: str = "train", max_traces: int | None = None
+    optimizer: optax.GradientTransformation,
+    mode: str = "train",
+    max_traces: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable:
     """A jitted training step `(model, opt_state, x, k) → (model, opt_state, loss)`.
 
@@ -65,15 +71,26 @@ def make_step(
         mode: `"train"` or `"infer"` (see :func:`trainable`).
         max_traces: if set, tracing the step more often than this raises an error (a guard
             against silent recompilation, e.g. a Python int passed as `k`).
+        mesh: data parallelism over these devices: the batch is split by samples over every
+            axis of the mesh, the model, the optimizer state and the loss are replicated, and
+            XLA reduces the gradients across devices. The step computes what it computes on
+            one device for the same global batch (the truncated SVD sees the whole latent
+            matrix). Pass arrays placed on the mesh (as :func:`rrae_fast.training.fit`
+            does); others are moved there by XLA.
 
     Returns:
-        The step function. `x` is a batch `[batch, *sample_shape]`; `k` an int32 scalar array
-        (pass the same dtype every time: a Python int would retrace per value).
+        The step function. `x` is a batch `[batch, *sample_shape]` (with a mesh, `batch` a
+        multiple of its device count); `k` an int32 scalar array (pass the same dtype every
+        time: a Python int would retrace per value).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mesh is not None:
+        mesh = as_auto(mesh)
 
     def step(model, opt_state, x: Array, k: Array):
+        if mesh is not None:
+            x = jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
         params, static = eqx.partition(model, trainable(model, mode))
 
         def objective(p):
@@ -85,7 +102,10 @@ def make_step(
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
-        return eqx.combine(params, static), opt_state, loss
+        model = eqx.combine(params, static)
+        if mesh is not None:
+            model, opt_state, loss = constrain((model, opt_state, loss), replicated(mesh))
+        return model, opt_state, loss
 
     if max_traces is not None:
         step = eqx.debug.assert_max_traces(step, max_traces=max_traces)
