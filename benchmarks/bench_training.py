@@ -1,14 +1,16 @@
-"""One training step of the paper's CNN RRAE: rrae_fast against the authors' `RRAEs` library.
+"""One training step of the paper's CNN RRAE: rrae_fast against the authors' `RRAEs` library
+and against the same model in PyTorch (an optional peer).
 
 Setting, the same for every contender: 1×64×64 images (the synthetic Gaussian-bump set, 400
-training images), a batch of 64, latent length L = 200, rank k = 64, AdaBelief with lr 1e-3,
-float32. The architecture is the paper's (encoder Conv 32, 64 + Linear(16384 → 200); decoder
-Linear(200 → 512), four stride-2 transposed convolutions 32 → 256 → 128 → 32 → 8, ReLU after
-each, Conv 8 → 1 with a 1×1 kernel): both libraries build the same parameter shapes
-(3,806,969 parameters). The measured unit is one optimizer step on one batch of 64, compiled
-and warmed up beforehand, blocked on until its outputs are ready.
+training images), a batch of 64, latent length L = 200, rank k = 2 or k = 64 (one group each),
+AdaBelief with lr 1e-3, float32. The architecture is the paper's (encoder Conv 32, 64 +
+Linear(16384 → 200); decoder Linear(200 → 512), four stride-2 transposed convolutions
+32 → 256 → 128 → 32 → 8, ReLU after each, Conv 8 → 1 with a 1×1 kernel): every library builds
+the same parameter shapes (3,806,969 parameters). The measured unit is one optimizer step on
+one batch of 64, compiled and warmed up beforehand, blocked on until its outputs are ready.
 
-Contenders (group "train-step-64x64-b64"):
+Contenders (groups "train-step-64x64-b64-k2" and "train-step-64x64-b64-k64", one per rank k;
+before k became a parameter the group was "train-step-64x64-b64", at k = 64):
 
 * `authors`: `RRAEs.AE_classes.RRAE_CNN` built by `RRAE_Trainor_class` with the arguments of
   the authors' `main-adap-CNN.py` example (min-max normalisation of input and output, the
@@ -34,6 +36,23 @@ Contenders (group "train-step-64x64-b64"):
   authors' decoder does).
 * `ours`: the same with `fast_transpose=True` (the default: `rrae_fast.models.ConvTranspose2d`,
   whose derivatives go through the adjoint strided convolution).
+* `torch_eager` (optional peer: needs torch, skipped with the reason otherwise): the same model
+  in PyTorch, `benchmarks/torch_peer.py` (the same layers and parameter shapes, the weights
+  copied from `ours`' initial model, so the first losses agree; the rank-k truncation by
+  `torch.linalg.svd(Z, full_matrices=False)` keeping the top k triplets, autograd through it;
+  the same loss; AdaBelief written out as Optax computes it), one step in eager mode: zero the
+  gradients, forward and loss, `backward()`, the update (in place). Its equivalence to ours
+  (forward, gradients, five steps' losses, k = 2 and 64) is `tests/models/test_torch_peer.py`.
+  Torch's thread count is left at its default (torch.get_num_threads(), one per core here, as
+  XLA's pool; recorded as `torch_threads`). Its OpenMP threads suffer far more than XLA's
+  from other load on the machine (on the 2-core machine at load ~4 a step took 2.4 s with 2
+  threads, 0.3 s with 1), so only a run on an otherwise idle machine says anything.
+* `torch_compile` (optional peer: skipped with the reason when torch is absent or
+  `torch.compile` fails here): the same step with the forward pass and loss `torch.compile`d
+  (its backward pass through AOTAutograd) and the update `torch.compile`d; compiled (20–30 s
+  on 2 cores with a cold Inductor cache) and warmed up before the timing, like ours. The SVD
+  stays an ATen call. Its first loss differs from the eager step's by ~1e-5 (relative):
+  Inductor's fused float32 sums in the loss round differently.
 
 Group "train-step-mlp-L4096-b1024-k256": a large latent, where the truncated SVD is most of the
 step: an MLP RRAE (sample length 512, width 512, latent 4096, batch 1024, k = 256), our step
@@ -42,13 +61,14 @@ with `rank_reduce` against the same model and step whose truncation is the autho
 our bottleneck with `method="dense"`.
 
 Run: pytest benchmarks/bench_training.py --benchmark-only -p no:cacheprovider --no-cov
-     --benchmark-json=train.json      (about a minute on 2 CPU cores)
+     --benchmark-json=train.json      (a few minutes on 2 CPU cores with torch installed)
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import equinox as eqx
 import jax
@@ -63,13 +83,15 @@ from rrae_fast.data import synthetic_bumps
 from rrae_fast.models import ModelConfig, RankReduction, build_model
 from rrae_fast.training._step import as_k, init_optimizer, make_step
 
-GROUP = "train-step-64x64-b64"
+GROUP = "train-step-64x64-b64"  # and the rank: "train-step-64x64-b64-k64"
 SHAPE = (1, 64, 64)
 BATCH = 64
 LATENT = 200
 K = 64
+RANKS = (2, 64)
 LR = 1e-3
 ROUNDS = 5
+CONTENDERS = ("authors", "ours_eqx_transpose", "ours", "torch_eager", "torch_compile")
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,9 +110,10 @@ def _param_count(model) -> int:
     return int(sum(a.size for a in jtu.tree_leaves(eqx.filter(model, eqx.is_inexact_array))))
 
 
-def _time(benchmark, record, fn, settings) -> None:
-    """Compiles and runs `fn` once, then times it (one warm-up round, `ROUNDS` rounds)."""
-    out = jax.block_until_ready(fn())
+def _time(benchmark, record, fn, settings, out=None) -> None:
+    """Compiles and runs `fn` once (unless its first output `out` is given), then times it
+    (one warm-up round, `ROUNDS` rounds)."""
+    out = jax.block_until_ready(fn()) if out is None else out
     rounds, warmup = (1, 0) if settings["quick"] else (ROUNDS, 1)
     benchmark.pedantic(
         lambda: jax.block_until_ready(fn()), rounds=rounds, iterations=1, warmup_rounds=warmup
@@ -98,7 +121,7 @@ def _time(benchmark, record, fn, settings) -> None:
     record(first_loss=float(out[0]), loadavg_1m_after=os.getloadavg()[0], rounds=rounds)
 
 
-def _authors_step():
+def _authors_step(k: int = K):
     """The authors' model and their training step, assembled as `Trainor_class.fit` does."""
     import RRAEs.config  # noqa: F401  (installs the autoencoder base class the models need)
     from RRAEs.AE_classes import RRAE_CNN
@@ -113,7 +136,7 @@ def _authors_step():
         height=SHAPE[1],
         width=SHAPE[2],
         channels=SHAPE[0],
-        k_max=K,
+        k_max=k,
         norm_in="minmax",
         norm_out="minmax",
         out_train=x_all,
@@ -149,15 +172,34 @@ def _authors_step():
 
     def one_step():
         out_b = model.norm_out(x_b)  # `fit` normalises each target batch before the step
-        return step(model, x_b, out_b, opt_state, idx_b, None, k_max=K)
+        return step(model, x_b, out_b, opt_state, idx_b, None, k_max=k)
 
     return model, one_step
 
 
-def _ours_step(fast_transpose: bool):
-    config = ModelConfig(kind="arrae", latent_size=LATENT, k=K, fast_transpose=fast_transpose)
-    model = build_model(config, SHAPE, key=jax.random.key(0))
-    return model, _our_step(model, jnp.asarray(_batch()), K)
+def _our_model(k: int, fast_transpose: bool = True):
+    config = ModelConfig(kind="arrae", latent_size=LATENT, k=k, fast_transpose=fast_transpose)
+    return build_model(config, SHAPE, key=jax.random.key(0))
+
+
+def _ours_step(fast_transpose: bool, k: int = K):
+    model = _our_model(k, fast_transpose)
+    return model, _our_step(model, jnp.asarray(_batch()), k)
+
+
+def _torch_step(k: int, compiled: bool):
+    """The PyTorch peer (`torch_peer.py`) with the weights of `ours`' initial model."""
+    import torch
+    import torch_peer
+
+    model = torch_peer.from_eqx(_our_model(k), SHAPE)
+    step = torch_peer.make_step(model, k, lr=LR, compiled=compiled)
+    x = torch.from_numpy(_batch().copy())
+
+    def one_step():
+        return (step(x),)
+
+    return model, one_step
 
 
 def _our_step(model, x, k: int):
@@ -174,16 +216,49 @@ def _our_step(model, x, k: int):
     return one_step
 
 
-@pytest.mark.parametrize("contender", ["authors", "ours_eqx_transpose", "ours"])
-def test_train_step(benchmark, record, settings, contender):
-    benchmark.group = GROUP
+def _torch_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _compile_torch(benchmark, record, fn, settings, group: str) -> None:
+    """Times the `torch.compile`d step, or skips it (with the reason) if compiling fails."""
+    try:
+        with warnings.catch_warnings():
+            # Inductor's lowering calls its own deprecated helpers (FutureWarning), which this
+            # project's `filterwarnings = error` would turn into a failed compilation.
+            warnings.simplefilter("ignore", FutureWarning)
+            out = fn()  # compiles (the first call), outside the timing
+    except Exception as error:  # any failure of the compiler means a skip, with its reason
+        reason = f"torch.compile failed here: {type(error).__name__}: {str(error)[:200]}"
+        skip(group, "torch_compile", reason)
+    _time(benchmark, record, fn, settings, out)
+
+
+@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("k", RANKS, ids=[f"k{k}" for k in RANKS])  # one group after the other
+def test_train_step(benchmark, record, settings, contender, k):
+    group = f"{GROUP}-k{k}"
+    benchmark.group = group
     if contender == "authors":
         if not have("RRAEs"):
-            skip(GROUP, contender, "the authors' library `RRAEs` (PyPI: rraes) is not installed")
-        model, fn = _authors_step()
+            skip(group, contender, "the authors' library `RRAEs` (PyPI: rraes) is not installed")
+        model, fn = _authors_step(k)
+    elif contender.startswith("torch"):
+        if not have("torch"):
+            skip(group, contender, "torch is not installed (an optional peer; see the README)")
+        import torch
+
+        model, fn = _torch_step(k, compiled=contender == "torch_compile")
+        record(params=_torch_params(model), batch=BATCH, latent=LATENT, k=k)
+        record(torch_threads=torch.get_num_threads())
+        if contender == "torch_compile":
+            _compile_torch(benchmark, record, fn, settings, group)
+        else:
+            _time(benchmark, record, fn, settings)
+        return
     else:
-        model, fn = _ours_step(fast_transpose=contender == "ours")
-    record(params=_param_count(model), batch=BATCH, latent=LATENT, k=K)
+        model, fn = _ours_step(fast_transpose=contender == "ours", k=k)
+    record(params=_param_count(model), batch=BATCH, latent=LATENT, k=k)
     _time(benchmark, record, fn, settings)
 
 
