@@ -243,17 +243,25 @@ def test_limits_are_clear_errors():
 
 
 @needs_devices
-def test_the_documented_example_runs():
-    """docs/op.md's example, run as written: the whole matrix's rank-4 approximation."""
+def test_the_documented_examples_run():
+    """docs/op.md's examples, run as written, one after the other: the whole matrix's rank-4
+    approximation, through shard_map and from an input typed as split."""
+    import re
+
     text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "op.md").read_text()
     section = text[text.index("## A matrix split by rows across devices") :]
-    code = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
+    section = section[: section.index("\n## ")] if "\n## " in section else section
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
     scope: dict = {}
-    exec(compile(code, "docs/op.md", "exec"), scope)
-    whole = jnp.asarray(np.asarray(scope["latent"]))
-    np.testing.assert_allclose(
-        scope["approx"], rrae_fast.rank_reduce(whole, 4), atol=1e-4 * float(jnp.max(whole))
-    )
+    for code in blocks:
+        exec(compile(code, "docs/op.md", "exec"), scope)
+    for source, result in (("latent", "approx"), ("rows", "approx_rows")):
+        whole = jnp.asarray(np.asarray(scope[source]))
+        assert scope[result].sharding.spec[0] == "data"
+        np.testing.assert_allclose(
+            scope[result], rrae_fast.rank_reduce(whole, 4), atol=1e-4 * float(jnp.max(whole))
+        )
 
 
 @needs_devices
@@ -268,3 +276,113 @@ def test_a_non_finite_entry_on_one_device_gives_nan_everywhere():
     fn = _split_fn("rank_reduce", 3, mesh)
     grad = jax.grad(lambda y: jnp.sum(fn(y)))(_split(a, mesh))
     assert np.all(np.isnan(np.asarray(grad)))
+
+
+# -- The same route from the input's type: rows split over Explicit mesh axes --------------
+
+
+def _explicit_mesh(shape=(DEVICES,), names=("data",)):
+    return jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Explicit,) * len(names))
+
+
+def _typed(x, mesh, spec):
+    return jax.device_put(jnp.asarray(x), NamedSharding(mesh, spec))
+
+
+@needs_devices
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_an_input_typed_as_split_by_rows_takes_the_split_route(shape, dtype):
+    """Under jit and eagerly, with no axis_name: the contract for the whole matrix, the
+    one-device result where the cut has a gap, the rows of the outputs split as the input's,
+    the small factors replicated."""
+    rng = np.random.default_rng(5)
+    r = min(shape)
+    k = max(1, r // 4)
+    sigma = np.concatenate([np.linspace(4.0, 2.0, k), np.linspace(1.0, 0.1, r - k)])
+    a = planted(rng, *shape, sigma).astype(dtype)
+    mesh = _explicit_mesh()
+    x = _typed(a, mesh, P("data", None))
+    tol = 200 * np.finfo(dtype).eps * 4.0
+    for fn in (
+        lambda y: rrae_fast.truncated_svd(y, k),
+        jax.jit(lambda y: rrae_fast.truncated_svd(y, k)),
+    ):
+        u, s, vt = fn(x)
+        assert u.sharding.spec == P("data", None)
+        assert s.sharding.spec == P(None) and vt.sharding.spec == P(None, None)
+        assert_contract(a, u, s, vt, k)
+        for got, one in zip((u, s, vt), rrae_fast.truncated_svd(a, k)):
+            np.testing.assert_allclose(got, one, atol=tol, rtol=0)
+    y = jax.jit(lambda y: rrae_fast.rank_reduce(y, k))(x)
+    assert y.sharding.spec == P("data", None)
+    np.testing.assert_allclose(y, rrae_fast.rank_reduce(a, k), atol=tol, rtol=0)
+
+
+@needs_devices
+@pytest.mark.parametrize("op", ["rank_reduce", "truncated_svd"])
+def test_a_typed_split_input_is_never_gathered_and_has_the_one_device_derivatives(op):
+    rng = np.random.default_rng(6)
+    shape, k = (256, 32), 6
+    sigma = np.concatenate([[3.0, 2.6, 2.0, 1.5, 1.2, 1.0], np.linspace(0.5, 0.1, 10)])
+    a = jnp.asarray(planted(rng, *shape, sigma))
+    probe = [jnp.asarray(rng.standard_normal(x.shape)) for x in _shapes(op, shape, k)]
+    mesh = _explicit_mesh()
+    fn = getattr(rrae_fast, op)
+
+    def scalar(x):
+        return sum(jnp.sum(o * p) for o, p in zip(_tuple(fn(x, k)), probe))
+
+    grad = jax.jit(jax.grad(scalar))
+    x = _typed(a, mesh, P("data", None))
+    text = grad.lower(x).compile().as_text()
+    assert "all-gather" not in text and "all-to-all" not in text
+    assert " all-reduce(" in text
+    g_split, g_one = grad(x), jax.grad(scalar)(a)
+    assert g_split.sharding.spec == P("data", None)
+    np.testing.assert_allclose(g_split, g_one, atol=1e-11 * float(jnp.max(jnp.abs(g_one))))
+    da = jnp.asarray(rng.standard_normal(shape))
+    _, t_split = jax.jvp(lambda y: fn(y, k), (x,), (_typed(da, mesh, P("data", None)),))
+    _, t_one = jax.jvp(lambda y: fn(y, k), (a,), (da,))
+    for got, want in zip(_tuple(t_split), _tuple(t_one)):
+        np.testing.assert_allclose(got, want, atol=1e-11 * float(jnp.max(jnp.abs(want))))
+
+
+@needs_devices
+def test_a_typed_split_batch_a_traced_rank_and_a_two_axis_mesh():
+    rng = np.random.default_rng(7)
+    a = make_matrix(rng, (4, 64, 16), "decaying")
+    want = {k: rrae_fast.rank_reduce(jnp.asarray(a), k) for k in (2, 5)}
+    mesh = _explicit_mesh((2, 4), ("batch", "rows"))
+    x = _typed(a, mesh, P("batch", "rows", None))  # batch over one axis, rows over the other
+    fn = jax.jit(lambda y, k: rrae_fast.rank_reduce(y, k, max_k=8))
+    for k in (2, 5):
+        got = fn(x, jnp.int32(k))
+        assert got.sharding.spec == P("batch", "rows", None)
+        np.testing.assert_allclose(got, want[k], atol=1e-12)
+    x = _typed(a, mesh, P(None, ("batch", "rows"), None))  # rows over both axes
+    np.testing.assert_allclose(fn(x, jnp.int32(5)), want[5], atol=1e-12)
+
+
+@needs_devices
+def test_a_typed_split_input_with_split_columns_and_the_split_routes_limits():
+    """Split columns are gathered (every route needs whole rows), then the rows' split is
+    used; the split route's limits are errors that say how the split was asked for."""
+    a = np.random.default_rng(8).standard_normal((64, 32))
+    want = rrae_fast.rank_reduce(a, 3)
+    both = _typed(a, _explicit_mesh((2, 4), ("rows", "cols")), P("rows", "cols"))
+    got = jax.jit(lambda y: rrae_fast.rank_reduce(y, 3))(both)
+    assert got.sharding.spec == P("rows", None)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    cols = _typed(a, _explicit_mesh(), P(None, "data"))  # whole rows after the gather
+    np.testing.assert_allclose(rrae_fast.rank_reduce(cols, 3), want, atol=1e-12)
+    u, s, vt = rrae_fast.truncated_svd(cols, 3)
+    np.testing.assert_allclose(u @ (s[:, None] * vt), want, atol=1e-12)
+    x = _typed(a, _explicit_mesh(), P("data", None))
+    axes = r"rows split over the mesh axes \('data',\) \(the input's sharding\)"
+    with pytest.raises(ValueError, match=axes + ", method must be 'auto' or 'dense'"):
+        rrae_fast.rank_reduce(x, 3, method="iterative")
+    with pytest.raises(ValueError, match="gradient must be 'exact'"):
+        rrae_fast.truncated_svd(x, 3, gradient="tangent")
+    with pytest.raises(ValueError, match=r"min\(m, n\) = 32"):
+        rrae_fast.truncated_svd(x, 33)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.sharding import PartitionSpec
 from jaxtyping import ArrayLike, Float, Int
 
 from . import _checks, _forward, _rules, _sharded
@@ -112,7 +113,10 @@ def truncated_svd(
             one all-gather of the ``[min(m_d, n), n]`` triangular factors), with the
             one-device derivatives; ``method`` ``"auto"`` or ``"dense"`` only, no ``init``,
             ``gradient="exact"``, no ``check_finite`` (a NaN or Inf in any device's rows
-            gives NaN outputs on every device). See :mod:`rrae_fast.svd._sharded`.
+            gives NaN outputs on every device). See :mod:`rrae_fast.svd._sharded`. Without
+            ``axis_name``, an input whose type says its rows are split (sharded over mesh axes
+            of type Explicit) takes the same route inside ``shard_map`` over those axes; its
+            outputs keep that split of the rows.
 
     Returns:
         ``(u, s, vt)``: ``u`` [..., m, k] with orthonormal columns, ``s`` [..., k] descending
@@ -142,6 +146,11 @@ def truncated_svd(
         )
         u, s, vt = _sharded.truncated_svd(a, k, max_k, axis_name, rows)
         return u.astype(dtype), s.astype(dtype), vt.astype(dtype)
+    a, how = _typed_split(a)
+    if how is not None:
+        return _split_by_type(
+            "truncated_svd", a, k, max_k, method, init, gradient, check_finite, how
+        )
     a, k, init, dtype, static = _prepare(
         "truncated_svd", a, k, max_k, method, init, gradient, check_finite
     )
@@ -201,6 +210,11 @@ def rank_reduce(
             "rank_reduce", a, k, max_k, method, init, gradient, check_finite, axis_name
         )
         return _sharded.rank_reduce(a, k, max_k, axis_name, rows).astype(dtype)
+    a, how = _typed_split(a)
+    if how is not None:
+        return _split_by_type(
+            "rank_reduce", a, k, max_k, method, init, gradient, check_finite, how
+        )
     a, k, init, dtype, static = _prepare(
         "rank_reduce", a, k, max_k, method, init, gradient, check_finite
     )
@@ -262,6 +276,52 @@ def diagnose(
         "passes": info[..., 1],
         "backward": np.full(info.shape[:-1], backward)[()],
     }
+
+
+def _typed_split(a):
+    """``(a, how)``: ``how`` is `a`'s row split from its type (Explicit mesh axes), or None.
+
+    Columns split over Explicit axes are gathered first (``jax.sharding.reshard``): every
+    route needs whole rows. Inputs that are not JAX arrays or tracers carry no sharding."""
+    if not isinstance(a, (jax.Array, jax.core.Tracer)) or a.ndim < 2:
+        return a, None
+    spec = _sharded.typed_spec(a)
+    if spec is not None and spec[-1] is not None:
+        whole_rows = jax.typeof(a).sharding.update(spec=PartitionSpec(*spec[:-1], None))
+        a = jax.sharding.reshard(a, whole_rows)
+    return a, _sharded.typed_row_split(a)
+
+
+def _split_by_type(fn, a, k, max_k, method, init, gradient, check_finite, how):
+    """The op on an input whose type says its rows are split across devices: the split route
+    (as with ``axis_name``) inside ``shard_map`` over those mesh axes, ``vmap`` ped over the
+    batch axes. Rows keep the input's split; ``s`` and ``vt`` are replicated over the row
+    axes."""
+    mesh, axes, spec = how
+    a, _ = _checks.check_matrix(a, fn)
+    _checks.check_gradient(gradient, fn)
+    _checks.check_method(method, fn, a.dtype)
+    one = jax.ShapeDtypeStruct(a.shape[-2:], a.dtype)  # each member is split alike
+    how_asked = f"rows split over the mesh axes {axes} (the input's sharding)"
+    _sharded.check(one, method, init, gradient, check_finite, fn, how_asked)
+    k, max_k = _checks.check_rank(k, max_k, a.shape[-2:], fn)
+    axis = axes[0] if len(axes) == 1 else axes
+    op = {"truncated_svd": truncated_svd, "rank_reduce": rank_reduce}[fn]
+    batch = tuple(spec[:-2])
+
+    def local(a_d, k):
+        f = functools.partial(op, max_k=max_k, method=method, axis_name=axis)
+        for _ in batch:
+            f = jax.vmap(f, in_axes=(0, None))
+        return f(a_d, k)
+
+    rows = PartitionSpec(*batch, spec[-2], None)
+    if fn == "rank_reduce":
+        out_specs: Any = rows
+    else:
+        out_specs = (rows, PartitionSpec(*batch, None), PartitionSpec(*batch, None, None))
+    split = jax.shard_map(local, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=out_specs)
+    return split(a, jnp.asarray(k, jnp.int32))
 
 
 def _prepare_split(

@@ -28,6 +28,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.sharding import AbstractMesh, PartitionSpec
 
 from . import _formulas
 from ._spectrum import cut_to_rank, factor_product, keep_mask
@@ -117,21 +118,51 @@ def global_rows(a: Array, axis_name: str) -> int:
     return a.shape[-2] * jax.lax.axis_size(axis_name)
 
 
-def check(a: Array, method: str, init, gradient: str, check_finite: bool, fn: str) -> None:
-    """The limits of the row-split ops, as errors that name them."""
+def check(
+    a: Array, method: str, init, gradient: str, check_finite: bool, fn: str, how: str = "axis_name"
+) -> None:
+    """The limits of the row-split ops, as errors that name them; `how` says how the split was
+    asked for (``axis_name``, or an input whose type is split by rows)."""
     if a.ndim != 2:
         raise ValueError(
-            f"{fn}: with axis_name, `a` is this device's rows of one matrix [m_d, n], got "
+            f"{fn}: with {how}, `a` is this device's rows of one matrix [m_d, n], got "
             f"shape {a.shape} (vmap the call for a batch)"
         )
     if method not in ("auto", "dense"):
-        raise ValueError(f"{fn}: with axis_name, method must be 'auto' or 'dense', got {method!r}")
+        raise ValueError(f"{fn}: with {how}, method must be 'auto' or 'dense', got {method!r}")
     if init is not None:
-        raise ValueError(f"{fn}: with axis_name, no warm start (init) is taken")
+        raise ValueError(f"{fn}: with {how}, no warm start (init) is taken")
     if gradient != "exact":
-        raise ValueError(f"{fn}: with axis_name, gradient must be 'exact', got {gradient!r}")
+        raise ValueError(f"{fn}: with {how}, gradient must be 'exact', got {gradient!r}")
     if check_finite:
         raise ValueError(
-            f"{fn}: with axis_name, check_finite is not available: a NaN or Inf in any "
+            f"{fn}: with {how}, check_finite is not available: a NaN or Inf in any "
             "device's rows gives NaN outputs on every device"
         )
+
+
+def typed_spec(a: Array) -> tuple | None:
+    """The partition spec in ``a``'s type, one entry per axis, where ``a`` is sharded over
+    mesh axes of type Explicit; None otherwise."""
+    sharding = getattr(jax.typeof(a), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or mesh.empty or not mesh.explicit_axes:
+        return None
+    return tuple(sharding.spec) + (None,) * (a.ndim - len(sharding.spec))
+
+
+def typed_row_split(a: Array) -> tuple[AbstractMesh, tuple[str, ...], PartitionSpec] | None:
+    """How ``a``'s type says its rows are split: ``(mesh, row axes, spec)``, or None.
+
+    JAX carries a sharding in an array's type over mesh axes of type Explicit (the default of
+    :func:`jax.make_mesh`). Where the rows (axis -2) of such an array are split over some of
+    those axes, the ops run the split route inside ``shard_map`` over them. Over Auto axes the
+    sharding is not known when the op is traced; XLA then gathers the operand for the custom
+    call, which is correct but not split.
+    """
+    spec = typed_spec(a)
+    if spec is None or a.ndim < 2 or spec[-2] is None:
+        return None
+    rows = spec[-2]
+    axes = (rows,) if isinstance(rows, str) else tuple(rows)
+    return jax.typeof(a).sharding.mesh, axes, PartitionSpec(*spec)
