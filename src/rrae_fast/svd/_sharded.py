@@ -146,9 +146,10 @@ def typed_spec(a: Array) -> tuple | None:
     mesh axes of type Explicit; None otherwise."""
     sharding = getattr(jax.typeof(a), "sharding", None)
     mesh = getattr(sharding, "mesh", None)
-    if mesh is None or mesh.empty or not mesh.explicit_axes:
+    if sharding is None or mesh is None or mesh.empty or not mesh.explicit_axes:
         return None
-    return tuple(sharding.spec) + (None,) * (a.ndim - len(sharding.spec))
+    spec = tuple(sharding.spec)
+    return spec + (None,) * (a.ndim - len(spec))
 
 
 def typed_row_split(a: Array) -> tuple[AbstractMesh, tuple[str, ...], PartitionSpec] | None:
