@@ -41,11 +41,13 @@ ffi::Error TruncatedSvdImpl(cudaStream_t stream, ffi::ScratchAllocator& scratch,
                             ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
                             ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> info,
                             Method method) {
-  cuda::Context ctx;
-  ctx.stream = stream;
-  if (Status st = cuda::HandlesFor(stream, &ctx.handles); !st.ok) {
+  cuda::HandleLease lease;  // this call's handles, given back when it returns
+  if (Status st = cuda::BorrowHandles(stream, &lease); !st.ok) {
     return ffi_helpers::ToFfiError(st);
   }
+  cuda::Context ctx;
+  ctx.stream = stream;
+  ctx.handles = lease.handles();
   // XLA's scratch allocator refuses alignments above 16 bytes (its FFI implementation answers
   // "Unsupported alignment" and Allocate returns nothing); the workspace's 256-byte alignment
   // comes from asking for that much more and rounding the address up.
