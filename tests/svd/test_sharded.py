@@ -386,3 +386,24 @@ def test_a_typed_split_input_with_split_columns_and_the_split_routes_limits():
         rrae_fast.truncated_svd(x, 3, gradient="tangent")
     with pytest.raises(ValueError, match=r"min\(m, n\) = 32"):
         rrae_fast.truncated_svd(x, 33)
+
+
+def test_a_typed_split_over_one_device_in_any_process():
+    """The typed route over a one-device Explicit mesh (so that it runs in every process):
+    the one-device results, a batch axis, and an input with no sharding left alone."""
+    a = make_matrix(np.random.default_rng(9), (2, 24, 12), "decaying")
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    x = _typed(a, mesh, P(None, "data", None))
+    np.testing.assert_allclose(
+        rrae_fast.rank_reduce(x, 3), rrae_fast.rank_reduce(a, 3), atol=1e-12
+    )
+    u, s, vt = jax.jit(lambda y: rrae_fast.truncated_svd(y, 3))(x)
+    for got, want in zip((u, s, vt), rrae_fast.truncated_svd(a, 3)):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    assert _sharded_route(x) and not _sharded_route(jnp.asarray(a)) and not _sharded_route(a)
+
+
+def _sharded_route(x) -> bool:
+    from rrae_fast.svd import _ops
+
+    return _ops._typed_split(x)[1] is not None

@@ -234,3 +234,21 @@ def test_the_cli_trains_on_the_devices_it_is_given(tmp_path, capsys, monkeypatch
     assert "training on 8 devices (cpu), batches split by samples" in capsys.readouterr().out
     one, many = load_run(tmp_path / "one", small), load_run(tmp_path / "many", small)
     np.testing.assert_allclose(many.history.loss, one.history.loss, rtol=1e-4)
+
+
+# -- In any process: a one-device mesh is the plain run ------------------------------------
+
+
+def test_a_one_device_mesh_trains_the_plain_run(tmp_path):
+    x = _data()
+    one = fit(_model(), x, STAGES, tracker=_adaptive(), progress=False)
+    ckpt = CheckpointDir(tmp_path / "run")
+    mesh = data_mesh(1)
+    meshed = fit(
+        _model(), x, STAGES, tracker=_adaptive(), progress=False, mesh=mesh, checkpoint=ckpt
+    )
+    _assert_same_run(one, meshed, rtol=1e-6)
+    assert ckpt.read_state()["history"]["loss"] == meshed.history.loss
+    assert mesh.axis_names == ("data",) and mesh.size == 1
+    with pytest.raises(ValueError, match="the batch's size=3 does not split over the mesh's 2"):
+        place_batch(np.ones((3, 2)), Mesh(np.array(jax.devices() * 2), ("data",)))
