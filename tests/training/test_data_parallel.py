@@ -251,4 +251,4 @@ def test_a_one_device_mesh_trains_the_plain_run(tmp_path):
     assert ckpt.read_state()["history"]["loss"] == meshed.history.loss
     assert mesh.axis_names == ("data",) and mesh.size == 1
     with pytest.raises(ValueError, match="the batch's size=3 does not split over the mesh's 2"):
-        place_batch(np.ones((3, 2)), Mesh(np.array(jax.devices() * 2), ("data",)))
+        place_batch(np.ones((3, 2)), Mesh(np.array(jax.devices()[:1] * 2), ("data",)))
