@@ -1,4 +1,5 @@
-"""Training of autoencoders: the jitted step, stages, bottleneck trackers, checkpoints, basis.
+"""Training of autoencoders: the jitted step, stages, bottleneck trackers, checkpoints, basis,
+and data parallelism over a device mesh (:func:`data_mesh`, ``fit(..., mesh=...)``).
 
 Built on :mod:`rrae_fast.models`; the trackers are plain-Python state machines that choose the
 bottleneck rank `k` from the loss history.
