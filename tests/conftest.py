@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -54,3 +56,16 @@ def rng():
 def getkey():
     keys = iter(jax.random.split(jax.random.key(0), 1000))
     return lambda: next(keys)
+
+
+def run_with_devices(test_file: str, devices: int, skip_test: str) -> None:
+    """Runs `test_file`'s tests, except `skip_test` (the caller), in a child pytest process
+    that has `devices` simulated CPU devices (they must exist before JAX starts), and fails
+    unless every test there passed, none skipped."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    command = [sys.executable, "-m", "pytest", test_file, "-q", "--no-cov"]
+    command += ["-p", "no:cacheprovider", "-k", f"not {skip_test}"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, proc.stdout[-3000:]

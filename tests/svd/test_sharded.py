@@ -10,10 +10,7 @@ skip and `test_on_eight_simulated_devices` runs this file in a child process tha
 from __future__ import annotations
 
 import functools
-import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +20,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import rrae_fast
+from conftest import run_with_devices
 from helpers import assert_contract, make_matrix, planted
 
 DEVICES = 8
@@ -34,13 +32,7 @@ needs_devices = pytest.mark.skipif(
 
 @pytest.mark.skipif(here, reason="the devices are here: the tests below run in this process")
 def test_on_eight_simulated_devices():
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
-    command = [sys.executable, "-m", "pytest", __file__, "-q", "--no-cov"]
-    command += ["-p", "no:cacheprovider", "-k", "not test_on_eight_simulated_devices"]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "skipped" not in summary, proc.stdout[-3000:]
+    run_with_devices(__file__, DEVICES, "test_on_eight_simulated_devices")
 
 
 def _mesh():

@@ -7,10 +7,7 @@ skip and `test_on_eight_simulated_devices` runs this file in a child process tha
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import equinox as eqx
 import jax
@@ -21,6 +18,7 @@ import optax
 import pytest
 from jax.sharding import AxisType, Mesh
 
+from conftest import run_with_devices
 from rrae_fast.models import KINDS, ModelConfig, build_model
 from rrae_fast.training import (
     AdaptiveTracker,
@@ -44,13 +42,7 @@ needs_devices = pytest.mark.skipif(
 
 @pytest.mark.skipif(here, reason="the devices are here: the tests below run in this process")
 def test_on_eight_simulated_devices():
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
-    command = [sys.executable, "-m", "pytest", __file__, "-q", "--no-cov"]
-    command += ["-p", "no:cacheprovider", "-k", "not test_on_eight_simulated_devices"]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "skipped" not in summary, proc.stdout[-3000:]
+    run_with_devices(__file__, DEVICES, "test_on_eight_simulated_devices")
 
 
 def _data(n=96, t=24, seed=2):
@@ -162,8 +154,8 @@ def test_a_resumed_data_parallel_run_replays_the_uninterrupted_one(tmp_path):
         if step == stopped["at"]:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        fit(
+    def on_mesh(**kwargs):
+        return fit(
             _model(),
             x,
             STAGES,
@@ -171,18 +163,12 @@ def test_a_resumed_data_parallel_run_replays_the_uninterrupted_one(tmp_path):
             progress=False,
             mesh=mesh,
             checkpoint=ckpt,
-            callback=interrupt,
+            **kwargs,
         )
-    resumed = fit(
-        _model(),
-        x,
-        STAGES,
-        tracker=_adaptive(),
-        progress=False,
-        mesh=mesh,
-        checkpoint=ckpt,
-        resume=True,
-    )
+
+    with pytest.raises(KeyboardInterrupt):
+        on_mesh(callback=interrupt)
+    resumed = on_mesh(resume=True)
     _assert_same_run(full, resumed, rtol=1e-6)
 
 
