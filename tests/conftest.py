@@ -69,3 +69,19 @@ def run_with_devices(test_file: str, devices: int, skip_test: str) -> None:
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     summary = proc.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary, proc.stdout[-3000:]
+
+
+def on_simulated_devices(test_file: str, devices: int = 8):
+    """For a test file whose tests need `devices` devices: the marker that skips them in a
+    process with fewer, and the test that runs them in a child that has them (bind it to a
+    module-level name starting with `test_`; it skips itself where the devices are here)."""
+    here = jax.device_count() >= devices
+    needs = pytest.mark.skipif(
+        not here, reason="run by test_on_simulated_devices in a child process"
+    )
+
+    @pytest.mark.skipif(here, reason="the devices are here: the tests run in this process")
+    def test_on_simulated_devices():
+        run_with_devices(test_file, devices, "test_on_simulated_devices")
+
+    return needs, test_on_simulated_devices

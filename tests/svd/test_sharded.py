@@ -3,7 +3,7 @@ simulated CPU devices: the accuracy contract for the whole matrix, the one-devic
 derivatives, a traced rank, ``vmap``, no gather of the operand in the compiled program.
 
 The devices must exist before JAX starts, so in a process with fewer than 8 the tests below
-skip and `test_on_eight_simulated_devices` runs this file in a child process that has them
+skip and `test_on_simulated_devices` runs this file in a child process that has them
 (``--xla_force_host_platform_device_count=8``); a failure there fails it.
 """
 
@@ -20,19 +20,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import rrae_fast
-from conftest import run_with_devices
+from conftest import on_simulated_devices
 from helpers import assert_contract, make_matrix, planted
 
 DEVICES = 8
-here = jax.device_count() >= DEVICES
-needs_devices = pytest.mark.skipif(
-    not here, reason="run by test_on_eight_simulated_devices in a child process"
-)
-
-
-@pytest.mark.skipif(here, reason="the devices are here: the tests below run in this process")
-def test_on_eight_simulated_devices():
-    run_with_devices(__file__, DEVICES, "test_on_eight_simulated_devices")
+needs_devices, test_on_simulated_devices = on_simulated_devices(__file__, DEVICES)
 
 
 def _mesh():

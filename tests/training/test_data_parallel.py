@@ -1,7 +1,7 @@
 """Data-parallel training on 8 simulated CPU devices: the run is the one-device run.
 
 The devices must exist before JAX starts, so in a process with fewer than 8 the tests below
-skip and `test_on_eight_simulated_devices` runs this file in a child process that has them
+skip and `test_on_simulated_devices` runs this file in a child process that has them
 (``--xla_force_host_platform_device_count=8``); a failure there fails it.
 """
 
@@ -18,7 +18,7 @@ import optax
 import pytest
 from jax.sharding import AxisType, Mesh
 
-from conftest import run_with_devices
+from conftest import on_simulated_devices
 from rrae_fast.models import KINDS, ModelConfig, build_model
 from rrae_fast.training import (
     AdaptiveTracker,
@@ -34,15 +34,7 @@ from rrae_fast.training._mesh import place_batch, place_replicated
 from rrae_fast.training._step import as_k, init_optimizer
 
 DEVICES = 8
-here = jax.device_count() >= DEVICES
-needs_devices = pytest.mark.skipif(
-    not here, reason="run by test_on_eight_simulated_devices in a child process"
-)
-
-
-@pytest.mark.skipif(here, reason="the devices are here: the tests below run in this process")
-def test_on_eight_simulated_devices():
-    run_with_devices(__file__, DEVICES, "test_on_eight_simulated_devices")
+needs_devices, test_on_simulated_devices = on_simulated_devices(__file__, DEVICES)
 
 
 def _data(n=96, t=24, seed=2):
