@@ -385,6 +385,9 @@ def test_a_typed_split_over_one_device_in_any_process():
     for got, want in zip((u, s, vt), rrae_fast.truncated_svd(a, 3)):
         np.testing.assert_allclose(got, want, atol=1e-12)
     assert _sharded_route(x) and not _sharded_route(jnp.asarray(a)) and not _sharded_route(a)
+    half = _typed(a.astype(np.float16), mesh, P(None, "data", None))
+    assert rrae_fast.rank_reduce(half, 3).dtype == jnp.float16  # computed in float32
+    assert all(o.dtype == jnp.float16 for o in rrae_fast.truncated_svd(half, 3))
 
 
 def _sharded_route(x) -> bool:

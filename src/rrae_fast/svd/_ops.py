@@ -298,7 +298,7 @@ def _split_by_type(fn, a, k, max_k, method, init, gradient, check_finite, how):
     batch axes. Rows keep the input's split; ``s`` and ``vt`` are replicated over the row
     axes."""
     mesh, axes, spec = how
-    a, _ = _checks.check_matrix(a, fn)
+    a, dtype = _checks.check_matrix(a, fn)
     _checks.check_gradient(gradient, fn)
     _checks.check_method(method, fn, a.dtype)
     one = jax.ShapeDtypeStruct(a.shape[-2:], a.dtype)  # each member is split alike
@@ -321,7 +321,8 @@ def _split_by_type(fn, a, k, max_k, method, init, gradient, check_finite, how):
     else:
         out_specs = (rows, PartitionSpec(*batch, None), PartitionSpec(*batch, None, None))
     split = jax.shard_map(local, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=out_specs)
-    return split(a, jnp.asarray(k, jnp.int32))
+    out = split(a, jnp.asarray(k, jnp.int32))
+    return jax.tree_util.tree_map(lambda x: x.astype(dtype), out)  # float16 in, float16 out
 
 
 def _prepare_split(
