@@ -47,6 +47,22 @@ def test_rank_reduction_traced_k_compiles_once(getkey):
     assert ranks == [5, 4, 2, 3]
 
 
+def test_rank_reduction_keeps_a_batch_smaller_than_k_whole(getkey):
+    """An aRRAE starting from k = 64 on batches of 32 (the paper's MNIST setting): a rank
+    above the batch's keeps the whole latent matrix, finite, with the identity's gradient,
+    for a Python int and a traced k alike; below the batch size it truncates as before."""
+    z = _latent(getkey, b=4, length=9)
+    bottleneck = RankReduction(9, 8)
+    train = jax.jit(lambda z, k: bottleneck.train(z, k))
+    for k in (8, 5, 4):
+        np.testing.assert_allclose(bottleneck.train(z, k), z, atol=1e-12)
+        np.testing.assert_allclose(train(z, jnp.asarray(k, jnp.int32)), z, atol=1e-12)
+    grad = jax.grad(lambda z: jnp.sum(train(z, jnp.asarray(8, jnp.int32)) * z))(z)
+    np.testing.assert_allclose(grad, 2 * z, atol=1e-10)
+    s = np.linalg.svd(np.asarray(train(z, jnp.asarray(3, jnp.int32))), compute_uv=False)
+    assert np.sum(s > 1e-10 * s[0]) == 3
+
+
 def test_rank_reduction_basis_maps_are_sample_independent(getkey):
     q = jnp.linalg.qr(jax.random.normal(getkey(), (9, 3)))[0]
     bottleneck = RankReduction(9, 5).with_basis(q)

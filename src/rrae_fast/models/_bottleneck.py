@@ -97,8 +97,16 @@ class RankReduction(eqx.Module):
         return RankReduction(self.latent_size, self.max_k, jnp.asarray(basis), self.method)
 
     def train(self, z: Latent, k: Int[Array, ""] | int | None = None) -> Latent:
+        """The batch's latent matrix `z` [batch, L] truncated to rank `k` (default `max_k`).
+
+        A batch smaller than `k` has rank at most its size: `k` is then cut to it, and the
+        whole latent matrix is kept, as the authors' slice of the first `k` singular triplets
+        does (an aRRAE that starts from k = 64 on batches of 32 keeps all 32 until its tracker
+        brings `k` below 32)."""
         k = self.max_k if k is None else k
-        return rank_reduce(z, k, max_k=min(self.max_k, *z.shape), method=self.method)
+        bound = min(self.max_k, *z.shape)
+        k = min(k, bound) if isinstance(k, int) else jnp.minimum(k, bound)
+        return rank_reduce(z, k, max_k=bound, method=self.method)
 
     def _basis(self) -> Array:
         if self.basis is None:
