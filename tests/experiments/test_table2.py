@@ -47,8 +47,13 @@ def test_budgets_follow_appendix_c():
     mnist = t2.run_config("aRRAE", "mnist")
     assert (mnist.steps, mnist.batch_size, mnist.model.latent_size) == (20000, 32, 100)
     assert [s.steps for s in mnist.stages()] == [19500, 500]
+    # The authors' MNIST tracker of the paper's time (SPEC §3.1): the paper's rules, a 12 % target.
+    tracker = mnist.make_tracker()
+    assert (tracker.rules, tracker.perf_loss, tracker.patience_init) == ("paper", 12.0, None)
     fashion = t2.run_config("RRAE (fixed)", "fashion-mnist", seed=2)
     assert (fashion.batch_size, fashion.model.k, fashion.seed) == (48, 16, 2)
+    assert t2.run_config("aRRAE", "fashion-mnist").make_tracker().perf_loss == 12.0
+    assert not fashion.tracker and fashion.tracker_preset == "authors"  # no tracker there
     assert [s.steps for s in t2.run_config("aRRAE", "mnist", steps=100).stages()] == [80, 20]
     assert [s.steps for s in t2.run_config("Long", "mnist").stages()] == [20000]
     # One code size for every model that has one; Diabolo's latent is that code.

@@ -66,6 +66,12 @@ TABLE2 = {
     "RRAE (fixed)": ModelConfig(kind="rrae", latent_size=LATENT, k=K),
     "aRRAE": ModelConfig(kind="arrae", latent_size=LATENT, k=64),
 }
+#: The aRRAE tracker: the authors' MNIST runs of the paper's time (SPEC §3.1), the paper's rules
+#: with the initial phase ended by a loss target of 12 %; used for Fashion-MNIST too (ours).
+#: The "authors" preset (their current synthetic example, the initial phase ended after 50
+#: stagnating steps) takes the average loss of step 50, far above what the model reaches, as
+#: its target, and lowers k at every step to 1 (docs/results.md, Table 2).
+ADAPTIVE_TRACKER = {"tracker_preset": "paper", "tracker": {"perf_loss": 12.0}}
 #: App. C's budgets: steps in all, batch size; 500 of the steps fine-tune RRAEs' decoders.
 BUDGETS = {"mnist": (20000, 32), "fashion_mnist": (20000, 48)}
 FINETUNE_STEPS = 500
@@ -100,13 +106,16 @@ def run_config(label: str, dataset: str, *, steps: int | None = None, seed: int 
     dataset = canonical_name(dataset)
     full, batch = BUDGETS[dataset]
     steps = full if steps is None else steps
+    model = TABLE2[label]
+    tracker: dict = ADAPTIVE_TRACKER if model.kind == "arrae" else {}
     return RunConfig(
-        model=TABLE2[label],
+        model=model,
         dataset=dataset,
         steps=steps,
         finetune_steps=min(FINETUNE_STEPS, steps // 5),
         batch_size=batch,
         seed=seed,
+        **tracker,
     )
 
 
