@@ -10,7 +10,9 @@ skip and `test_on_simulated_devices` runs this file in a child process that has 
 from __future__ import annotations
 
 import functools
+import math
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +23,8 @@ from jax.sharding import PartitionSpec as P
 
 import rrae_fast
 from conftest import on_simulated_devices
-from helpers import assert_contract, make_matrix, planted
+from helpers import SPECTRA, assert_contract, make_matrix, planted
+from rrae_fast.svd import _sharded
 
 DEVICES = 8
 needs_devices, test_on_simulated_devices = on_simulated_devices(__file__, DEVICES)
@@ -65,11 +68,11 @@ SHAPES = [(256, 32), (64, 128), (48, 48), (8, 24), (1024, 48)]
 
 
 @functools.cache
-def _traced_rank_op(max_k: int):
+def _traced_rank_op(max_k: int, method: str = "auto"):
     """truncated_svd split 8 ways with a traced k up to max_k: one compilation per shape and
     dtype for every k and spectrum."""
     mesh = _mesh()
-    body, out = _split_op("truncated_svd", mesh, max_k=max_k)
+    body, out = _split_op("truncated_svd", mesh, max_k=max_k, method=method)
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P("data"), P()), out_specs=out))
 
 
@@ -208,8 +211,8 @@ def test_limits_are_clear_errors():
     assert call(k=24)[0].shape == (32, 24)
     with pytest.raises(ValueError, match=r"min\(m, n\) = 24"):
         call(k=25)
-    with pytest.raises(ValueError, match="method must be 'auto' or 'dense'"):
-        call(method="iterative")
+    with pytest.raises(ValueError, match="method must be 'auto', 'dense' or 'iterative'"):
+        _run("truncated_svd", a.astype(np.float32), 3, mesh, method="gram")
     with pytest.raises(ValueError, match="gradient must be 'exact'"):
         call(gradient="tangent")
     with pytest.raises(ValueError, match="no warm start"):
@@ -230,7 +233,6 @@ def test_limits_are_clear_errors():
 def test_the_documented_examples_run():
     """docs/op.md's examples, run as written, one after the other: the whole matrix's rank-4
     approximation, through shard_map and from an input typed as split."""
-    import re
 
     text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "op.md").read_text()
     section = text[text.index("## A matrix split by rows across devices") :]
@@ -260,6 +262,164 @@ def test_a_non_finite_entry_on_one_device_gives_nan_everywhere():
     fn = _split_fn("rank_reduce", 3, mesh)
     grad = jax.grad(lambda y: jnp.sum(fn(y)))(_split(a, mesh))
     assert np.all(np.isnan(np.asarray(grad)))
+
+
+# -- The iterative route: subspace iteration on the split matrix -----------------------------
+
+
+def _iteration(a, k, mesh):
+    """`_sharded._iterate` on `a` split by rows: (u, s, vt, converged, iterations)."""
+
+    def body(x):
+        u, s, vt, ok, its = _sharded._iterate(x, jnp.int32(k), k, "data", a.shape[0])
+        return u, s, vt, ok, its
+
+    out = (P("data"), P(), P(), P(), P())
+    return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=P("data"), out_specs=out))(
+        _split(a, mesh)
+    )
+
+
+@needs_devices
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1024, 256), (256, 512), (96, 40)], ids=str)
+def test_the_iterative_route_meets_the_contract(shape, dtype):
+    """method="iterative" on every spectrum: the iteration's factors where it converges, the
+    dense route's where it gives up; the contract for the whole matrix either way."""
+    rng = np.random.default_rng(10)
+    r = min(shape)
+    max_k = max(1, r // 8)
+    op = _traced_rank_op(max_k, "iterative")
+    for spectrum in SPECTRA:
+        a = make_matrix(rng, shape, spectrum).astype(dtype)
+        for k in sorted({1, max_k}):
+            u, s, vt = (
+                x[..., :k] if i == 0 else x[:k]
+                for i, x in enumerate(op(_split(a, _mesh()), jnp.int32(k)))
+            )
+            if spectrum == "zero":
+                assert not np.any(np.asarray(s))
+                continue
+            assert_contract(a, u, s, vt, k)
+
+
+@needs_devices
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_iteration_converges_with_a_gap_and_gives_up_early_without(dtype):
+    """The iteration alone: on a spectrum with a gap after σ_k it converges within its budget
+    and its factors meet the contract by themselves; on a flat (Gaussian) spectrum it stops
+    before spending its budget, not converged, and the op's result is the dense route's."""
+    rng = np.random.default_rng(11)
+    m, n, k = 1024, 256, 8
+    mesh = _mesh()
+    sigma = np.concatenate([np.geomspace(10.0, 5.0, k), np.geomspace(1e-2, 1e-5, n - k)])
+    a = planted(rng, m, n, sigma).astype(dtype)
+    u, s, vt, converged, iterations = _iteration(a, k, mesh)
+    assert bool(converged) and 1 <= int(iterations) <= 3
+    assert_contract(a, u, s, vt, k)
+    width = _sharded.subspace_width(m, n, k)
+    budget = _sharded._iteration_budget(m, n, width)
+    flat = rng.standard_normal((m, n)).astype(dtype)
+    *_, converged, iterations = _iteration(flat, k, mesh)
+    assert not bool(converged) and int(iterations) < budget, (int(iterations), budget)
+    got = _run("rank_reduce", flat, k, mesh, method="iterative")
+    dense = _run("rank_reduce", flat, k, mesh, method="dense")
+    np.testing.assert_array_equal(got, dense)
+
+
+@needs_devices
+def test_auto_iterates_on_large_matrices_and_matches_one_device():
+    """`auto` takes the iteration where the one-device kernel would (min(m, n) ≥ 256 and the
+    block at most a third of it; a while loop in the program) and the dense route below; with
+    a gap after σ_k both agree with the one-device op to rounding."""
+    assert _sharded.prefer_iterative(1024, 256, 8)
+    assert not _sharded.prefer_iterative(1024, 256, 80)
+    assert not _sharded.prefer_iterative(1024, 128, 8)
+    rng = np.random.default_rng(12)
+    m, n, k = 1024, 256, 8
+    sigma = np.concatenate([np.linspace(4.0, 2.0, k), np.linspace(1.0, 0.1, n - k)])
+    a = planted(rng, m, n, sigma).astype(np.float32)
+    mesh = _mesh()
+    for method, loops in (("auto", True), ("iterative", True), ("dense", False)):
+        fn = jax.jit(_split_fn("truncated_svd", k, mesh, method=method))
+        text = fn.lower(_split(a, mesh)).compile().as_text()
+        assert (" while(" in text) == loops, method
+        for got, one in zip(fn(_split(a, mesh)), rrae_fast.truncated_svd(a, k), strict=True):
+            np.testing.assert_allclose(got, one, atol=2e-5, rtol=0)
+
+
+def _all_reduced_bytes(text: str) -> list[int]:
+    """The bytes of each all-reduce's result (float32 buffers) in compiled HLO text."""
+    sizes = []
+    for line in text.splitlines():
+        if " all-reduce(" in line and "=" in line:
+            result = line.split("=", 1)[1].split(" all-reduce(", 1)[0]
+            dims = re.findall(r"f32\[([0-9,]*)\]", result)
+            sizes.append(sum(4 * math.prod(int(d) for d in x.split(",") if d) for x in dims))
+    return sizes
+
+
+@needs_devices
+def test_the_iteration_moves_blocks_of_its_width_only():
+    """The iteration's collectives, read from its compiled program: all-reduces of at most
+    b·n numbers (b the block width) and a few small ones, against the m·n of the operand."""
+    m, n, k = 4096, 512, 16
+    mesh = _mesh()
+    width = _sharded.subspace_width(m, n, k)
+
+    def body(x):
+        return _sharded._iterate(x, jnp.int32(k), k, "data", m)[:3]
+
+    fn = jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=P("data"), out_specs=(P("data"), P(), P()))
+    )
+    text = fn.lower(_split(np.ones((m, n), np.float32), mesh)).compile().as_text()
+    assert "all-gather" not in text and "all-to-all" not in text
+    found = [("all-reduce", size) for size in _all_reduced_bytes(text)]
+    assert found, "no all-reduce: is the op split at all?"
+    biggest = max(size for _, size in found)
+    assert biggest == width * n * 4, (biggest, width * n * 4)
+    # Per iteration (twice in the program: the first one is outside the loop) the block B,
+    # the D triangular factors of TSQR and the residuals; once, the sign convention's D·k.
+    per_iteration = 4 * (width * n + DEVICES * width * width + width)
+    total = sum(size for _, size in found)
+    assert total == 2 * per_iteration + 4 * DEVICES * k, (total, per_iteration)
+    assert total < 0.02 * m * n * 4
+
+
+@needs_devices
+def test_the_iterative_route_under_vmap_with_a_member_that_does_not_converge():
+    """A batch (vmap) of two split matrices, one that converges and one flat: each meets the
+    contract, and the converged member keeps the iteration's factors."""
+    rng = np.random.default_rng(13)
+    m, n, k = 1024, 256, 8
+    sigma = np.concatenate([np.geomspace(10.0, 5.0, k), np.geomspace(1e-2, 1e-5, n - k)])
+    batch = np.stack([planted(rng, m, n, sigma), rng.standard_normal((m, n))])
+    mesh = _mesh()
+
+    def body(x):
+        f = functools.partial(rrae_fast.truncated_svd, method="iterative", axis_name="data")
+        return jax.vmap(lambda y: f(y, k))(x)
+
+    split = jax.device_put(jnp.asarray(batch), NamedSharding(mesh, P(None, "data")))
+    out = (P(None, "data"), P(), P())
+    u, s, vt = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=P(None, "data"), out_specs=out))(
+        split
+    )
+    for i in range(2):
+        assert_contract(batch[i], u[i], s[i], vt[i], k)
+    alone = _iteration(batch[0], k, mesh)
+    assert bool(alone[3])
+    for got, want in zip((u[0], s[0], vt[0]), alone[:3], strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-13, rtol=0)
+
+
+@needs_devices
+def test_the_iterative_route_with_a_non_finite_entry_gives_nan_everywhere():
+    a = np.random.default_rng(14).standard_normal((1024, 256))
+    a[517, 3] = np.inf
+    u, s, vt = _run("truncated_svd", a, 8, _mesh(), method="iterative")
+    assert all(np.all(np.isnan(np.asarray(x))) for x in (u, s, vt))
 
 
 # -- The same route from the input's type: rows split over Explicit mesh axes --------------
@@ -364,8 +524,8 @@ def test_a_typed_split_input_with_split_columns_and_the_split_routes_limits():
     np.testing.assert_allclose(u @ (s[:, None] * vt), want, atol=1e-12)
     x = _typed(a, _explicit_mesh(), P("data", None))
     axes = r"rows split over the mesh axes \('data',\) \(the input's sharding\)"
-    with pytest.raises(ValueError, match=axes + ", method must be 'auto' or 'dense'"):
-        rrae_fast.rank_reduce(x, 3, method="iterative")
+    with pytest.raises(ValueError, match=axes + ", method must be 'auto', 'dense' or"):
+        rrae_fast.rank_reduce(x.astype(jnp.float32), 3, method="gram")
     with pytest.raises(ValueError, match="gradient must be 'exact'"):
         rrae_fast.truncated_svd(x, 3, gradient="tangent")
     with pytest.raises(ValueError, match=r"min\(m, n\) = 32"):

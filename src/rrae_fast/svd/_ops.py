@@ -109,11 +109,13 @@ def truncated_svd(
             are split: ``a`` is this device's block of rows ``[m_d, n]`` (blocks in device
             order), ``k`` is checked against the whole matrix, and the result is this
             device's part of the whole matrix's: ``u`` [m_d, k] (its rows), ``s`` and ``vt``
-            the same on every device. Computed without gathering ``a`` (a QR of each block,
-            one all-gather of the ``[min(m_d, n), n]`` triangular factors), with the
-            one-device derivatives; ``method`` ``"auto"`` or ``"dense"`` only, no ``init``,
-            ``gradient="exact"``, no ``check_finite`` (a NaN or Inf in any device's rows
-            gives NaN outputs on every device). See :mod:`rrae_fast.svd._sharded`. Without
+            the same on every device. Computed without gathering ``a``: by subspace
+            iteration with all-reduces of ``[b, n]`` blocks (b ≈ k + 8), or by TSQR (a QR of
+            each block, one all-reduce of the ``[min(m_d, n), n]`` triangular factors), chosen
+            by ``method`` as on one device; with the one-device derivatives. ``method``
+            ``"auto"``, ``"dense"`` or ``"iterative"``, no ``init``, ``gradient="exact"``, no
+            ``check_finite`` (a NaN or Inf in any device's rows gives NaN outputs on every
+            device). See :mod:`rrae_fast.svd._sharded`. Without
             ``axis_name``, an input whose type says its rows are split (sharded over mesh axes
             of type Explicit) takes the same route inside ``shard_map`` over those axes; its
             outputs keep that split of the rows.
@@ -144,7 +146,7 @@ def truncated_svd(
         a, k, dtype, max_k, rows = _prepare_split(
             "truncated_svd", a, k, max_k, method, init, gradient, check_finite, axis_name
         )
-        u, s, vt = _sharded.truncated_svd(a, k, max_k, axis_name, rows)
+        u, s, vt = _sharded.truncated_svd(a, k, max_k, axis_name, rows, method)
         return u.astype(dtype), s.astype(dtype), vt.astype(dtype)
     a, how = _typed_split(a)
     if how is not None:
@@ -209,7 +211,7 @@ def rank_reduce(
         a, k, dtype, max_k, rows = _prepare_split(
             "rank_reduce", a, k, max_k, method, init, gradient, check_finite, axis_name
         )
-        return _sharded.rank_reduce(a, k, max_k, axis_name, rows).astype(dtype)
+        return _sharded.rank_reduce(a, k, max_k, axis_name, rows, method).astype(dtype)
     a, how = _typed_split(a)
     if how is not None:
         return _split_by_type(

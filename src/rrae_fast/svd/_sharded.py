@@ -6,14 +6,20 @@ basis would be each device's own. Here each device holds its block of rows ``A_d
 (``[m_d, n]``, the blocks stacked in device order along the named mesh axis), and gets back its
 block of the global result, computed without gathering ``A``:
 
-1. TSQR: ``A_d = Q_d R_d`` on each device; the ``R_d`` (``[min(m_d, n), n]`` each) are
-   gathered (a ``psum`` of zero-padded blocks) and factored again, ``[R_1; …; R_D] = Q' R``;
-   ``R`` (``[c, n]``, c = min(m, n)) has the singular values and right singular vectors of
-   ``A``, and ``U_d = Q_d Q'_d U_R`` (``Q'_d`` the device's block of ``Q'``). Backward
-   stable, as the one-device SVD is: the accuracy contract holds for the global matrix.
-   Communication: one all-reduce of ``D · min(m_d, n) · n`` numbers, small where ``n`` (the
-   latent length) is small against the rows each device holds.
-2. Derivatives: the one-device rules (:mod:`rrae_fast.svd._formulas`) on the global factors,
+1. Forward, two routes (``method``, chosen as the one-device kernel chooses):
+   - TSQR (:func:`_dense_top`, ``"dense"``): ``A_d = Q_d R_d`` on each device; the ``R_d``
+     (``[min(m_d, n), n]`` each) are gathered (a ``psum`` of zero-padded blocks) and factored
+     again, ``[R_1; …; R_D] = Q' R``; ``R`` (``[c, n]``, c = min(m, n)) has the singular
+     values and right singular vectors of ``A``, and ``U_d = Q_d Q'_d U_R`` (``Q'_d`` the
+     device's block of ``Q'``). Communication: one all-reduce of ``D · min(m_d, n) · n``
+     numbers, small where ``n`` (the latent length) is small against the rows each device
+     holds.
+   - Subspace iteration (:func:`_iterate`, ``"iterative"``, and ``"auto"`` on large
+     matrices): every product with ``A`` is local and each iteration all-reduces a ``[b, n]``
+     block (b ≈ k + 8) and ``D`` triangular ``[b, b]`` factors; TSQR takes over where it
+     does not converge within its budget.
+   Both are backward stable: the accuracy contract holds for the global matrix.
+2. Derivatives: the one-device rules (:mod:`rrae_fast.svd._formulas`) on TSQR's full factors,
    with a ``psum`` over the devices on every product that sums over rows, so that ``jvp``,
    ``grad`` and ``vmap`` give the one-device derivatives.
 
@@ -24,9 +30,11 @@ over all rows, is positive.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.sharding import AbstractMesh, PartitionSpec
 
@@ -75,15 +83,182 @@ def _sign_convention(u: Array, vt: Array, axis_name: str) -> tuple[Array, Array]
     return u * sign[None, :], vt * sign[:, None]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def truncated_svd(a: Array, k: Array, max_k: int, axis_name: str, rows: int):
+def subspace_width(m: int, n: int, k: int) -> int:
+    """The iteration's block width for the top ``k`` of an m x n matrix: the native kernels'
+    (``SubspaceWidth`` in ``csrc/common/svd_types.h``)."""
+    rounded = (k + 8 + k // 16) // 8 * 8
+    return min(max(rounded, k + 8), min(m, n))
+
+
+def prefer_iterative(m: int, n: int, k: int) -> bool:
+    """``method="auto"``'s choice for the whole m x n matrix, the CPU kernel's rule: iterate
+    where the block is at most a third of min(m, n) ≥ 256; below, the dense route is cheap."""
+    r = min(m, n)
+    return r >= 256 and 3 * subspace_width(m, n, k) <= r
+
+
+def _iteration_budget(m: int, n: int, width: int) -> int:
+    """Iterations (a product with Aᵀ and one with A each) before the dense route takes over:
+    about a tenth of a dense SVD's flops, as the CPU kernel."""
+    return int(np.clip(int(0.2 * min(m, n) / width), 2, 30))
+
+
+def _tolerance(m: int, n: int, dtype) -> float:
+    """The iteration's stopping test, relative to σ₁: a quarter of the accuracy contract's
+    residual bound (20·√max(m, n)·ε), as the native kernels."""
+    return 5.0 * math.sqrt(max(m, n)) * float(jnp.finfo(dtype).eps)
+
+
+def top_factors(
+    a: Array, k: Array, max_k: int, axis_name: str, rows: int, method: str
+) -> tuple[Array, Array, Array]:
+    """The whole matrix's top ``max_k`` factors from this device's rows ``a`` ([m_d, n]):
+    ``u_d`` [m_d, max_k] (this device's rows), ``s`` [max_k], ``vt`` [max_k, n], with the
+    sign convention. ``method``: ``"dense"`` (TSQR, :func:`_dense_top`), ``"iterative"``
+    (:func:`_iterate`, the dense route where it does not converge within its budget) or
+    ``"auto"`` (:func:`prefer_iterative` chooses)."""
+    n = a.shape[-1]
+    if method == "dense" or (method == "auto" and not prefer_iterative(rows, n, max_k)):
+        return _dense_top(a, max_k, axis_name)
+
+    @jax.custom_batching.custom_vmap
+    def iterate_or_dense(a, k):
+        u, s, vt, converged, _ = _iterate(a, k, max_k, axis_name, rows)
+        dense = lambda: _dense_top(a, max_k, axis_name)
+        return jax.lax.cond(converged, lambda: (u, s, vt), dense)
+
+    @iterate_or_dense.def_vmap
+    def one_member_at_a_time(axis_size, in_batched, a, k):
+        # XLA's CPU runtime can stall on the batched form (a loop with a batched exit
+        # condition followed by a conditional with collectives); members one after the
+        # other each take their own route, and the products of one member are as large.
+        a = a if in_batched[0] else jnp.broadcast_to(a, (axis_size, *a.shape))
+        k = k if in_batched[1] else jnp.broadcast_to(k, (axis_size, *k.shape))
+        return jax.lax.map(lambda ak: iterate_or_dense(*ak), (a, k)), (True, True, True)
+
+    return iterate_or_dense(a, k)
+
+
+def _dense_top(a: Array, max_k: int, axis_name: str) -> tuple[Array, Array, Array]:
+    """TSQR as :func:`global_factors`, but the factorisation of the stacked triangular factors
+    (a QR and an SVD, the same on every device) runs on the first device of the axis only,
+    and its top ``max_k`` factors reach the others by a ``psum`` with zeros: the devices of
+    one host (CPU devices, simulated or not) then do not each repeat it. The result is the
+    one every device would have computed."""
+    q1, r1 = jnp.linalg.qr(a)  # [m_d, r], [r, n]
+    stacked = _gather_rows(r1, axis_name)  # [D·r, n]
+
+    def factor():
+        q2, r2 = jnp.linalg.qr(stacked)
+        u_r, s, vt = jnp.linalg.svd(r2, full_matrices=False)
+        return q2 @ u_r[:, :max_k], s[:max_k], vt[:max_k]  # [D·r, max_k], [max_k], [max_k, n]
+
+    def nothing():  # zeros of factor()'s shapes, typed as `stacked` (varying where it is)
+        return stacked[:, :max_k] * 0, stacked[0, :max_k] * 0, stacked[:max_k] * 0
+
+    here = jax.lax.axis_index(axis_name)
+    left, s, vt = jax.lax.psum(jax.lax.cond(here == 0, factor, nothing), axis_name)
+    r = r1.shape[0]
+    block = jax.lax.dynamic_slice_in_dim(left, here * r, r, axis=0)  # [r, max_k]
+    u, vt = _sign_convention(q1 @ block, vt, axis_name)
+    return u, s, vt
+
+
+def _orthonormal_columns(y: Array, axis_name: str) -> Array:
+    """An orthonormal basis of the row-split block's columns (TSQR): this device's rows of
+    ``Q`` ([m_d, b]) from its rows of ``Y`` ([m_d, b], b ≤ the whole matrix's rows); one
+    all-reduce of D small triangular factors."""
+    q1, r1 = jnp.linalg.qr(y)  # [m_d, c], [c, b]
+    q2, _ = jnp.linalg.qr(_gather_rows(r1, axis_name))  # [D·c, b]
+    c = r1.shape[0]
+    block = jax.lax.dynamic_slice_in_dim(q2, jax.lax.axis_index(axis_name) * c, c, axis=0)
+    return q1 @ block
+
+
+def _iterate(
+    a: Array, k: Array, max_k: int, axis_name: str, rows: int
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Randomized subspace iteration on the row-split matrix: ``(u_d, s, vt, converged,
+    iterations)``.
+
+    From a random ``Ω`` [n, b] (the same on every device), ``Y = A Ω``; then each iteration:
+    ``Q = orth(Y)`` (TSQR), ``B = Qᵀ A`` [b, n] (a ``psum`` of the devices' products: the
+    iteration's one all-reduce of a block of the operand's width), ``Bᵀ = Q_B R_B``,
+    ``R_Bᵀ = X Σ Wᵀ`` (small, the same on every device), Ritz vectors ``U = Q X`` and
+    ``V = Q_B Wᵀ``, and ``P = A Q_B`` (local), which is both the next ``Y`` and, as
+    ``A V = P Wᵀ``, the residual ``A v_i − σ_i u_i`` of the test; ``Aᵀ u_i − σ_i v_i``
+    vanishes by construction. It stops once every kept column's residual is within the
+    native kernels' tolerance of σ₁, or gives up when the rate of the last iteration cannot
+    get there within the budget (or the input is not finite). Every product with ``A`` is
+    local; what crosses devices is ``b·n`` numbers, ``D·b²`` for TSQR and ``b`` for the test,
+    per iteration.
+    """
+    n = a.shape[-1]
+    width = subspace_width(rows, n, max_k)
+    tol = _tolerance(rows, n, a.dtype)
+    budget = _iteration_budget(rows, n, width)
+    tested = jnp.arange(width, dtype=jnp.int32) < k
+
+    def ritz(y):
+        q = _orthonormal_columns(y, axis_name)  # [m_d, b]
+        bt = jax.lax.psum(q.T @ a, axis_name)  # [b, n]
+        qb, rb = jnp.linalg.qr(bt.T)  # [n, b], [b, b]
+        x, s, wt = jnp.linalg.svd(rb.T)
+        u, vt = q @ x, wt @ qb.T
+        p = a @ qb  # [m_d, b]
+        residual = jax.lax.psum(jnp.sum(jnp.square(p @ wt.T - u * s[None, :]), axis=0), axis_name)
+        worst = jnp.sqrt(jnp.max(jnp.where(tested, residual, 0)))
+        ratio = jnp.where(worst > 0, worst / jnp.where(s[0] > 0, s[0], 1), 0)
+        ratio = jnp.where((s[0] > 0) | (worst == 0), ratio, jnp.inf)
+        return p, (u, s, vt), ratio
+
+    def decide(ratio, give_up):
+        """(done, converged), each the same on every device (one integer all-reduce)."""
+        converged = ratio <= tol
+        return _everywhere(jnp.stack([converged | give_up, converged]), axis_name)
+
+    def body(state):
+        y, _, previous, it, _, _ = state
+        p, factors, ratio = ritz(y)
+        rate = ratio / previous
+        needed = jnp.log(tol / ratio) / jnp.log(jnp.where(rate < 1, rate, 0.5))
+        late = needed > (budget - 1 - it).astype(needed.dtype)
+        done, converged = decide(ratio, ~jnp.isfinite(ratio) | (rate >= 1) | late)
+        return p, factors, ratio, it + 1, done, converged
+
+    def go_on(state):
+        *_, it, done, _ = state
+        return (it < budget) & ~done
+
+    omega = jax.random.normal(jax.random.key(0), (n, width), a.dtype)
+    p, factors, ratio = ritz(a @ omega)  # the first iteration, outside: the loop's types
+    start = (p, factors, ratio, 1, *decide(ratio, ~jnp.isfinite(ratio)))
+    _, (u, s, vt), _, iterations, _, converged = jax.lax.while_loop(go_on, body, start)
+    u, vt = _sign_convention(u[:, :max_k], vt[:max_k], axis_name)
+    return u, s[:max_k], vt, converged, iterations
+
+
+def _everywhere(flags: Array, axis_name: str) -> tuple[Array, ...]:
+    """Whether each of ``flags`` holds on every device. Each device computes its tests from
+    the same all-reduced numbers, but an all-reduce may round differently on different
+    devices; a decision that some devices took and others not would leave them waiting for
+    each other at the next collective. An integer sum is exact, so these answers are the same
+    everywhere. (One all-reduce for all the flags, on the data path of what follows: XLA's CPU
+    runtime may start two independent collectives in a different order on different devices,
+    and then waits for ever.)"""
+    size = jax.lax.axis_size(axis_name)
+    return tuple(jax.lax.psum(flags.astype(jnp.int32), axis_name) == size)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def truncated_svd(a: Array, k: Array, max_k: int, axis_name: str, rows: int, method: str):
     """This device's part of the global top-k factors: ``(u_d, s, vt)``, [m_d, max_k],
     [max_k], [max_k, n], zero beyond ``k`` (an int32 scalar, possibly traced)."""
-    return cut_to_rank(k, max_k, *global_factors(a, axis_name))
+    return cut_to_rank(k, max_k, *top_factors(a, k, max_k, axis_name, rows, method))
 
 
 @truncated_svd.defjvp
-def _truncated_svd_jvp(max_k, axis_name, rows, primals, tangents):
+def _truncated_svd_jvp(max_k, axis_name, rows, method, primals, tangents):
     a, k = primals
     da, _ = tangents
     u, s, vt = global_factors(a, axis_name)
@@ -93,14 +268,16 @@ def _truncated_svd_jvp(max_k, axis_name, rows, primals, tangents):
     return cut_to_rank(k, max_k, u, s, vt), cut_to_rank(k, max_k, du, ds, dvt)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def rank_reduce(a: Array, k: Array, max_k: int, axis_name: str, rows: int) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def rank_reduce(a: Array, k: Array, max_k: int, axis_name: str, rows: int, method: str) -> Array:
     """This device's rows of the global rank-k approximation, [m_d, n]."""
-    return factor_product(*cut_to_rank(k, max_k, *global_factors(a, axis_name)))
+    return factor_product(
+        *cut_to_rank(k, max_k, *top_factors(a, k, max_k, axis_name, rows, method))
+    )
 
 
 @rank_reduce.defjvp
-def _rank_reduce_jvp(max_k, axis_name, rows, primals, tangents):
+def _rank_reduce_jvp(max_k, axis_name, rows, method, primals, tangents):
     a, k = primals
     da, _ = tangents
     u, s, vt = global_factors(a, axis_name)
@@ -128,8 +305,10 @@ def check(
             f"{fn}: with {how}, `a` is this device's rows of one matrix [m_d, n], got "
             f"shape {a.shape} (vmap the call for a batch)"
         )
-    if method not in ("auto", "dense"):
-        raise ValueError(f"{fn}: with {how}, method must be 'auto' or 'dense', got {method!r}")
+    if method not in ("auto", "dense", "iterative"):
+        raise ValueError(
+            f"{fn}: with {how}, method must be 'auto', 'dense' or 'iterative', got {method!r}"
+        )
     if init is not None:
         raise ValueError(f"{fn}: with {how}, no warm start (init) is taken")
     if gradient != "exact":
