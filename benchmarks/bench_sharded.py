@@ -5,7 +5,8 @@ every contender on the same global matrix:
 
 * `one_device`: `rank_reduce(a, k)` on one device (the native kernel's `auto` path);
 * `split`: `rank_reduce(a_d, k, axis_name="data")` inside `shard_map` over 8 devices, each
-  holding `m / 8` rows (TSQR, `rrae_fast.svd._sharded`);
+  holding `m / 8` rows (`rrae_fast.svd._sharded`: subspace iteration, TSQR where it gives
+  up);
 * `gathered`: `jax.jit(rank_reduce)` of the row-split matrix over Auto mesh axes: XLA gathers
   the operand and every device computes the whole result (what data-parallel training does).
 

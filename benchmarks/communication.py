@@ -3,7 +3,11 @@
 1. The split-by-rows op: `rank_reduce(a_d, k, axis_name="data")` inside `shard_map`, the
    forward pass and its gradient compiled (not run) for each shape; every collective of the
    compiled HLO is listed with its result's bytes, against the bytes of the whole latent.
-2. The data-parallel training step (`make_step(..., mesh=...)`) of the paper's CNN aRRAE
+2. The same op's forward pass alone, where `method="auto"` iterates: the collectives of the
+   compiled program by where they sit: outside the loop (the first iteration, the decisions,
+   the sign convention), in the loop's body (each further iteration) and in the branch that
+   takes the dense route when the iteration gives up.
+3. The data-parallel training step (`make_step(..., mesh=...)`) of the paper's CNN aRRAE
    (64×64 images, batch 64, L = 200, k = 64): its collectives grouped by kind, against the
    parameters' bytes and the latent's.
 
@@ -82,6 +86,60 @@ def main() -> None:
         )
 
 
+def by_computation(text: str) -> dict[str, list[tuple[str, int]]]:
+    """Collectives of compiled HLO text grouped by the computation that holds them."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    name = ""
+    for line in text.splitlines():
+        header = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+        if header:
+            name = header.group(1)
+            continue
+        for found in collectives(line):
+            groups.setdefault(name, []).append(found)
+    return groups
+
+
+def forward_routes() -> None:
+    mesh = jax.make_mesh((DEVICES,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    print(f"\n{DEVICES} simulated devices, float32, forward pass of rank_reduce, method='auto'\n")
+    print("| case | latent (m × n) | k | route | outside the loop | per further iteration |")
+    print("|---|---|---|---|---|---|")
+    cases = [*CASES, ("CelebA (batch 4608, latent 4096)", 4608, 4096, 64)]
+    cases.append(("CelebA (batch 4608, latent 4096)", 4608, 4096, 2500))
+    for label, m, n, k in sorted(cases, key=lambda c: (c[1], c[3])):
+        fn = jax.jit(
+            jax.shard_map(
+                lambda a, k=k: rrae_fast.rank_reduce(a, k, axis_name="data"),
+                mesh=mesh,
+                in_specs=P("data"),
+                out_specs=P("data"),
+            )
+        )
+        a = jax.ShapeDtypeStruct((m, n), jnp.float32, sharding=NamedSharding(mesh, P("data")))
+        text = fn.lower(a).compile().as_text()
+        bodies = set(re.findall(r"body=%?([\w.\-]+)", text))
+        branches = set()
+        for group in re.findall(r"branch_computations=\{([^}]*)\}", text):
+            branches |= {b.strip().lstrip("%") for b in group.split(",")}
+        groups = by_computation(text)
+        latent = m * n * 4
+
+        def share(names, groups=groups, latent=latent):
+            size = sum(sz for name in names for _, sz in groups.get(name, []))
+            return f"{size / 1e6:.3f} MB ({100 * size / latent:.1f} %)"
+
+        loop = [name for name in groups if name in bodies]
+        outside = [name for name in groups if name not in bodies and name not in branches]
+        if not loop:
+            route = "dense (TSQR)"
+            print(f"| {label} | {m} × {n} | {k} | {route} | {share(groups)} | — |")
+            continue
+        fallback = [name for name in groups if name in branches]
+        print(f"| {label} | {m} × {n} | {k} | iterative | {share(outside)} | {share(loop)} |")
+        print(f"| | | | (dense fallback adds) | {share(fallback)} | |")
+
+
 def training_step() -> None:
     import numpy as np
     import optax
@@ -114,4 +172,5 @@ def training_step() -> None:
 
 if __name__ == "__main__":
     main()
+    forward_routes()
     training_step()

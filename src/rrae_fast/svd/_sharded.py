@@ -143,8 +143,9 @@ def _dense_top(a: Array, max_k: int, axis_name: str) -> tuple[Array, Array, Arra
     """TSQR as :func:`global_factors`, but the factorisation of the stacked triangular factors
     (a QR and an SVD, the same on every device) runs on the first device of the axis only,
     and its top ``max_k`` factors reach the others by a ``psum`` with zeros: the devices of
-    one host (CPU devices, simulated or not) then do not each repeat it. The result is the
-    one every device would have computed."""
+    one host (CPU devices, simulated or not) then do not each repeat it. Where those factors
+    (``max_k · (D·r + n)`` numbers) are more than a quarter of the gathered ones, every
+    device factors instead. The result is the one every device would have computed."""
     q1, r1 = jnp.linalg.qr(a)  # [m_d, r], [r, n]
     stacked = _gather_rows(r1, axis_name)  # [D·r, n]
 
@@ -157,7 +158,11 @@ def _dense_top(a: Array, max_k: int, axis_name: str) -> tuple[Array, Array, Arra
         return stacked[:, :max_k] * 0, stacked[0, :max_k] * 0, stacked[:max_k] * 0
 
     here = jax.lax.axis_index(axis_name)
-    left, s, vt = jax.lax.psum(jax.lax.cond(here == 0, factor, nothing), axis_name)
+    rows = stacked.shape[0]
+    if 4 * max_k * (rows + stacked.shape[1]) <= rows * stacked.shape[1]:
+        left, s, vt = jax.lax.psum(jax.lax.cond(here == 0, factor, nothing), axis_name)
+    else:  # sending the factors would cost more than a quarter of the gather: all compute
+        left, s, vt = factor()
     r = r1.shape[0]
     block = jax.lax.dynamic_slice_in_dim(left, here * r, r, axis=0)  # [r, max_k]
     u, vt = _sign_convention(q1 @ block, vt, axis_name)
