@@ -52,7 +52,10 @@ def test_budgets_follow_appendix_c():
     assert (tracker.rules, tracker.perf_loss, tracker.patience_init) == ("paper", 12.0, None)
     fashion = t2.run_config("RRAE (fixed)", "fashion-mnist", seed=2)
     assert (fashion.batch_size, fashion.model.k, fashion.seed) == (48, 16, 2)
-    assert t2.run_config("aRRAE", "fashion-mnist").make_tracker().perf_loss == 12.0
+    fashion_arrae = t2.run_config("aRRAE", "fashion-mnist")
+    assert fashion_arrae.make_tracker().perf_loss == 12.0
+    # aRRAE starts from the largest k the batch allows: min(batch, L).
+    assert (mnist.model.k, fashion_arrae.model.k) == (32, 48)
     assert not fashion.tracker and fashion.tracker_preset == "authors"  # no tracker there
     assert [s.steps for s in t2.run_config("aRRAE", "mnist", steps=100).stages()] == [80, 20]
     assert [s.steps for s in t2.run_config("Long", "mnist").stages()] == [20000]
