@@ -62,21 +62,33 @@ def collectives(text: str) -> list[tuple[str, int]]:
     return found
 
 
+def _mesh():
+    return jax.make_mesh((DEVICES,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _split_rank_reduce(mesh, k: int):
+    """`rank_reduce(·, k, axis_name="data")` on a matrix split by rows over `mesh`."""
+    return jax.shard_map(
+        lambda a: rrae_fast.rank_reduce(a, k, axis_name="data"),
+        mesh=mesh,
+        in_specs=P("data"),
+        out_specs=P("data"),
+    )
+
+
+def _split_input(mesh, m: int, n: int):
+    return jax.ShapeDtypeStruct((m, n), jnp.float32, sharding=NamedSharding(mesh, P("data")))
+
+
 def main() -> None:
-    mesh = jax.make_mesh((DEVICES,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = _mesh()
     print(f"{DEVICES} simulated devices, float32, forward + gradient of rank_reduce\n")
     print("| case | latent (m × n) | k | collectives | bytes | of the latent |")
     print("|---|---|---|---|---|---|")
     for label, m, n, k in CASES:
-        split = jax.shard_map(
-            lambda a, k=k: rrae_fast.rank_reduce(a, k, axis_name="data"),
-            mesh=mesh,
-            in_specs=P("data"),
-            out_specs=P("data"),
-        )
+        split = _split_rank_reduce(mesh, k)
         step = jax.jit(jax.grad(lambda a, split=split: jnp.sum(split(a) ** 2)))
-        a = jax.ShapeDtypeStruct((m, n), jnp.float32, sharding=NamedSharding(mesh, P("data")))
-        found = collectives(step.lower(a).compile().as_text())
+        found = collectives(step.lower(_split_input(mesh, m, n)).compile().as_text())
         total = sum(size for _, size in found)
         kinds = ", ".join(sorted({kind for kind, _ in found})) or "none"
         latent = m * n * 4
@@ -101,23 +113,15 @@ def by_computation(text: str) -> dict[str, list[tuple[str, int]]]:
 
 
 def forward_routes() -> None:
-    mesh = jax.make_mesh((DEVICES,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = _mesh()
     print(f"\n{DEVICES} simulated devices, float32, forward pass of rank_reduce, method='auto'\n")
     print("| case | latent (m × n) | k | route | outside the loop | per further iteration |")
     print("|---|---|---|---|---|---|")
     cases = [*CASES, ("CelebA (batch 4608, latent 4096)", 4608, 4096, 64)]
     cases.append(("CelebA (batch 4608, latent 4096)", 4608, 4096, 2500))
     for label, m, n, k in sorted(cases, key=lambda c: (c[1], c[3])):
-        fn = jax.jit(
-            jax.shard_map(
-                lambda a, k=k: rrae_fast.rank_reduce(a, k, axis_name="data"),
-                mesh=mesh,
-                in_specs=P("data"),
-                out_specs=P("data"),
-            )
-        )
-        a = jax.ShapeDtypeStruct((m, n), jnp.float32, sharding=NamedSharding(mesh, P("data")))
-        text = fn.lower(a).compile().as_text()
+        fn = jax.jit(_split_rank_reduce(mesh, k))
+        text = fn.lower(_split_input(mesh, m, n)).compile().as_text()
         bodies = set(re.findall(r"body=%?([\w.\-]+)", text))
         branches = set()
         for group in re.findall(r"branch_computations=\{([^}]*)\}", text):

@@ -271,8 +271,7 @@ def _iteration(a, k, mesh):
     """`_sharded._iterate` on `a` split by rows: (u, s, vt, converged, iterations)."""
 
     def body(x):
-        u, s, vt, ok, its = _sharded._iterate(x, jnp.int32(k), k, "data", a.shape[0])
-        return u, s, vt, ok, its
+        return _sharded._iterate(x, jnp.int32(k), k, "data", a.shape[0])
 
     out = (P("data"), P(), P(), P(), P())
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=P("data"), out_specs=out))(

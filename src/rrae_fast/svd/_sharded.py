@@ -50,14 +50,24 @@ def global_factors(a: Array, axis_name: str) -> tuple[Array, Array, Array]:
     """The thin SVD of the row-stacked matrix, from this device's rows ``a`` ([m_d, n]):
     ``(u_d, s, vt)`` of shapes [m_d, c], [c], [c, n] (c = min(m, n)); ``u_d`` is this
     device's rows of U, ``s`` and ``vt`` are the same on every device."""
-    q1, r1 = jnp.linalg.qr(a)  # [m_d, r], [r, n], r = min(m_d, n)
-    stacked = _gather_rows(r1, axis_name)  # [D·r, n], the same on every device
-    q2, r2 = jnp.linalg.qr(stacked)  # [D·r, c], [c, n]
-    u_r, s, vt = jnp.linalg.svd(r2, full_matrices=False)  # [c, c], [c], [c, n]
-    r = r1.shape[0]
-    block = jax.lax.dynamic_slice_in_dim(q2, jax.lax.axis_index(axis_name) * r, r, axis=0)
-    u, vt = _sign_convention(q1 @ (block @ u_r), vt, axis_name)
+    q, r = _tsqr(a, axis_name)  # [m_d, c], [c, n]
+    u_r, s, vt = jnp.linalg.svd(r, full_matrices=False)  # [c, c], [c], [c, n]
+    u, vt = _sign_convention(q @ u_r, vt, axis_name)
     return u, s, vt
+
+
+def _tsqr(a: Array, axis_name: str) -> tuple[Array, Array]:
+    """The QR factorisation of the row-stacked matrix (TSQR): this device's rows of ``Q``
+    ([m_d, c], c = min(m, n)) and ``R`` ([c, n], the same on every device). A QR of each
+    device's rows, one all-reduce of the D triangular factors, a QR of their stack."""
+    q1, r1 = jnp.linalg.qr(a)  # [m_d, r], [r, n], r = min(m_d, n)
+    q2, r2 = jnp.linalg.qr(_gather_rows(r1, axis_name))  # [D·r, c], [c, n]
+    return q1 @ _own_block(q2, r1.shape[0], axis_name), r2
+
+
+def _own_block(x: Array, r: int, axis_name: str) -> Array:
+    """This device's block of ``r`` rows of a row-stacked ``x`` ([D·r, ...])."""
+    return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index(axis_name) * r, r, axis=0)
 
 
 def _gather_rows(x: Array, axis_name: str) -> Array:
@@ -157,27 +167,14 @@ def _dense_top(a: Array, max_k: int, axis_name: str) -> tuple[Array, Array, Arra
     def nothing():  # zeros of factor()'s shapes, typed as `stacked` (varying where it is)
         return stacked[:, :max_k] * 0, stacked[0, :max_k] * 0, stacked[:max_k] * 0
 
-    here = jax.lax.axis_index(axis_name)
-    rows = stacked.shape[0]
-    if 4 * max_k * (rows + stacked.shape[1]) <= rows * stacked.shape[1]:
-        left, s, vt = jax.lax.psum(jax.lax.cond(here == 0, factor, nothing), axis_name)
+    size = stacked.size
+    if 4 * max_k * (stacked.shape[0] + stacked.shape[1]) <= size:
+        first = jax.lax.axis_index(axis_name) == 0
+        left, s, vt = jax.lax.psum(jax.lax.cond(first, factor, nothing), axis_name)
     else:  # sending the factors would cost more than a quarter of the gather: all compute
         left, s, vt = factor()
-    r = r1.shape[0]
-    block = jax.lax.dynamic_slice_in_dim(left, here * r, r, axis=0)  # [r, max_k]
-    u, vt = _sign_convention(q1 @ block, vt, axis_name)
+    u, vt = _sign_convention(q1 @ _own_block(left, r1.shape[0], axis_name), vt, axis_name)
     return u, s, vt
-
-
-def _orthonormal_columns(y: Array, axis_name: str) -> Array:
-    """An orthonormal basis of the row-split block's columns (TSQR): this device's rows of
-    ``Q`` ([m_d, b]) from its rows of ``Y`` ([m_d, b], b ≤ the whole matrix's rows); one
-    all-reduce of D small triangular factors."""
-    q1, r1 = jnp.linalg.qr(y)  # [m_d, c], [c, b]
-    q2, _ = jnp.linalg.qr(_gather_rows(r1, axis_name))  # [D·c, b]
-    c = r1.shape[0]
-    block = jax.lax.dynamic_slice_in_dim(q2, jax.lax.axis_index(axis_name) * c, c, axis=0)
-    return q1 @ block
 
 
 def _iterate(
@@ -205,7 +202,7 @@ def _iterate(
     tested = jnp.arange(width, dtype=jnp.int32) < k
 
     def ritz(y):
-        q = _orthonormal_columns(y, axis_name)  # [m_d, b]
+        q, _ = _tsqr(y, axis_name)  # [m_d, b], orthonormal over all rows
         bt = jax.lax.psum(q.T @ a, axis_name)  # [b, n]
         qb, rb = jnp.linalg.qr(bt.T)  # [n, b], [b, b]
         x, s, wt = jnp.linalg.svd(rb.T)
