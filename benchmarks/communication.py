@@ -7,7 +7,13 @@
    compiled program by where they sit: outside the loop (the first iteration, the decisions,
    the sign convention), in the loop's body (each further iteration) and in the branch that
    takes the dense route when the iteration gives up.
-3. The data-parallel training step (`make_step(..., mesh=...)`) of the paper's CNN aRRAE
+3. The gradient where `method="auto"` iterates, by the derivative's route: the collectives
+   of the compiled program of `grad` walked from its entry, through each conditional's branch
+   that does not take TSQR's full factors (the route of a spectrum with a gap after σ_k),
+   split into what runs once, per iteration of the forward pass's subspace iteration and per
+   iteration of the derivative's conjugate gradients; and the branches that take the full
+   factors (the fallback where there is no gap).
+4. The data-parallel training step (`make_step(..., mesh=...)`) of the paper's CNN aRRAE
    (64×64 images, batch 64, L = 200, k = 64): its collectives grouped by kind, against the
    parameters' bytes and the latent's.
 
@@ -144,6 +150,100 @@ def forward_routes() -> None:
         print(f"| | | | (dense fallback adds) | {share(fallback)} | |")
 
 
+def _calls(text: str) -> tuple[dict[str, list], dict[str, list[tuple[str, int]]], str]:
+    """The call graph of compiled HLO text: for each computation the computations it calls,
+    as ("while", body), ("branches", [names]) or ("call", name); its collectives; the entry's
+    name."""
+    edges: dict[str, list] = {}
+    found: dict[str, list[tuple[str, int]]] = {}
+    name, entry = "", ""
+    for line in text.splitlines():
+        header = re.match(r"^(ENTRY )?%?([\w.\-]+) .*\{$", line)
+        if header:
+            name = header.group(2)
+            entry = name if header.group(1) else entry
+            edges.setdefault(name, [])
+            continue
+        body = re.search(r"body=%?([\w.\-]+)", line)
+        if body:
+            edges[name].append(("while", body.group(1)))
+        group = re.search(r"branch_computations=\{([^}]*)\}", line)
+        if group:
+            names = [b.strip().lstrip("%") for b in group.group(1).split(",")]
+            edges[name].append(("branches", names))
+        pair = re.search(r"true_computation=%?([\w.\-]+), false_computation=%?([\w.\-]+)", line)
+        if pair:
+            edges[name].append(("branches", [pair.group(1), pair.group(2)]))
+        for callee in re.findall(r"(?:to_apply|calls)=%?([\w.\-]+)", line):
+            edges[name].append(("call", callee))
+        found.setdefault(name, []).extend(collectives(line))
+    return edges, found, entry
+
+
+def _gradient_traffic(text: str, width: int, full: int) -> dict[str, int]:
+    """Bytes all-reduced by compiled HLO text, walked from its entry: ``"once"``,
+    ``"forward"`` (one iteration of the subspace iteration: the while loop whose largest
+    collective is the ``width``-row block, in bytes ``width``), ``"cg"`` (one iteration of
+    any other while loop) and ``"fallback"`` (conditional branches whose own code, nested
+    conditionals aside, has a collective of at least ``full`` bytes: TSQR's gather; and the
+    branches beside one that holds a loop: the derivative's full-factor route beside the
+    solves)."""
+    edges, found, entry = _calls(text)
+
+    def direct_biggest(name: str) -> int:
+        own = max((size for _, size in found.get(name, [])), default=0)
+        subs = [callee for kind, callee in edges.get(name, []) if kind != "branches"]
+        return max([own, *(direct_biggest(c) for c in subs)])
+
+    def loops(name: str) -> bool:
+        return any(
+            kind == "while" or any(loops(c) for c in (callee if kind == "branches" else [callee]))
+            for kind, callee in edges.get(name, [])
+        )
+
+    totals = {"once": 0, "forward": 0, "cg": 0, "fallback": 0}
+
+    def walk(name: str, where: str) -> None:
+        totals[where] += sum(size for _, size in found.get(name, []))
+        for kind, callee in edges.get(name, []):
+            if kind == "branches":
+                solving = [loops(branch) for branch in callee]
+                for branch, solves in zip(callee, solving, strict=True):
+                    # a branch that gathers TSQR's factors, or the sibling of the one that
+                    # holds CG's loop (the tangent of the full-factor route)
+                    full_factors = direct_biggest(branch) >= full or (any(solving) and not solves)
+                    walk(branch, "fallback" if where == "fallback" or full_factors else where)
+            elif kind == "while" and where != "fallback":
+                walk(callee, "forward" if direct_biggest(callee) == width else "cg")
+            else:
+                walk(callee, where)
+
+    walk(entry, "once")
+    return totals
+
+
+def gradient_routes() -> None:
+    """Collectives of grad(rank_reduce) on the split matrix where the forward pass iterates,
+    on the route of a spectrum with a gap (no full factors)."""
+    mesh = _mesh()
+    print(f"\n{DEVICES} simulated devices, float32, grad of rank_reduce, method='auto'\n")
+    print(
+        "| latent (m × n) | k | once | per forward iteration | per CG iteration "
+        "| full-factor fallbacks (not taken) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for m, n, k in [(4608, 4096, 64), (4608, 4096, 256)]:
+        split = _split_rank_reduce(mesh, k)
+        step = jax.jit(jax.grad(lambda a, split=split: jnp.sum(split(a) ** 2)))
+        text = step.lower(_split_input(mesh, m, n)).compile().as_text()
+        width = rrae_fast.svd._sharded.subspace_width(m, n, k)
+        full = DEVICES * min(m // DEVICES, n) * n * 4  # TSQR's gathered triangular factors
+        totals = _gradient_traffic(text, width * n * 4, full)
+        parts = [totals[key] for key in ("once", "forward", "cg", "fallback")]
+        cells = " | ".join(f"{x / 1e6:.3f} MB ({100 * x / (m * n * 4):.1f} %)" for x in parts)
+        print(f"| {m} × {n} | {k} | {cells} |")
+
+
 def training_step() -> None:
     import numpy as np
     import optax
@@ -177,4 +277,5 @@ def training_step() -> None:
 if __name__ == "__main__":
     main()
     forward_routes()
+    gradient_routes()
     training_step()

@@ -268,12 +268,12 @@ def test_a_non_finite_entry_on_one_device_gives_nan_everywhere():
 
 
 def _iteration(a, k, mesh):
-    """`_sharded._iterate` on `a` split by rows: (u, s, vt, converged, iterations)."""
+    """`_sharded._iterate` on `a` split by rows: (u, s, vt, converged, iterations, next_s)."""
 
     def body(x):
         return _sharded._iterate(x, jnp.int32(k), k, "data", a.shape[0])
 
-    out = (P("data"), P(), P(), P(), P())
+    out = (P("data"), P(), P(), P(), P(), P())
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=P("data"), out_specs=out))(
         _split(a, mesh)
     )
@@ -313,13 +313,13 @@ def test_the_iteration_converges_with_a_gap_and_gives_up_early_without(dtype):
     mesh = _mesh()
     sigma = np.concatenate([np.geomspace(10.0, 5.0, k), np.geomspace(1e-2, 1e-5, n - k)])
     a = planted(rng, m, n, sigma).astype(dtype)
-    u, s, vt, converged, iterations = _iteration(a, k, mesh)
+    u, s, vt, converged, iterations, _ = _iteration(a, k, mesh)
     assert bool(converged) and 1 <= int(iterations) <= 3
     assert_contract(a, u, s, vt, k)
     width = _sharded.subspace_width(m, n, k)
     budget = _sharded._iteration_budget(m, n, width)
     flat = rng.standard_normal((m, n)).astype(dtype)
-    *_, converged, iterations = _iteration(flat, k, mesh)
+    *_, converged, iterations, _ = _iteration(flat, k, mesh)
     assert not bool(converged) and int(iterations) < budget, (int(iterations), budget)
     got = _run("rank_reduce", flat, k, mesh, method="iterative")
     dense = _run("rank_reduce", flat, k, mesh, method="dense")
@@ -419,6 +419,124 @@ def test_the_iterative_route_with_a_non_finite_entry_gives_nan_everywhere():
     a[517, 3] = np.inf
     u, s, vt = _run("truncated_svd", a, 8, _mesh(), method="iterative")
     assert all(np.all(np.isnan(np.asarray(x))) for x in (u, s, vt))
+
+
+# -- Derivatives on the iterative route: the coupling solved by CG on the split matrix ------
+
+
+def _count_full_factors(monkeypatch) -> list[int]:
+    """Records each run of TSQR's full factors (the derivative's dense route, or the solves'
+    fallback): one entry per device and run. A callback inside a branch runs only where the
+    branch is taken."""
+    calls: list[int] = []
+    full = _sharded.global_factors
+
+    def counted(a, axis_name):
+        jax.debug.callback(lambda: calls.append(1))
+        return full(a, axis_name)
+
+    monkeypatch.setattr(_sharded, "global_factors", counted)
+    return calls
+
+
+def _iterative_case(rng, ratio: float, dtype=np.float64):
+    """A 1024 × 256 matrix whose auto route iterates at k = 8, with σ_9 / σ_8 = ratio and a
+    decaying tail (an RRAE latent's shape of spectrum for a small ratio)."""
+    m, n, k = 1024, 256, 8
+    tail = ratio * 2.0 * np.geomspace(1.0, 1e-3, n - k)
+    sigma = np.concatenate([np.geomspace(4.0, 2.0, k), tail])
+    return planted(rng, m, n, sigma).astype(dtype), k
+
+
+def _grad_and_jvp(op, k, a, da, probe, mesh):
+    """grad of a probe's inner product and jvp, through the split op and the one-device op."""
+    split = jax.jit(_split_fn(op, k, mesh))
+    one = jax.jit(lambda x: getattr(rrae_fast, op)(x, k))
+
+    def scalar(fn):
+        return lambda x: sum(jnp.sum(o * p) for o, p in zip(_tuple(fn(x)), probe))
+
+    grads = jax.grad(scalar(split))(_split(a, mesh)), jax.grad(scalar(one))(a)
+    tangents = (
+        jax.jvp(split, (_split(a, mesh),), (_split(da, mesh),))[1],
+        jax.jvp(one, (a,), (da,))[1],
+    )
+    return grads, tangents
+
+
+@needs_devices
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("op", ["rank_reduce", "truncated_svd"])
+def test_derivatives_on_the_iterative_route_never_need_the_full_factors(op, dtype, monkeypatch):
+    """With a gap after σ_k (an RRAE latent's spectrum), grad and jvp of the iterating op
+    solve the coupling with the discarded spectrum by CG on the split matrix: TSQR's full
+    factors never run, and the derivatives are the one-device op's."""
+    calls = _count_full_factors(monkeypatch)
+    rng = np.random.default_rng(20)
+    # float64's iteration meets its tolerance within its budget only with a wide gap (σ_{b+1}
+    # well below σ_k); float32's with a narrower one.
+    a, k = _iterative_case(rng, 1e-3 if dtype == np.float64 else 0.1, dtype)
+    assert _sharded.prefer_iterative(*a.shape, k)
+    probe = [jnp.asarray(rng.standard_normal(x.shape), dtype) for x in _shapes(op, a.shape, k)]
+    da = jnp.asarray(rng.standard_normal(a.shape), dtype)
+    (g_split, g_one), (t_split, t_one) = _grad_and_jvp(op, k, jnp.asarray(a), da, probe, _mesh())
+    assert calls == []
+    # CG stops at a relative residual of 1e-2·√ε; float32's forward factors differ by
+    # rounding too, amplified by 1 / (σ_i − σ_j) inside the kept set.
+    rtol = 1e-9 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(g_split, g_one, atol=rtol * float(jnp.max(jnp.abs(g_one))))
+    for x, y in zip(_tuple(t_split), _tuple(t_one), strict=True):
+        np.testing.assert_allclose(x, y, atol=rtol * float(jnp.max(jnp.abs(y))))
+
+
+@needs_devices
+@pytest.mark.parametrize("op", ["rank_reduce", "truncated_svd"])
+def test_derivatives_on_the_iterative_route_without_a_gap_take_the_full_factors(op, monkeypatch):
+    """σ_9 / σ_8 = 0.98: CG would need hundreds of iterations, so the derivative takes TSQR's
+    full factors (the callback runs), with the one-device derivatives."""
+    calls = _count_full_factors(monkeypatch)
+    rng = np.random.default_rng(21)
+    a, k = _iterative_case(rng, 0.98)
+    probe = [jnp.asarray(rng.standard_normal(x.shape)) for x in _shapes(op, a.shape, k)]
+    da = jnp.asarray(rng.standard_normal(a.shape))
+    (g_split, g_one), (t_split, t_one) = _grad_and_jvp(op, k, jnp.asarray(a), da, probe, _mesh())
+    assert calls
+    np.testing.assert_allclose(g_split, g_one, atol=1e-9 * float(jnp.max(jnp.abs(g_one))))
+    for x, y in zip(_tuple(t_split), _tuple(t_one), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-9 * float(jnp.max(jnp.abs(y))))
+
+
+@needs_devices
+# A member without a gap (σ_9 / σ_8 = 0.98, the route of the full factors for the batch) is
+# left out: that program stalled XLA's CPU runtime in one of two runs (docs/op.md).
+@pytest.mark.parametrize("ratios", [(1e-3, 1e-4)], ids=["gaps"])
+def test_derivatives_on_the_iterative_route_under_vmap(ratios):
+    """grad of a vmapped split rank_reduce over two members, each with a gap after σ_k: the
+    solves for both (one route for the batch), each member's gradient the one-device op's."""
+    rng = np.random.default_rng(22)
+    (a0, k), (a1, _) = (_iterative_case(rng, ratio) for ratio in ratios)
+    batch = jnp.asarray(np.stack([a0, a1]))
+    probe = jnp.asarray(rng.standard_normal(batch.shape))
+    mesh = _mesh()
+    spec = P(None, "data")
+    place = lambda x: jax.device_put(x, NamedSharding(mesh, spec))
+
+    def route(x):
+        choose = functools.partial(_sharded._solve_route_forward, "rank_reduce")
+        return jax.vmap(lambda y: choose(y, jnp.int32(k), k, "data", a0.shape[0], "auto")[1])(x)
+
+    go_on = jax.jit(jax.shard_map(route, mesh=mesh, in_specs=spec, out_specs=P()))(place(batch))
+    assert np.all(np.asarray(go_on) == (ratios[1] < 0.5))
+
+    def body(x, p):
+        out = jax.vmap(lambda y: rrae_fast.rank_reduce(y, k, axis_name="data"))(x)
+        return jax.lax.psum(jnp.sum(out * p), "data")
+
+    loss = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=P())
+    got = jax.jit(jax.grad(loss))(place(batch), place(probe))
+    for i in range(2):
+        want = jax.grad(lambda x, i=i: jnp.sum(rrae_fast.rank_reduce(x, k) * probe[i]))(batch[i])
+        np.testing.assert_allclose(got[i], want, atol=1e-9 * float(jnp.max(jnp.abs(want))))
 
 
 # -- The same route from the input's type: rows split over Explicit mesh axes --------------

@@ -19,9 +19,13 @@ block of the global result, computed without gathering ``A``:
      block (b ≈ k + 8) and ``D`` triangular ``[b, b]`` factors; TSQR takes over where it
      does not converge within its budget.
    Both are backward stable: the accuracy contract holds for the global matrix.
-2. Derivatives: the one-device rules (:mod:`rrae_fast.svd._formulas`) on TSQR's full factors,
-   with a ``psum`` over the devices on every product that sums over rows, so that ``jvp``,
-   ``grad`` and ``vmap`` give the one-device derivatives.
+2. Derivatives, the one-device rules with a ``psum`` over the devices on every product that
+   sums over rows, so that ``jvp``, ``grad`` and ``vmap`` give the one-device derivatives:
+   - where the forward pass iterated and converged and the gap after σ_k makes conjugate
+     gradients short (:func:`_solve_route_forward`), the coupling with the discarded spectrum
+     is solved by CG on the split matrix (:func:`rrae_fast.svd._solves.coupling_by_columns`:
+     per iteration, local products and an all-reduce of a ``max_k × (n + max_k)`` block);
+   - elsewhere, the rules of :mod:`rrae_fast.svd._formulas` on TSQR's full factors.
 
 The sign convention is the one-device op's: the first largest-magnitude entry of each ``u_i``,
 over all rows, is positive.
@@ -38,8 +42,8 @@ import numpy as np
 from jax import Array
 from jax.sharding import AbstractMesh, PartitionSpec
 
-from . import _formulas
-from ._spectrum import cut_to_rank, factor_product, keep_mask
+from . import _formulas, _solves
+from ._spectrum import all_kept_nonzero, cut_to_rank, factor_product, keep_mask, no_kept_ties
 
 
 def _row_sum(axis_name: str):
@@ -119,6 +123,12 @@ def _tolerance(m: int, n: int, dtype) -> float:
     return 5.0 * math.sqrt(max(m, n)) * float(jnp.finfo(dtype).eps)
 
 
+def may_iterate(rows: int, n: int, max_k: int, method: str) -> bool:
+    """Whether the forward pass tries the subspace iteration (``"iterative"``, or ``"auto"``
+    where :func:`prefer_iterative` says so); otherwise it takes TSQR directly."""
+    return method == "iterative" or (method == "auto" and prefer_iterative(rows, n, max_k))
+
+
 def top_factors(
     a: Array, k: Array, max_k: int, axis_name: str, rows: int, method: str
 ) -> tuple[Array, Array, Array]:
@@ -127,15 +137,25 @@ def top_factors(
     sign convention. ``method``: ``"dense"`` (TSQR, :func:`_dense_top`), ``"iterative"``
     (:func:`_iterate`, the dense route where it does not converge within its budget) or
     ``"auto"`` (:func:`prefer_iterative` chooses)."""
-    n = a.shape[-1]
-    if method == "dense" or (method == "auto" and not prefer_iterative(rows, n, max_k)):
-        return _dense_top(a, max_k, axis_name)
+    return _top(a, k, max_k, axis_name, rows, method)[:3]
+
+
+def _top(
+    a: Array, k: Array, max_k: int, axis_name: str, rows: int, method: str
+) -> tuple[Array, Array, Array, Array, Array]:
+    """:func:`top_factors` and, for the derivative's choice of route, ``next_s`` (the
+    iteration's estimate of σ_{k+1}, a Ritz value) and ``iterated`` (whether the factors are
+    the iteration's, converged; False where TSQR gave them, ``next_s`` is then 0)."""
+    if not may_iterate(rows, a.shape[-1], max_k, method):
+        u, s, vt = _dense_top(a, max_k, axis_name)
+        return u, s, vt, jnp.zeros((), s.dtype), jnp.zeros((), bool)
 
     @jax.custom_batching.custom_vmap
     def iterate_or_dense(a, k):
-        u, s, vt, converged, _ = _iterate(a, k, max_k, axis_name, rows)
-        dense = lambda: _dense_top(a, max_k, axis_name)
-        return jax.lax.cond(converged, lambda: (u, s, vt), dense)
+        u, s, vt, converged, _, next_s = _iterate(a, k, max_k, axis_name, rows)
+        iterated = lambda: (u, s, vt, next_s, jnp.ones((), bool))
+        dense = lambda: (*_dense_top(a, max_k, axis_name), next_s * 0, jnp.zeros((), bool))
+        return jax.lax.cond(converged, iterated, dense)
 
     @iterate_or_dense.def_vmap
     def one_member_at_a_time(axis_size, in_batched, a, k):
@@ -144,7 +164,7 @@ def top_factors(
         # other each take their own route, and the products of one member are as large.
         a = a if in_batched[0] else jnp.broadcast_to(a, (axis_size, *a.shape))
         k = k if in_batched[1] else jnp.broadcast_to(k, (axis_size, *k.shape))
-        return jax.lax.map(lambda ak: iterate_or_dense(*ak), (a, k)), (True, True, True)
+        return jax.lax.map(lambda ak: iterate_or_dense(*ak), (a, k)), (True,) * 5
 
     return iterate_or_dense(a, k)
 
@@ -179,9 +199,10 @@ def _dense_top(a: Array, max_k: int, axis_name: str) -> tuple[Array, Array, Arra
 
 def _iterate(
     a: Array, k: Array, max_k: int, axis_name: str, rows: int
-) -> tuple[Array, Array, Array, Array, Array]:
+) -> tuple[Array, Array, Array, Array, Array, Array]:
     """Randomized subspace iteration on the row-split matrix: ``(u_d, s, vt, converged,
-    iterations)``.
+    iterations, next_s)``, ``next_s`` the Ritz value that estimates σ_{k+1} (0 where the
+    block has no column beyond k).
 
     From a random ``Ω`` [n, b] (the same on every device), ``Y = A Ω``; then each iteration:
     ``Q = orth(Y)`` (TSQR), ``B = Qᵀ A`` [b, n] (a ``psum`` of the devices' products: the
@@ -237,7 +258,8 @@ def _iterate(
     start = (p, factors, ratio, 1, *decide(ratio, ~jnp.isfinite(ratio)))
     _, (u, s, vt), _, iterations, _, converged = jax.lax.while_loop(go_on, body, start)
     u, vt = _sign_convention(u[:, :max_k], vt[:max_k], axis_name)
-    return u, s[:max_k], vt, converged, iterations
+    next_s = jnp.concatenate([s, jnp.zeros(1, s.dtype)])[k]
+    return u, s[:max_k], vt, converged, iterations, next_s
 
 
 def _everywhere(flags: Array, axis_name: str) -> tuple[Array, ...]:
@@ -263,11 +285,27 @@ def truncated_svd(a: Array, k: Array, max_k: int, axis_name: str, rows: int, met
 def _truncated_svd_jvp(max_k, axis_name, rows, method, primals, tangents):
     a, k = primals
     da, _ = tangents
-    u, s, vt = global_factors(a, axis_name)
-    du, ds, dvt = _formulas.truncated_svd_jvp(
-        u, s, vt, da, max_k, row_sum=_row_sum(axis_name), rows=rows
-    )
-    return cut_to_rank(k, max_k, u, s, vt), cut_to_rank(k, max_k, du, ds, dvt)
+
+    def by_full_factors():
+        u, s, vt = global_factors(a, axis_name)
+        du, ds, dvt = _formulas.truncated_svd_jvp(
+            u, s, vt, da, max_k, row_sum=_row_sum(axis_name), rows=rows
+        )
+        return cut_to_rank(k, max_k, u, s, vt), cut_to_rank(k, max_k, du, ds, dvt)
+
+    if not may_iterate(rows, a.shape[-1], max_k, method):
+        return by_full_factors()
+    (u, s, vt), go_on = _solve_route_forward("truncated_svd", a, k, max_k, axis_name, rows, method)
+
+    def by_solves():
+        omega, x, y = _solves.coupling_by_columns(
+            a, u, s, vt, k, da, *_solve_parts(a, axis_name, rows)
+        )
+        blocks = (omega, x.T, y.T)
+        tangent = _formulas.truncated_svd_jvp(u, s, vt, da, max_k, blocks, rows=rows)
+        return (u, s, vt), cut_to_rank(k, max_k, *tangent)
+
+    return jax.lax.cond(go_on, by_solves, by_full_factors)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
@@ -282,13 +320,70 @@ def rank_reduce(a: Array, k: Array, max_k: int, axis_name: str, rows: int, metho
 def _rank_reduce_jvp(max_k, axis_name, rows, method, primals, tangents):
     a, k = primals
     da, _ = tangents
-    u, s, vt = global_factors(a, axis_name)
-    keep = keep_mask(k, s.shape[-1])
-    primal = factor_product(*cut_to_rank(k, max_k, u, s, vt))
-    tangent = _formulas.rank_reduce_jvp(
-        u, s, vt, da, keep, max_k, row_sum=_row_sum(axis_name), rows=rows
+
+    def by_full_factors():
+        u, s, vt = global_factors(a, axis_name)
+        keep = keep_mask(k, s.shape[-1])
+        primal = factor_product(*cut_to_rank(k, max_k, u, s, vt))
+        tangent = _formulas.rank_reduce_jvp(
+            u, s, vt, da, keep, max_k, row_sum=_row_sum(axis_name), rows=rows
+        )
+        return primal, tangent
+
+    if not may_iterate(rows, a.shape[-1], max_k, method):
+        return by_full_factors()
+    (u, s, vt), go_on = _solve_route_forward("rank_reduce", a, k, max_k, axis_name, rows, method)
+
+    def by_solves():
+        parts = _solve_parts(a, axis_name, rows)
+        blocks = _solves.coupling_by_columns(a, u, s, vt, k, da, *parts)
+        tangent = _solves.rank_reduce_tangent_by_cg(a, u, s, vt, k, da, parts[0], blocks, rows)
+        return factor_product(u, s, vt), tangent
+
+    return jax.lax.cond(go_on, by_solves, by_full_factors)
+
+
+def _solve_route_forward(
+    op: str, a: Array, k: Array, max_k: int, axis_name: str, rows: int, method: str
+):
+    """The derivative's route where the forward pass may iterate: ``((u, s, vt), go_on)``,
+    the forward pass's factors cut to ``k`` and whether the exact rule's coupling with the
+    discarded spectrum is solved by conjugate gradients on the split matrix
+    (:func:`rrae_fast.svd._solves.coupling`: per iteration, local products and an
+    all-reduce of ``max_k × (n + max_k)`` numbers) rather than from TSQR's full factors
+    (an all-reduce of ``D · min(m_d, n) · n``). The solves are taken where the iteration
+    converged, every kept σ is nonzero (and, for ``rank_reduce``, no two kept σ are tied, as
+    on one device: :func:`rrae_fast.svd._plan.accept`) and the CG iterations predicted from
+    σ_k and the iteration's estimate of σ_{k+1} are few enough: at most half the solver's cap,
+    their products at most a tenth of a dense SVD's flops (as on one device), their
+    all-reduces at most those of the full factors. One flag, the same on every device and,
+    under ``vmap``, for every member (:func:`rrae_fast.svd._solves.every_member`)."""
+    n = a.shape[-1]
+    u, s, vt, next_s, iterated = _top(a, k, max_k, axis_name, rows, method)
+    u, s, vt = cut_to_rank(k, max_k, u, s, vt)
+    s_k = jnp.take(s, k - 1)
+    needed = _solves.cg_iterations_for(next_s, s_k, a.dtype, normal=True)
+    gathered = jax.lax.axis_size(axis_name) * min(a.shape[-2], n)  # rows of TSQR's stack
+    limit = min(_solves.CG_MAX_ITERS / 2, 10 * min(rows, n) / (4 * max_k), gathered / max_k)
+    ok = iterated & all_kept_nonzero(s, k, rows, n) & (needed <= limit)
+    if op == "rank_reduce":
+        ok = ok & no_kept_ties(s, k, rows, n)
+    (ok,) = _everywhere(ok[None], axis_name)
+    return (u, s, vt), _solves.every_member(ok)
+
+
+def _solve_parts(a: Array, axis_name: str, rows: int):
+    """The arguments of :func:`rrae_fast.svd._solves.coupling_by_columns` after ``da`` for
+    the split matrix: the full factors from TSQR (where CG does not converge) and the split.
+    The solve's result is made replicated by a ``pmean`` (one all-reduce of its ``max_k × n``
+    numbers: JAX offers no cast from varying to replicated)."""
+    split = _solves.RowSplit(
+        row_sum=_row_sum(axis_name),
+        rows=rows,
+        agree=lambda flag: _everywhere(flag[None], axis_name)[0],
+        replicated=lambda y: jax.lax.pmean(y, axis_name),
     )
-    return primal, tangent
+    return lambda: global_factors(a, axis_name), split
 
 
 def global_rows(a: Array, axis_name: str) -> int:

@@ -50,7 +50,8 @@ gradients first, and where the kernel refuses anyway the rows come from the full
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -76,10 +77,19 @@ def cg_rtol(dtype) -> float:
     return 1e-2 * float(jnp.finfo(dtype).eps) ** 0.5
 
 
-def _deflated(a: Array, ut: Array, st: Array, vt: Array, rows: Array, left: bool) -> Array:
-    """Rows of (A⊥ᵀ x)ᵀ for rows [..., c, m] (left) or of (A⊥ y)ᵀ for rows [..., c, n]."""
+def _same(x):
+    return x
+
+
+def _deflated(
+    a: Array, ut: Array, st: Array, vt: Array, rows: Array, left: bool, row_sum=_same
+) -> Array:
+    """Rows of (A⊥ᵀ x)ᵀ for rows [..., c, m] (left) or of (A⊥ y)ᵀ for rows [..., c, n].
+    ``row_sum`` is applied to the products that sum over the rows of ``a`` (a ``psum`` where
+    they are split across devices: one all-reduce for both)."""
     if left:
-        return rows @ a - ((rows @ mT(ut)) * st[..., None, :]) @ vt
+        image, along_u = row_sum((rows @ a, rows @ mT(ut)))
+        return image - (along_u * st[..., None, :]) @ vt
     return rows @ mT(a) - ((rows @ mT(vt)) * st[..., None, :]) @ ut
 
 
@@ -88,9 +98,17 @@ def _row_dots(x: tuple[Array, ...], y: tuple[Array, ...]) -> Array:
     return cast(Array, sum(jnp.sum(p * q, axis=-1) for p, q in zip(x, y, strict=True)))
 
 
-def _block_cg(matvec, b: tuple[Array, ...], rtol: float) -> tuple[tuple[Array, ...], Array]:
-    """Solves matvec(X) = B row by row (SPD per row); returns (X, converged)."""
-    target = (rtol**2) * _row_dots(b, b)
+def _block_cg(
+    matvec, b: tuple[Array, ...], rtol: float, agree=_same
+) -> tuple[tuple[Array, ...], Array]:
+    """Solves matvec(X) = B row by row (SPD per row); returns (X, converged).
+
+    ``agree`` makes a flag the same on every device that runs the loop, where the operator's
+    products cross devices (the loop's exit and the result's flag: devices that left the loop
+    at different iterations would wait for each other at the next collective); the identity
+    by default."""
+    dots = _row_dots
+    target = (rtol**2) * dots(b, b)
 
     def scale(x, c):
         return tuple(p * c[..., :, None] for p in x)
@@ -98,24 +116,25 @@ def _block_cg(matvec, b: tuple[Array, ...], rtol: float) -> tuple[tuple[Array, .
     def add(x, y):
         return tuple(p + q for p, q in zip(x, y, strict=True))
 
-    def cond(state):
-        _, _, _, rs, it = state
-        return (it < CG_MAX_ITERS) & jnp.any(rs > target)
+    def go_on(rs, it):
+        return agree((it < CG_MAX_ITERS) & jnp.any(rs > target))
 
     def body(state):
-        x, r, p, rs, it = state
+        x, r, p, rs, it, _ = state
         ap = matvec(p)
-        pap = _row_dots(p, ap)
+        pap = dots(p, ap)
         alpha = jnp.where(pap > 0, rs / jnp.where(pap > 0, pap, 1), 0)
         x = add(x, scale(p, alpha))
         r = add(r, scale(ap, -alpha))
-        rs_new = _row_dots(r, r)
+        rs_new = dots(r, r)
         beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1), 0)
-        return x, r, add(r, scale(p, beta)), rs_new, it + 1
+        return x, r, add(r, scale(p, beta)), rs_new, it + 1, go_on(rs_new, it + 1)
 
     zero = tuple(jnp.zeros_like(p) for p in b)
-    x, _, _, rs, _ = jax.lax.while_loop(cond, body, (zero, b, b, _row_dots(b, b), 0))
-    return x, jnp.all(rs <= target)
+    rs = dots(b, b)
+    state = (zero, b, b, rs, 0, go_on(rs, 0))
+    x, _, _, rs, _, _ = jax.lax.while_loop(lambda state: state[-1], body, state)
+    return x, agree(jnp.all(rs <= target))
 
 
 def _full_svd_gaps(full_svd, k: Array, width: int, m: int, n: int):
@@ -329,11 +348,23 @@ def cg_iterations_needed(a: Array, u: Array, s: Array, vt: Array, k: Array) -> A
     c = _orthonormal_rows(krylov)
     est = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(c @ (image @ mT(image)) @ mT(c))[..., -1], 0))
     s_k = jnp.take_along_axis(s, (k - 1)[..., None], axis=-1)[..., 0]
-    ratio = jnp.where(s_k > 0, est / jnp.where(s_k > 0, s_k, 1), jnp.inf)
+    return cg_iterations_for(est, s_k, a.dtype)
+
+
+def cg_iterations_for(next_s: Array, s_k: Array, dtype, normal: bool = False) -> Array:
+    """[...] CG iterations predicted for the worst-conditioned kept system from σ_k and (an
+    estimate of) σ_{k+1}: with κ = (σ_k + σ_{k+1}) / (σ_k − σ_{k+1}) (the augmented operator;
+    ``normal``: κ = σ_k² / (σ_k² − σ_{k+1}²), the system of one side,
+    :func:`coupling_by_columns`), CG reduces the error by 2·((√κ − 1)/(√κ + 1))^t; at least
+    1, ∞ where σ_{k+1} ≥ σ_k (or σ_k = 0)."""
+    ratio = jnp.where(s_k > 0, next_s / jnp.where(s_k > 0, s_k, 1), jnp.inf)
     r = jnp.minimum(ratio, 1)
-    kappa = jnp.where(ratio < 1, (1 + r) / (1 - r), jnp.inf)
+    if normal:
+        kappa = jnp.where(ratio < 1, 1 / (1 - r * r), jnp.inf)
+    else:
+        kappa = jnp.where(ratio < 1, (1 + r) / (1 - r), jnp.inf)
     q = (jnp.sqrt(kappa) - 1) / (jnp.sqrt(kappa) + 1)
-    needed = jnp.log(cg_rtol(a.dtype) / 2) / jnp.log(jnp.where(q > 0, q, 0.5))
+    needed = jnp.log(cg_rtol(dtype) / 2) / jnp.log(jnp.where(q > 0, q, 0.5))
     return jnp.where(q > 0, jnp.maximum(needed, 1), 1)
 
 
@@ -417,12 +448,106 @@ def coupling(
     return omega, x, y
 
 
+class RowSplit(NamedTuple):
+    """How the rows of the operand are split across devices, for :func:`coupling_by_columns`
+    (:mod:`rrae_fast.svd._sharded` builds it)."""
+
+    #: Applied to every product that sums over the rows (a ``psum``; tuples in one go).
+    row_sum: Callable
+    #: The whole matrix's number of rows.
+    rows: int
+    #: Makes a scalar flag the same on every device.
+    agree: Callable
+    #: Types a value computed alike on every device as replicated (the solve's result).
+    replicated: Callable
+
+
+def coupling_by_columns(
+    a: Array,
+    u: Array,
+    s: Array,
+    vt: Array,
+    k: Array,
+    da: Array,
+    full_svd,
+    split: RowSplit | None = None,
+) -> tuple[Array, Array, Array]:
+    """:func:`coupling` with the solve eliminated onto the column side, for a matrix whose rows
+    may be split across devices (``split``; :mod:`rrae_fast.svd._sharded`).
+
+    Eliminating x from the augmented system leaves, for each kept i,
+
+        (σ_i² I − A⊥ᵀ A⊥) y_i = c_i = σ_i g_i + A⊥ᵀ f_i,   then   x_i = (f_i + A⊥ y_i) / σ_i.
+
+    The system is n × n whatever the split of the rows, so CG's vectors are the same on every
+    device and only its products with A⊥ᵀ cross devices (one all-reduce of ``c × (n + c)``
+    numbers per iteration; the product with A⊥ is local). It is better conditioned than the
+    augmented one (κ = σ_i² / (σ_i² − σ_{k+1}²) against (σ_i + σ_{k+1}) / (σ_i − σ_{k+1}))
+    at the same two products per iteration, plus one with A⊥ to recover x. Where CG does not
+    converge, y comes from the full thin SVD, stabilised as the dense rule (x follows from y
+    as above; at a tie across the cut, where the dense rule drops the coupling, that x keeps
+    f's part, but such a spectrum is never sent to the solves: their predicted iterations are
+    unbounded).
+
+    Arguments and returns as :func:`coupling` (``"cg"``); with ``split``, ``a``, ``u``, ``da``
+    and the returned ``xr`` are one device's rows (``xr`` [..., c, m_d]).
+    """
+    row_sum, m, agree, replicated = split or RowSplit(_same, a.shape[-2], _same, _same)
+    n = a.shape[-1]
+    width = s.shape[-1]
+    st = stable_singular_values(s, m, n)
+    keep = keep_mask(k, width)[..., :, None]
+    ut = mT(u)
+    qr = row_sum(ut @ da)  # rows (dAᵀ u_i)ᵀ
+    omega = qr @ mT(vt)
+    f = vt @ mT(da) - mT(omega) @ ut  # rows of Q_U dA v_i
+    g = qr - omega @ vt  # rows of Q_V dAᵀ u_i
+    inv = jnp.where(keep & (st[..., :, None] > 0), 1 / jnp.where(st > 0, st, 1)[..., :, None], 0)
+    shift = jnp.where(keep, st[..., :, None] ** 2, jnp.ones((), a.dtype))
+
+    def normal(y):  # rows of (A⊥ᵀ A⊥ y)ᵀ
+        return _deflated(a, ut, st, vt, _deflated(a, ut, st, vt, y, False), True, row_sum)
+
+    def matvec(y):
+        return y * shift - normal(y)
+
+    def dense(rhs):  # y_i = Σ_j v_j (v_jᵀ c_i) / (σ_i² − σ_j²) over the discarded j (ties
+        _, _, vt_all, gaps = _full_svd_gaps(full_svd, k, width, m, n)  # masked), and c_i's
+        gam = rhs @ mT(vt_all)  # part off the thin V over σ_i²
+        return (gaps * gam) @ vt_all + (rhs - gam @ vt_all) * inv * inv
+
+    def solve(_, rhs):
+        rhs = jnp.where(keep, rhs, jnp.zeros((), a.dtype))  # rows beyond k stay zero
+        (y,), converged = _block_cg(lambda z: (matvec(z[0]),), (rhs,), cg_rtol(a.dtype), agree)
+        return jax.lax.cond(every_member(converged), lambda: y, lambda: dense(rhs))
+
+    c = st[..., :, None] * g + _deflated(a, ut, st, vt, f, True, row_sum)
+    # The solve closes over this device's rows, so JAX types its result as varying across
+    # devices although every device computes the same: typed back as replicated before use.
+    y = replicated(jax.lax.custom_linear_solve(matvec, c, solve, symmetric=True))
+    x = (f + _deflated(a, ut, st, vt, y, False)) * inv
+    # Back onto the complements (A⊥ leaves a trace of the forward pass's residual along U, V).
+    x = x - row_sum(x @ u) @ ut
+    y = y - (y @ mT(vt)) @ vt
+    return omega, x, y
+
+
 def rank_reduce_tangent_by_cg(
-    a: Array, u: Array, s: Array, vt: Array, k: Array, da: Array, full_svd
+    a: Array,
+    u: Array,
+    s: Array,
+    vt: Array,
+    k: Array,
+    da: Array,
+    full_svd,
+    blocks=None,
+    rows: int | None = None,
 ) -> Array:
     """Tangent of ``A_k`` from the blocks of :func:`coupling` (CG):
     ``dA_k = U Ω Vᵀ + X Σ Vᵀ + U Σ Yᵀ``, with X and Y as rows: two products of width k.
-    Arguments as :func:`coupling`; returns [..., m, n]."""
-    omega, x, y = coupling(a, u, s, vt, k, da, full_svd, "cg")
-    st = stable_singular_values(s, *a.shape[-2:])[..., :, None]
+    Arguments as :func:`coupling`; ``blocks``: ``(omega, xr, yr)`` computed already (e.g. by
+    :func:`coupling_by_columns` on one device's rows, ``rows`` then the whole matrix's);
+    returns [..., m, n] (this device's rows, where split)."""
+    omega, x, y = coupling(a, u, s, vt, k, da, full_svd, "cg") if blocks is None else blocks
+    st = stable_singular_values(s, rows or a.shape[-2], a.shape[-1])[..., :, None]
     return u @ (omega @ vt + st * y) + mT(st * x) @ vt
