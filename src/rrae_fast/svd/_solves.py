@@ -380,6 +380,21 @@ def worth_solving(a: Array, u: Array, s: Array, vt: Array, k: Array) -> Array:
     return jnp.all((needed * 4 * k.astype(a.dtype) <= 10 * r) & (needed <= CG_MAX_ITERS / 2))
 
 
+def _right_hand_sides(a, u, s, vt, k, da, row_sum, m: int):
+    """What the solves start from: σ stabilised (for the whole matrix's ``m`` rows), the kept
+    rows' mask [..., c, 1], Uᵀ, ``Ω = Uᵀ dA V`` and the rows of ``f_i = Q_U dA v_i`` and
+    ``g_i = Q_V dAᵀ u_i`` (``row_sum`` on the product over the rows of ``da``)."""
+    st = stable_singular_values(s, m, a.shape[-1])
+    keep = keep_mask(k, s.shape[-1])[..., :, None]
+    ut = mT(u)
+    pr = vt @ mT(da)  # rows (dA v_i)ᵀ
+    qr = row_sum(ut @ da)  # rows (dAᵀ u_i)ᵀ
+    omega = qr @ mT(vt)
+    f = pr - mT(omega) @ ut  # rows of Q_U dA v_i
+    g = qr - omega @ vt  # rows of Q_V dAᵀ u_i
+    return st, keep, ut, omega, f, g
+
+
 def coupling(
     a: Array,
     u: Array,
@@ -412,16 +427,8 @@ def coupling(
         ``(omega, xr, yr)`` of shapes [..., c, c], [..., c, m] (row i is x_iᵀ) and [..., c, n]
         (row i is y_iᵀ); rows beyond k are zero.
     """
-    m, n = a.shape[-2:]
     width = s.shape[-1]
-    st = stable_singular_values(s, m, n)
-    keep = keep_mask(k, width)[..., :, None]
-    ut = mT(u)
-    pr = vt @ mT(da)  # rows (dA v_i)ᵀ
-    qr = ut @ da  # rows (dAᵀ u_i)ᵀ
-    omega = qr @ mT(vt)
-    f = pr - mT(omega) @ ut  # rows of Q_U dA v_i
-    g = qr - omega @ vt  # rows of Q_V dAᵀ u_i
+    st, keep, ut, omega, f, g = _right_hand_sides(a, u, s, vt, k, da, _same, a.shape[-2])
     zero = jnp.zeros((), a.dtype)
     shift = jnp.where(keep, st[..., :, None], jnp.ones((), a.dtype))
 
@@ -495,13 +502,7 @@ def coupling_by_columns(
     row_sum, m, agree, replicated = split or RowSplit(_same, a.shape[-2], _same, _same)
     n = a.shape[-1]
     width = s.shape[-1]
-    st = stable_singular_values(s, m, n)
-    keep = keep_mask(k, width)[..., :, None]
-    ut = mT(u)
-    qr = row_sum(ut @ da)  # rows (dAᵀ u_i)ᵀ
-    omega = qr @ mT(vt)
-    f = vt @ mT(da) - mT(omega) @ ut  # rows of Q_U dA v_i
-    g = qr - omega @ vt  # rows of Q_V dAᵀ u_i
+    st, keep, ut, omega, f, g = _right_hand_sides(a, u, s, vt, k, da, row_sum, m)
     inv = jnp.where(keep & (st[..., :, None] > 0), 1 / jnp.where(st > 0, st, 1)[..., :, None], 0)
     shift = jnp.where(keep, st[..., :, None] ** 2, jnp.ones((), a.dtype))
 
