@@ -46,11 +46,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ._spectrum import inverse_gaps, mT, stable_parts
-
-
-def _same(x: Array) -> Array:
-    return x
+from ._spectrum import inverse_gaps, mT, same, stable_parts
 
 
 def truncated_svd_jvp(
@@ -60,7 +56,7 @@ def truncated_svd_jvp(
     da: Array,
     k: int,
     complement=None,
-    row_sum: Callable[[Array], Array] = _same,
+    row_sum: Callable[[Array], Array] = same,
     rows: int | None = None,
 ) -> tuple[Array, Array, Array]:
     """Tangent of the top-k factors from factors with ``c ≥ k`` columns.
@@ -114,7 +110,7 @@ def rank_reduce_jvp(
     da: Array,
     keep: Array,
     width: int | None = None,
-    row_sum: Callable[[Array], Array] = _same,
+    row_sum: Callable[[Array], Array] = same,
     rows: int | None = None,
 ) -> Array:
     """Tangent of ``A_k = U_K Σ_K V_Kᵀ`` from factors with ``c`` columns, K given by a mask.

@@ -349,7 +349,7 @@ def _solve_route_forward(
     """The derivative's route where the forward pass may iterate: ``((u, s, vt), go_on)``,
     the forward pass's factors cut to ``k`` and whether the exact rule's coupling with the
     discarded spectrum is solved by conjugate gradients on the split matrix
-    (:func:`rrae_fast.svd._solves.coupling`: per iteration, local products and an
+    (:func:`rrae_fast.svd._solves.coupling_by_columns`: per iteration, local products and an
     all-reduce of ``max_k × (n + max_k)`` numbers) rather than from TSQR's full factors
     (an all-reduce of ``D · min(m_d, n) · n``). The solves are taken where the iteration
     converged, every kept σ is nonzero (and, for ``rank_reduce``, no two kept σ are tied, as

@@ -63,6 +63,7 @@ from ._spectrum import (
     inverse_gaps,
     keep_mask,
     mT,
+    same,
     stable_parts,
     stable_singular_values,
     tolerances,
@@ -77,12 +78,8 @@ def cg_rtol(dtype) -> float:
     return 1e-2 * float(jnp.finfo(dtype).eps) ** 0.5
 
 
-def _same(x):
-    return x
-
-
 def _deflated(
-    a: Array, ut: Array, st: Array, vt: Array, rows: Array, left: bool, row_sum=_same
+    a: Array, ut: Array, st: Array, vt: Array, rows: Array, left: bool, row_sum=same
 ) -> Array:
     """Rows of (A⊥ᵀ x)ᵀ for rows [..., c, m] (left) or of (A⊥ y)ᵀ for rows [..., c, n].
     ``row_sum`` is applied to the products that sum over the rows of ``a`` (a ``psum`` where
@@ -99,7 +96,7 @@ def _row_dots(x: tuple[Array, ...], y: tuple[Array, ...]) -> Array:
 
 
 def _block_cg(
-    matvec, b: tuple[Array, ...], rtol: float, agree=_same
+    matvec, b: tuple[Array, ...], rtol: float, agree=same
 ) -> tuple[tuple[Array, ...], Array]:
     """Solves matvec(X) = B row by row (SPD per row); returns (X, converged).
 
@@ -107,8 +104,7 @@ def _block_cg(
     products cross devices (the loop's exit and the result's flag: devices that left the loop
     at different iterations would wait for each other at the next collective); the identity
     by default."""
-    dots = _row_dots
-    target = (rtol**2) * dots(b, b)
+    target = (rtol**2) * _row_dots(b, b)
 
     def scale(x, c):
         return tuple(p * c[..., :, None] for p in x)
@@ -122,16 +118,16 @@ def _block_cg(
     def body(state):
         x, r, p, rs, it, _ = state
         ap = matvec(p)
-        pap = dots(p, ap)
+        pap = _row_dots(p, ap)
         alpha = jnp.where(pap > 0, rs / jnp.where(pap > 0, pap, 1), 0)
         x = add(x, scale(p, alpha))
         r = add(r, scale(ap, -alpha))
-        rs_new = dots(r, r)
+        rs_new = _row_dots(r, r)
         beta = jnp.where(rs > 0, rs_new / jnp.where(rs > 0, rs, 1), 0)
         return x, r, add(r, scale(p, beta)), rs_new, it + 1, go_on(rs_new, it + 1)
 
     zero = tuple(jnp.zeros_like(p) for p in b)
-    rs = dots(b, b)
+    rs = _row_dots(b, b)
     state = (zero, b, b, rs, 0, go_on(rs, 0))
     x, _, _, rs, _, _ = jax.lax.while_loop(lambda state: state[-1], body, state)
     return x, agree(jnp.all(rs <= target))
@@ -428,7 +424,7 @@ def coupling(
         (row i is y_iᵀ); rows beyond k are zero.
     """
     width = s.shape[-1]
-    st, keep, ut, omega, f, g = _right_hand_sides(a, u, s, vt, k, da, _same, a.shape[-2])
+    st, keep, ut, omega, f, g = _right_hand_sides(a, u, s, vt, k, da, same, a.shape[-2])
     zero = jnp.zeros((), a.dtype)
     shift = jnp.where(keep, st[..., :, None], jnp.ones((), a.dtype))
 
@@ -499,7 +495,7 @@ def coupling_by_columns(
     Arguments and returns as :func:`coupling` (``"cg"``); with ``split``, ``a``, ``u``, ``da``
     and the returned ``xr`` are one device's rows (``xr`` [..., c, m_d]).
     """
-    row_sum, m, agree, replicated = split or RowSplit(_same, a.shape[-2], _same, _same)
+    row_sum, m, agree, replicated = split or RowSplit(same, a.shape[-2], same, same)
     n = a.shape[-1]
     width = s.shape[-1]
     st, keep, ut, omega, f, g = _right_hand_sides(a, u, s, vt, k, da, row_sum, m)

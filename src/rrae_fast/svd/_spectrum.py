@@ -24,6 +24,12 @@ def mT(x: Array) -> Array:
     return jnp.swapaxes(x, -1, -2)
 
 
+def same(x):
+    """``x`` itself: the row sum, agreement or cast of one device, where the rules take those
+    of a matrix split across devices."""
+    return x
+
+
 def tolerances(dtype, m: int, n: int) -> tuple[float, float]:
     """``(ζ, τ)``: the relative zero threshold on σ and the relative tie threshold on σ²."""
     eps = float(jnp.finfo(dtype).eps)
